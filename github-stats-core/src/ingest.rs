@@ -1,0 +1,1 @@
+//! The ingest loop (to be written).

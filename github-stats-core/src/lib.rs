@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod conformance;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
+pub mod parse;
+pub mod source;
+pub mod store;
+
+pub use event::{Event, EventType, RepoName, RepoNameError};
+pub use metrics::{
+    EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
+    TimeWindow, Timeline, TypeCounts, WindowError,
+};
+pub use parse::ParseStats;
+pub use source::{EventBatch, EventSource, SourceError};
+pub use store::memory::MemoryStore;
+pub use store::{EventStore, MetricsQuery, SharedStore, Store, StoreError};

@@ -1,0 +1,474 @@
+//! Parsing GitHub events: Events API answers (a JSON array) and GH Archive JSON lines.
+//!
+//! The hot path of every import is dropping the events we do not keep (about 80% of GitHub's
+//! stream is `PushEvent`, `CreateEvent`, …). A kept event's JSON always contains its type name
+//! as a complete JSON string (`"WatchEvent"`, `"PullRequestEvent"`, `"IssuesEvent"`), so one
+//! SIMD scan for `Event"` decides most lines without parsing them: a line with none of the three
+//! names cannot be a kept event. Only the candidates get a (borrowing, field-selective) serde
+//! parse, which also settles the rare candidate that merely mentions a name in its text.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use memchr::memmem;
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::event::{Event, EventType};
+
+/// Counts from parsing some input: what was kept, dropped, or refused, and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ParseStats {
+    /// Non-empty lines (JSON lines) or array elements (JSON arrays) looked at.
+    pub records: u64,
+    /// Kept events, by type (index: [`EventType::index`]).
+    pub kept: [u64; 3],
+    /// Events of the types we do not keep.
+    pub other_types: u64,
+    /// Records that are not valid JSON (or not a JSON object), skipped.
+    pub malformed: u64,
+    /// Events of a kept type in a shape we cannot store: the pre-2015 timeline format (no `id`)
+    /// or an event missing its repository or creation time. Skipped.
+    pub unsupported: u64,
+}
+
+impl ParseStats {
+    /// Kept events of every type.
+    pub fn kept_total(&self) -> u64 {
+        self.kept.iter().sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &ParseStats) {
+        self.records += other.records;
+        for (a, b) in self.kept.iter_mut().zip(other.kept) {
+            *a += b;
+        }
+        self.other_types += other.other_types;
+        self.malformed += other.malformed;
+        self.unsupported += other.unsupported;
+    }
+}
+
+/// What one record turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// A kept event.
+    Kept(Event),
+    /// An event of a type we do not keep.
+    OtherType,
+    /// Not a JSON object.
+    Malformed,
+    /// A kept type we cannot store (see [`ParseStats::unsupported`]).
+    Unsupported,
+}
+
+/// Errors of whole-document parsing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The document is not a JSON array of objects (an Events API answer must be one).
+    #[error("not a JSON array of events: {0}")]
+    NotAnArray(#[source] serde_json::Error),
+}
+
+/// Parses one event record (a JSON object): the unit of both formats.
+///
+/// ```
+/// use github_stats_core::parse::{parse_record, RecordOutcome};
+/// let line = br#"{"id":"2489582589","type":"WatchEvent","repo":{"id":28624016,"name":"kevinvanhove/cssobjects"},"payload":{"action":"started"},"created_at":"2015-01-01T12:00:01Z"}"#;
+/// let RecordOutcome::Kept(event) = parse_record(line) else { panic!() };
+/// assert_eq!(event.id, 2489582589);
+/// assert_eq!(event.action, "started");
+/// assert_eq!(parse_record(br#"{"id":"1","type":"PushEvent"}"#), RecordOutcome::OtherType);
+/// assert_eq!(parse_record(b"{\"id\":\"1\",\"type\":\"Watch"), RecordOutcome::Malformed);
+/// ```
+pub fn parse_record(record: &[u8]) -> RecordOutcome {
+    let trimmed = trim_ascii(record);
+    // A cheap shape check keeps truncated lines of dropped types from passing as dropped events.
+    if trimmed.len() < 2 || trimmed[0] != b'{' || trimmed[trimmed.len() - 1] != b'}' {
+        return RecordOutcome::Malformed;
+    }
+    if !mentions_kept_type(trimmed) {
+        return RecordOutcome::OtherType;
+    }
+    parse_candidate(trimmed)
+}
+
+/// Parses JSON lines (GH Archive's format, and the memory of many tools), appending kept events
+/// to `out` and counting everything in `stats`. Never fails: bad lines are counted.
+pub fn parse_json_lines(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>) {
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len())) {
+        let line = &data[start..end];
+        start = end + 1;
+        if trim_ascii(line).is_empty() {
+            continue;
+        }
+        record_outcome(parse_record(line), stats, out);
+    }
+}
+
+/// Parses a JSON array of events (an Events API answer, or a saved poll file).
+///
+/// An element that is not a usable event is counted and skipped; a document that is not a JSON
+/// array at all is an error.
+pub fn parse_json_array(
+    data: &[u8],
+    stats: &mut ParseStats,
+    out: &mut Vec<Event>,
+) -> Result<(), ParseError> {
+    let elements: Vec<&RawValue> = serde_json::from_slice(data).map_err(ParseError::NotAnArray)?;
+    for element in elements {
+        record_outcome(parse_record(element.get().as_bytes()), stats, out);
+    }
+    Ok(())
+}
+
+/// Parses a document in either format: a JSON array when its first non-blank byte is `[`,
+/// JSON lines otherwise. A document that starts like an array but is not one is counted as one
+/// malformed record.
+pub fn parse_document(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>) {
+    if trim_ascii(data).first() == Some(&b'[') {
+        if parse_json_array(data, stats, out).is_err() {
+            stats.records += 1;
+            stats.malformed += 1;
+        }
+    } else {
+        parse_json_lines(data, stats, out);
+    }
+}
+
+fn record_outcome(outcome: RecordOutcome, stats: &mut ParseStats, out: &mut Vec<Event>) {
+    stats.records += 1;
+    match outcome {
+        RecordOutcome::Kept(event) => {
+            stats.kept[event.event_type.index()] += 1;
+            out.push(event);
+        }
+        RecordOutcome::OtherType => stats.other_types += 1,
+        RecordOutcome::Malformed => stats.malformed += 1,
+        RecordOutcome::Unsupported => stats.unsupported += 1,
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// Whether `record` contains `"WatchEvent"`, `"PullRequestEvent"` or `"IssuesEvent"`.
+fn mentions_kept_type(record: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"Event\""));
+    for pos in FINDER.find_iter(record) {
+        let before = &record[..pos];
+        if before.ends_with(b"\"Watch")
+            || before.ends_with(b"\"PullRequest")
+            || before.ends_with(b"\"Issues")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn parse_candidate(record: &[u8]) -> RecordOutcome {
+    let raw: RawEvent<'_> = match serde_json::from_slice(record) {
+        Ok(raw) => raw,
+        Err(_) => return RecordOutcome::Malformed,
+    };
+    let Some(event_type) = raw.kind.as_deref().and_then(EventType::from_name) else {
+        return RecordOutcome::OtherType;
+    };
+    let (Some(id), Some(repo), Some(created_at)) = (raw.id, raw.repo, raw.created_at) else {
+        return RecordOutcome::Unsupported;
+    };
+    let (Some(id), Some(repo_id), Some(repo_name), Some(created_at)) =
+        (id.0, repo.id, repo.name, parse_github_time(&created_at))
+    else {
+        return RecordOutcome::Unsupported;
+    };
+    RecordOutcome::Kept(Event {
+        id,
+        event_type,
+        repo_id,
+        repo_name: repo_name.into_owned(),
+        created_at,
+        action: raw.payload.action.map(Cow::into_owned).unwrap_or_default(),
+    })
+}
+
+/// Parses GitHub's `created_at`: `YYYY-MM-DDTHH:MM:SSZ` on a fast path, any RFC 3339 otherwise.
+pub fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
+    {
+        let num = |range: std::ops::Range<usize>| -> Option<u32> {
+            let mut v = 0u32;
+            for &c in &b[range] {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                v = v * 10 + u32::from(c - b'0');
+            }
+            Some(v)
+        };
+        let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+        let time = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+        return Some(time.and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(default)]
+    id: Option<RawId>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    repo: Option<RawRepo<'a>>,
+    #[serde(borrow, default)]
+    created_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payload: RawPayload<'a>,
+}
+
+#[derive(Deserialize)]
+struct RawRepo<'a> {
+    #[serde(default, deserialize_with = "lenient_u64")]
+    id: Option<u64>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// An event id: a numeric string in every format we know, a number in some tools' output.
+struct RawId(Option<u64>);
+
+impl<'de> Deserialize<'de> for RawId {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        lenient_u64(d).map(RawId)
+    }
+}
+
+/// A `u64` written as a number or a numeric string; anything else reads as `None`.
+fn lenient_u64<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an unsigned integer or a numeric string")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(u64::try_from(v).ok())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.parse().ok())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// The payload: only `action` matters, and a payload of any shape (or none) is tolerated.
+#[derive(Default)]
+struct RawPayload<'a> {
+    action: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawPayload<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawPayload<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event payload")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut action = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "action" && action.is_none() {
+                        action = map.next_value::<MaybeStr<'de>>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(RawPayload { action })
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawPayload::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawPayload::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawPayload::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawPayload::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawPayload::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawPayload::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawPayload::default())
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A string, or `None` for a value of any other JSON type.
+struct MaybeStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeStr<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = MaybeStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_time_path_agrees_with_rfc3339() {
+        for t in [
+            "2015-01-01T12:00:01Z",
+            "2026-01-25T08:49:55Z",
+            "2000-02-29T23:59:59Z",
+        ] {
+            let fast = parse_github_time(t).unwrap();
+            let slow = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+            assert_eq!(fast, slow);
+        }
+        assert_eq!(
+            parse_github_time("2014-01-23T04:03:29-08:00").unwrap(),
+            parse_github_time("2014-01-23T12:03:29Z").unwrap()
+        );
+        assert!(parse_github_time("2015-13-01T12:00:01Z").is_none());
+        assert!(parse_github_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn kept_event_without_action_is_kept_with_empty_action() {
+        let line = br#"{"id":"5","type":"IssuesEvent","repo":{"id":1,"name":"a/b"},"payload":{},"created_at":"2020-01-01T00:00:00Z"}"#;
+        let RecordOutcome::Kept(e) = parse_record(line) else {
+            panic!("not kept")
+        };
+        assert_eq!(e.action, "");
+        let line = br#"{"id":"5","type":"IssuesEvent","repo":{"id":1,"name":"a/b"},"payload":"odd","created_at":"2020-01-01T00:00:00Z"}"#;
+        assert!(matches!(parse_record(line), RecordOutcome::Kept(_)));
+        let line = br#"{"id":"5","type":"IssuesEvent","repo":{"id":1,"name":"a/b"},"created_at":"2020-01-01T00:00:00Z"}"#;
+        assert!(matches!(parse_record(line), RecordOutcome::Kept(_)));
+    }
+
+    #[test]
+    fn a_mention_of_a_kept_type_in_text_is_not_a_kept_event() {
+        let line = br#"{"id":"7","type":"PushEvent","payload":{"message":"see \"WatchEvent\" and x","tag":"IssuesEvent"}}"#;
+        assert_eq!(parse_record(line), RecordOutcome::OtherType);
+    }
+
+    #[test]
+    fn truncated_lines_are_malformed_whatever_their_type() {
+        assert_eq!(
+            parse_record(br#"{"id":"7","type":"PushEvent","pay"#),
+            RecordOutcome::Malformed
+        );
+        assert_eq!(
+            parse_record(br#"{"id":"7","type":"WatchEvent","x":}"#),
+            RecordOutcome::Malformed
+        );
+        assert_eq!(parse_record(b"not json"), RecordOutcome::Malformed);
+    }
+
+    #[test]
+    fn event_without_id_is_unsupported() {
+        let line = br#"{"created_at":"2014-01-23T04:03:29-08:00","payload":{"action":"started"},"type":"WatchEvent","repository":{"id":1,"name":"x"}}"#;
+        assert_eq!(parse_record(line), RecordOutcome::Unsupported);
+    }
+
+    #[test]
+    fn json_lines_count_every_outcome() {
+        let data = b"{\"id\":\"1\",\"type\":\"WatchEvent\",\"repo\":{\"id\":1,\"name\":\"a/b\"},\"payload\":{\"action\":\"started\"},\"created_at\":\"2020-01-01T00:00:00Z\"}\n\n{\"id\":\"2\",\"type\":\"PushEvent\"}\r\ngarbage\n{\"type\":\"WatchEvent\"}";
+        let mut stats = ParseStats::default();
+        let mut out = Vec::new();
+        parse_json_lines(data, &mut stats, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(stats.records, 4);
+        assert_eq!(stats.kept, [1, 0, 0]);
+        assert_eq!(stats.other_types, 1);
+        assert_eq!(stats.malformed, 1);
+        assert_eq!(stats.unsupported, 1);
+    }
+}

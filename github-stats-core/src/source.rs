@@ -1,0 +1,75 @@
+//! Where events come from: the [`EventSource`] trait, saved files ([`file`]) and the GitHub
+//! Events API ([`github`]).
+
+use async_trait::async_trait;
+
+use crate::event::Event;
+use crate::parse::ParseStats;
+
+pub mod file;
+pub mod github;
+
+/// A batch of kept events and the counts of what was read to produce it.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EventBatch {
+    /// Kept events, in the order read. May contain repeats; stores deduplicate.
+    pub events: Vec<Event>,
+    /// What was read: kept, dropped, malformed, unsupported.
+    pub stats: ParseStats,
+    /// Where the batch came from: a file path, `GET /events`, …
+    pub origin: String,
+    /// Input bytes consumed (uncompressed) for this batch.
+    pub bytes: u64,
+    /// Whether this batch finishes its origin (the last batch of a file, the last page of a poll).
+    pub completes_origin: bool,
+}
+
+impl EventBatch {
+    /// A batch of `events` from `origin`, with their stats.
+    pub fn new(events: Vec<Event>, stats: ParseStats, origin: impl Into<String>) -> EventBatch {
+        EventBatch {
+            events,
+            stats,
+            origin: origin.into(),
+            bytes: 0,
+            completes_origin: true,
+        }
+    }
+}
+
+/// Errors of sources. A source stays usable after an error: the next call moves on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A file could not be opened, read or decompressed; it is skipped.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A remote source failed; it will be retried.
+    #[error("{0}")]
+    Remote(String),
+    /// The source is misconfigured and will not recover.
+    #[error("invalid source configuration: {0}")]
+    Config(String),
+}
+
+/// Yields batches of kept GitHub events.
+#[async_trait]
+pub trait EventSource: Send + Sync {
+    /// The next batch; `Ok(None)` once the source is exhausted (files). A live source waits
+    /// for the next batch; callers cancel by dropping the future, which every implementation
+    /// tolerates at any await point.
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError>;
+
+    /// Called by the ingest loop once a batch from this source is stored, so a source that keeps
+    /// a position (the poller's state file) can persist it. The default does nothing.
+    async fn commit(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! Saved event files: the poller's poll files (JSON arrays), GH Archive hours (JSON lines,
+//! gzip), and either format plain or gzipped.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use flate2::read::MultiGzDecoder;
+
+use super::{EventBatch, EventSource, SourceError};
+use crate::parse::{self, ParseStats};
+
+/// Bytes of JSON lines parsed per batch: large enough to amortise, small enough to pipeline.
+pub const DEFAULT_CHUNK_BYTES: usize = 16 << 20;
+
+/// The sort key of an event file: the time in its name (poll files
+/// `YYYY-MM-DDTHH-MM-SS.json`, GH Archive `YYYY-MM-DD-H.json.gz`), then the name. Files without
+/// a time in their name sort after those with one.
+pub fn file_order_key(path: &Path) -> (bool, [u32; 6], String) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match time_in_name(&name) {
+        Some(t) => (false, t, name),
+        None => (true, [0; 6], name),
+    }
+}
+
+/// `[year, month, day, hour, minute, second]` from a leading `YYYY-MM-DD[-H|THH-MM-SS]`.
+fn time_in_name(name: &str) -> Option<[u32; 6]> {
+    let mut parts = [0u32; 6];
+    let mut rest = name;
+    for (i, part) in parts.iter_mut().enumerate() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return if i >= 3 { Some(parts) } else { None };
+        }
+        *part = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        match rest.as_bytes().first() {
+            Some(b'-') | Some(b'T') | Some(b':') if i < 5 => rest = &rest[1..],
+            _ => return if i >= 2 { Some(parts) } else { None },
+        }
+    }
+    Some(parts)
+}
+
+/// Whether `path` names a file this source reads (`.json`, `.jsonl`, `.ndjson`, optionally
+/// `.gz`).
+pub fn is_event_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    name.ends_with(".json") || name.ends_with(".jsonl") || name.ends_with(".ndjson")
+}
+
+/// Expands `inputs` (files and directories, walked recursively) into event files in
+/// chronological order. A named file is taken whatever its extension; in directories, only
+/// [event files](is_event_file). Paths that do not exist are returned as errors.
+pub fn collect_event_files(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for input in inputs {
+        match std::fs::metadata(input) {
+            Ok(meta) if meta.is_dir() => walk(input, &mut files, &mut errors),
+            Ok(_) => files.push(input.clone()),
+            Err(source) => errors.push(SourceError::File {
+                path: input.clone(),
+                source,
+            }),
+        }
+    }
+    files.sort_by_cached_key(|p| (file_order_key(p), p.clone()));
+    files.dedup();
+    (files, errors)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) => {
+            errors.push(SourceError::File {
+                path: dir.to_path_buf(),
+                source,
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, files, errors),
+            Ok(_) if is_event_file(&path) => files.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// Opens `path` for reading, decompressing gzip (detected by its magic bytes, not its name).
+pub fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut file, &mut magic)?;
+    let head = io::Cursor::new(magic[..n].to_vec());
+    let reader = head.chain(file);
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(reader),
+        )))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads one event file in chunks of whole lines, so that huge files are parsed as a stream.
+/// JSON arrays are read whole (the poller's files are small).
+pub struct EventFileReader {
+    path: PathBuf,
+    reader: Box<dyn Read + Send>,
+    pending: Vec<u8>,
+    chunk_bytes: usize,
+    format: Option<Format>,
+    done: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Format {
+    Array,
+    Lines,
+}
+
+/// One parsed chunk of a file.
+#[derive(Debug, Default)]
+pub struct FileChunk {
+    /// Kept events.
+    pub events: Vec<crate::Event>,
+    /// Counts.
+    pub stats: ParseStats,
+    /// Uncompressed bytes consumed.
+    pub bytes: u64,
+    /// Whether the file is finished.
+    pub last: bool,
+}
+
+impl EventFileReader {
+    /// Opens `path`; see [`open_event_file`].
+    pub fn open(path: &Path, chunk_bytes: usize) -> io::Result<EventFileReader> {
+        Ok(EventFileReader {
+            path: path.to_path_buf(),
+            reader: open_event_file(path)?,
+            pending: Vec::new(),
+            chunk_bytes: chunk_bytes.max(4096),
+            format: None,
+            done: false,
+        })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads and parses the next chunk; `Ok(None)` after the last.
+    pub fn next_chunk(&mut self) -> io::Result<Option<FileChunk>> {
+        if self.done {
+            return Ok(None);
+        }
+        let data = self.read_raw_chunk()?;
+        let mut chunk = FileChunk {
+            last: self.done,
+            bytes: data.len() as u64,
+            ..FileChunk::default()
+        };
+        match self.format {
+            Some(Format::Array) => {
+                parse::parse_document(&data, &mut chunk.stats, &mut chunk.events)
+            }
+            _ => parse::parse_json_lines(&data, &mut chunk.stats, &mut chunk.events),
+        }
+        Ok(Some(chunk))
+    }
+
+    /// The next chunk of raw bytes: whole lines for JSON lines, the whole file for an array.
+    /// Callers that parse in parallel use this and [`parse::parse_json_lines`] themselves.
+    pub fn read_raw_chunk(&mut self) -> io::Result<Vec<u8>> {
+        let mut buf = std::mem::take(&mut self.pending);
+        let target = self.chunk_bytes;
+        if buf.capacity() < target + 65536 {
+            buf.reserve(target + 65536 - buf.len());
+        }
+        // Fill up to the target size.
+        let mut eof = false;
+        while buf.len() < target {
+            let start = buf.len();
+            buf.resize(start + 65536.min(target - start).max(4096), 0);
+            match self.reader.read(&mut buf[start..]) {
+                Ok(0) => {
+                    buf.truncate(start);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => buf.truncate(start + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
+        }
+        if self.format.is_none() {
+            let first = buf.iter().find(|b| !b.is_ascii_whitespace());
+            self.format = Some(if first == Some(&b'[') {
+                Format::Array
+            } else {
+                Format::Lines
+            });
+        }
+        if self.format == Some(Format::Array) && !eof {
+            // An array is parsed whole.
+            if let Err(e) = self.reader.read_to_end(&mut buf) {
+                self.done = true;
+                return Err(e);
+            }
+            eof = true;
+        }
+        if eof {
+            self.done = true;
+            return Ok(buf);
+        }
+        // Keep the partial last line for the next chunk.
+        match memchr::memrchr(b'\n', &buf) {
+            Some(nl) => self.pending = buf.split_off(nl + 1),
+            None => {
+                // A single line longer than the chunk: read on until its end.
+                let mut byte = [0u8; 1];
+                loop {
+                    match self.reader.read(&mut byte) {
+                        Ok(0) => {
+                            self.done = true;
+                            break;
+                        }
+                        Ok(_) => {
+                            buf.push(byte[0]);
+                            if byte[0] == b'\n' {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            self.done = true;
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(buf)
+    }
+}
+
+/// An [`EventSource`] over saved files, read in [chronological order](collect_event_files).
+/// A file that cannot be read is returned as an error once, then skipped.
+pub struct FileSource {
+    state: Arc<Mutex<FileSourceState>>,
+    chunk_bytes: usize,
+}
+
+struct FileSourceState {
+    queue: std::collections::VecDeque<PathBuf>,
+    current: Option<EventFileReader>,
+}
+
+impl FileSource {
+    /// A source over these files (already expanded; see [`collect_event_files`]).
+    pub fn new(files: Vec<PathBuf>) -> FileSource {
+        FileSource::with_chunk_bytes(files, DEFAULT_CHUNK_BYTES)
+    }
+
+    /// Like [`FileSource::new`] with the chunk size for JSON lines.
+    pub fn with_chunk_bytes(files: Vec<PathBuf>, chunk_bytes: usize) -> FileSource {
+        FileSource {
+            state: Arc::new(Mutex::new(FileSourceState {
+                queue: files.into(),
+                current: None,
+            })),
+            chunk_bytes,
+        }
+    }
+
+    fn next_blocking(
+        state: &Mutex<FileSourceState>,
+        chunk_bytes: usize,
+    ) -> Result<Option<EventBatch>, SourceError> {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.current.is_none() {
+                let Some(path) = state.queue.pop_front() else {
+                    return Ok(None);
+                };
+                match EventFileReader::open(&path, chunk_bytes) {
+                    Ok(reader) => state.current = Some(reader),
+                    Err(source) => return Err(SourceError::File { path, source }),
+                }
+            }
+            let reader = state.current.as_mut().expect("a current file");
+            let path = reader.path().to_path_buf();
+            match reader.next_chunk() {
+                Ok(Some(chunk)) => {
+                    if chunk.last {
+                        state.current = None;
+                    }
+                    return Ok(Some(EventBatch {
+                        events: chunk.events,
+                        stats: chunk.stats,
+                        origin: path.display().to_string(),
+                        bytes: chunk.bytes,
+                        completes_origin: chunk.last,
+                    }));
+                }
+                Ok(None) => state.current = None,
+                Err(source) => {
+                    state.current = None;
+                    return Err(SourceError::File { path, source });
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventSource for FileSource {
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError> {
+        // Reading and parsing are CPU and disk work: keep them off the async workers.
+        let state = Arc::clone(&self.state);
+        let chunk_bytes = self.chunk_bytes;
+        tokio::task::spawn_blocking(move || FileSource::next_blocking(&state, chunk_bytes))
+            .await
+            .map_err(|e| SourceError::Remote(format!("file reader task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_sort_by_their_time() {
+        let mut names: Vec<PathBuf> = [
+            "2015-01-01-12.json.gz",
+            "2015-01-01-2.json.gz",
+            "notes.json",
+            "2024-03-05T10-00-00.json",
+            "2015-01-01-0.json.gz",
+            "2024-03-05T09-59-59.json",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        names.sort_by_cached_key(|p| file_order_key(p));
+        let sorted: Vec<_> = names.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            sorted,
+            [
+                "2015-01-01-0.json.gz",
+                "2015-01-01-2.json.gz",
+                "2015-01-01-12.json.gz",
+                "2024-03-05T09-59-59.json",
+                "2024-03-05T10-00-00.json",
+                "notes.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn chunks_split_on_line_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines.jsonl");
+        let line = r#"{"id":"1","type":"PushEvent","payload":{}}"#;
+        let text: String = (0..1000).map(|_| format!("{line}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut reader = EventFileReader::open(&path, 4096).unwrap();
+        let mut stats = ParseStats::default();
+        let mut chunks = 0;
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            stats.merge(&chunk.stats);
+            chunks += 1;
+        }
+        assert!(chunks > 5);
+        assert_eq!(stats.other_types, 1000);
+        assert_eq!(stats.malformed, 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! The GitHub Events API poller (to be written).

@@ -1,0 +1,1 @@
+//! The ClickHouse store (to be written).

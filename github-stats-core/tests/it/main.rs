@@ -1,0 +1,4 @@
+//! Integration tests of github-stats-core: one binary, a module per area.
+
+mod memory;
+mod parse_real_data;
