@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need when missing, starts a
+# throwaway ClickHouse, runs format, lint, tests and docs checks, and stops the server whatever
+# happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/clickhouse.sh
+
+clickhouse_install
+trap clickhouse_stop EXIT
+clickhouse_start test
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test (CLICKHOUSE_URL=$CLICKHOUSE_URL)" >&2
+cargo test --workspace
+echo "== cargo doc" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
