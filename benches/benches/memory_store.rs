@@ -1,1 +1,102 @@
-fn main() {}
+//! Memory store: insert rate, query latency at 1M and 10M events, and bytes per event
+//! (DESIGN.md §10: ≥ 1M kept events/s, ≤ 100 bytes per event, queries < 1 ms at 10M).
+
+use std::time::Instant;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use github_stats_benches::kept_events;
+use github_stats_core::{EventStore, MemoryStore, MetricsQuery, RepoName, TimeWindow};
+
+const BATCH: usize = 50_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn fill(store: &MemoryStore, events: &[github_stats_core::Event]) {
+    for chunk in events.chunks(BATCH) {
+        store.insert_blocking(chunk).unwrap();
+    }
+}
+
+/// Resident set size, from /proc (Linux), in bytes.
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn insert(c: &mut Criterion) {
+    let events = kept_events(1_000_000);
+    let mut group = c.benchmark_group("memory_insert");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(10);
+    group.bench_function("1M_kept_events", |b| {
+        b.iter_batched(
+            MemoryStore::new,
+            |store| fill(&store, &events),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn queries(c: &mut Criterion) {
+    let rt = runtime();
+    for n in [1_000_000usize, 10_000_000] {
+        let events = kept_events(n);
+        let newest = events.iter().map(|e| e.created_at).max().unwrap();
+        let busiest: RepoName = "sindresorhus/awesome".parse().unwrap();
+        let rss_before = rss_bytes();
+        let store = MemoryStore::new();
+        let started = Instant::now();
+        fill(&store, &events);
+        let elapsed = started.elapsed();
+        let rss_after = rss_bytes();
+        drop(events);
+        eprintln!(
+            "memory store with {n} events: filled in {:.2} s ({:.0} events/s); index heap {:.1} bytes/event; RSS growth {:.1} bytes/event",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            store.heap_bytes() as f64 / n as f64,
+            rss_after.saturating_sub(rss_before) as f64 / n as f64,
+        );
+        let label = format!("{}M", n / 1_000_000);
+        let mut group = c.benchmark_group(format!("memory_query_{label}"));
+        group.bench_function("event_counts_60min", |b| {
+            let window = TimeWindow::last_minutes(newest, 60).unwrap();
+            b.iter(|| rt.block_on(store.event_counts(window)).unwrap())
+        });
+        group.bench_function("event_counts_1year", |b| {
+            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            b.iter(|| rt.block_on(store.event_counts(window)).unwrap())
+        });
+        group.bench_function("timeline_60_buckets_1year", |b| {
+            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            b.iter(|| {
+                rt.block_on(store.timeline(window, 525_600 * 60 / 60))
+                    .unwrap()
+            })
+        });
+        group.bench_function("pr_average", |b| {
+            b.iter(|| rt.block_on(store.pr_average(&busiest)).unwrap())
+        });
+        group.bench_function("top_repositories_10", |b| {
+            b.iter(|| rt.block_on(store.top_repositories(10)).unwrap())
+        });
+        group.bench_function("insert_duplicate_batch_1k", |b| {
+            let again = kept_events(1_000);
+            b.iter(|| rt.block_on(store.insert_events(&again)).unwrap())
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, insert, queries);
+criterion_main!(benches);
