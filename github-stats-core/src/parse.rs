@@ -92,10 +92,89 @@ pub fn parse_record(record: &[u8]) -> RecordOutcome {
     if trimmed.len() < 2 || trimmed[0] != b'{' || trimmed[trimmed.len() - 1] != b'}' {
         return RecordOutcome::Malformed;
     }
+    if let Some(outcome) = fast_path(trimmed) {
+        return outcome;
+    }
     if !mentions_kept_type(trimmed) {
         return RecordOutcome::OtherType;
     }
     parse_candidate(trimmed)
+}
+
+/// The layout GitHub has written since 2015, in the API and in GH Archive:
+/// `{"id":"…","type":"…","actor":{…},"repo":{"id":…,"name":"…","url":"…"},"payload":{…},
+/// "public":true,"created_at":"…"[,"org":{…}]}`. For such a record the type is read at a fixed
+/// place, so dropping an event costs nothing beyond finding its line; a kept one has its fields
+/// picked out at landmarks. Anything unexpected (another layout, an escape in a name, a payload
+/// not starting with `action`) returns `None` and the record takes the serde path.
+fn fast_path(record: &[u8]) -> Option<RecordOutcome> {
+    let rest = record.strip_prefix(b"{\"id\":\"")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let id = parse_u64(&rest[..digits])?;
+    let rest = rest[digits..].strip_prefix(b"\",\"type\":\"")?;
+    let end = memchr::memchr(b'"', rest)?;
+    let name = std::str::from_utf8(&rest[..end]).ok()?;
+    if name.contains('\\') {
+        return None;
+    }
+    let Some(event_type) = EventType::from_name(name) else {
+        return Some(RecordOutcome::OtherType);
+    };
+    fast_kept(id, event_type, record, &rest[end + 1..]).map(RecordOutcome::Kept)
+}
+
+fn fast_kept(id: u64, event_type: EventType, record: &[u8], rest: &[u8]) -> Option<Event> {
+    static REPO: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"\"repo\":{\"id\":"));
+    const CREATED_AT: &[u8] = b",\"public\":true,\"created_at\":\"";
+    static CREATED: std::sync::LazyLock<memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memmem::FinderRev::new(CREATED_AT));
+    // The actor object has no "repo" key, so the first one is the event's.
+    let at = REPO.find(rest)?;
+    let rest = &rest[at + b"\"repo\":{\"id\":".len()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let repo_id = parse_u64(&rest[..digits])?;
+    let rest = rest[digits..].strip_prefix(b",\"name\":\"")?;
+    let (repo_name, rest) = plain_string(rest)?;
+    // Skip the rest of the repo object (`,"url":"…"}`): URLs hold no braces.
+    let close = memchr::memchr(b'}', rest)?;
+    let rest = rest[close + 1..].strip_prefix(b",\"payload\":{\"action\":\"")?;
+    let (action, _) = plain_string(rest)?;
+    // The top-level created_at follows "public", which no payload object has.
+    let start = CREATED.rfind(record)? + CREATED_AT.len();
+    let time = record.get(start..start + 20)?;
+    if record.get(start + 20) != Some(&b'"') {
+        return None;
+    }
+    let created_at = parse_github_time(std::str::from_utf8(time).ok()?)?;
+    Some(Event {
+        id,
+        event_type,
+        repo_id,
+        repo_name: repo_name.to_owned(),
+        created_at,
+        action: action.to_owned(),
+    })
+}
+
+/// A JSON string without escapes, up to its closing quote; `None` if it has an escape.
+fn plain_string(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = memchr::memchr2(b'"', b'\\', bytes)?;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    Some((std::str::from_utf8(&bytes[..end]).ok()?, &bytes[end + 1..]))
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &d in digits {
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(value)
 }
 
 /// Parses JSON lines (GH Archive's format, and the memory of many tools), appending kept events
@@ -400,6 +479,34 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeStr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_path_handles_the_modern_layout_and_defers_the_rest() {
+        let line = br#"{"id":"17244207336","type":"WatchEvent","actor":{"id":1,"login":"x"},"repo":{"id":318651349,"name":"a/b","url":"https://api.github.com/repos/a/b"},"payload":{"action":"started"},"public":true,"created_at":"2021-07-21T06:00:00Z","org":{"id":3}}"#;
+        let Some(RecordOutcome::Kept(e)) = fast_path(line) else {
+            panic!("fast path refused the modern layout")
+        };
+        assert_eq!(
+            Some(e),
+            match parse_candidate(line) {
+                RecordOutcome::Kept(e) => Some(e),
+                _ => None,
+            }
+        );
+        let push = br#"{"id":"1","type":"PushEvent","actor":{}}"#;
+        assert_eq!(fast_path(push), Some(RecordOutcome::OtherType));
+        // An escape in the repository name: the serde path decides.
+        let escaped = br#"{"id":"5","type":"IssuesEvent","actor":{},"repo":{"id":1,"name":"a/b\u0041","url":"u"},"payload":{"action":"opened"},"public":true,"created_at":"2021-07-21T06:00:00Z"}"#;
+        assert_eq!(fast_path(escaped), None);
+        let RecordOutcome::Kept(e) = parse_record(escaped) else {
+            panic!("not kept")
+        };
+        assert_eq!(e.repo_name, "a/bA");
+        // Another key order: the serde path decides.
+        let reordered = br#"{"type":"WatchEvent","id":"5","repo":{"id":1,"name":"a/b"},"payload":{"action":"started"},"created_at":"2021-07-21T06:00:00Z"}"#;
+        assert_eq!(fast_path(reordered), None);
+        assert!(matches!(parse_record(reordered), RecordOutcome::Kept(_)));
+    }
 
     #[test]
     fn fast_time_path_agrees_with_rfc3339() {
