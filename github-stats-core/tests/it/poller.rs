@@ -64,7 +64,12 @@ async fn polls_with_github_headers_and_honours_the_etag() {
     for s in &seen {
         assert_eq!(s.authorization.as_deref(), Some("Bearer ghp_test_token"));
         assert_eq!(s.accept.as_deref(), Some("application/vnd.github+json"));
-        assert!(s.user_agent.as_deref().unwrap().starts_with("github-stats/"));
+        assert!(
+            s.user_agent
+                .as_deref()
+                .unwrap()
+                .starts_with("github-stats/")
+        );
         assert_eq!(s.uri, "/events?per_page=100");
     }
     assert_eq!(seen[0].if_none_match, None);
@@ -80,7 +85,10 @@ async fn polls_with_github_headers_and_honours_the_etag() {
     assert_eq!((c.polls, c.not_modified, c.pages), (3, 1, 2));
     assert_eq!(c.events_seen, all as u64);
     assert_eq!(c.new_events, all as u64);
-    assert_eq!(c.kept_events, (first.events.len() + second.events.len()) as u64);
+    assert_eq!(
+        c.kept_events,
+        (first.events.len() + second.events.len()) as u64
+    );
     // 2017 and 2020 share no event: a gap.
     assert_eq!((c.gaps, c.overlapping_polls), (1, 0));
     assert_eq!(status.poll_interval_seconds, 60);
@@ -132,8 +140,16 @@ async fn follows_links_to_pages_two_and_three_and_no_further() {
     assert!(more.is_err(), "a 304 gives no batch");
     let later = &fake.seen()[3..];
     assert!(later.len() >= 2, "polled again after 30 ms: {later:#?}");
-    assert!(later.iter().all(|s| s.page == 1 && s.uri == "/events?per_page=100"));
-    assert!(later.iter().all(|s| s.if_none_match.as_deref() == Some(etag.as_str())));
+    assert!(
+        later
+            .iter()
+            .all(|s| s.page == 1 && s.uri == "/events?per_page=100")
+    );
+    assert!(
+        later
+            .iter()
+            .all(|s| s.if_none_match.as_deref() == Some(etag.as_str()))
+    );
     let c = poller.status().snapshot().counters;
     assert_eq!(c.pages, 3);
     assert_eq!(c.events_seen, all.len() as u64);
@@ -204,11 +220,23 @@ async fn rate_limits_are_waited_for() {
     assert_eq!(seen.len(), 4);
     let unit = Duration::from_millis(UNIT);
     // The reset was about 3 s away (plus a second of margin), at least 2 units.
-    assert!(gap(&seen[0], &seen[1]) >= unit * 2, "{:?}", gap(&seen[0], &seen[1]));
+    assert!(
+        gap(&seen[0], &seen[1]) >= unit * 2,
+        "{:?}",
+        gap(&seen[0], &seen[1])
+    );
     // Low limit: wait for its reset (about 6 s away), not the 1-unit poll interval.
-    assert!(gap(&seen[1], &seen[2]) >= unit * 4, "{:?}", gap(&seen[1], &seen[2]));
+    assert!(
+        gap(&seen[1], &seen[2]) >= unit * 4,
+        "{:?}",
+        gap(&seen[1], &seen[2])
+    );
     // Retry-After: 4.
-    assert!(gap(&seen[2], &seen[3]) >= unit * 4, "{:?}", gap(&seen[2], &seen[3]));
+    assert!(
+        gap(&seen[2], &seen[3]) >= unit * 4,
+        "{:?}",
+        gap(&seen[2], &seen[3])
+    );
     let status = poller.status().snapshot();
     assert_eq!(status.counters.rate_limited, 2);
     assert_eq!(status.counters.polls, 2);
@@ -341,10 +369,12 @@ async fn a_restart_with_a_state_file_does_not_poll_early() {
         saved["last_poll_event_ids"].as_array().unwrap().len(),
         recorded_events(RECENT, 1).len()
     );
-    let next = chrono::DateTime::parse_from_rfc3339(saved["next_poll_time"].as_str().unwrap())
-        .unwrap();
+    let next =
+        chrono::DateTime::parse_from_rfc3339(saved["next_poll_time"].as_str().unwrap()).unwrap();
     assert!(next > chrono::Utc::now());
-    let leftovers = std::fs::read_dir(state_file.parent().unwrap()).unwrap().count();
+    let leftovers = std::fs::read_dir(state_file.parent().unwrap())
+        .unwrap()
+        .count();
     assert_eq!(leftovers, 1, "no temporary file left behind");
 
     // The restart: a 304 for the saved ETag, then the same events again under a new ETag.
@@ -368,7 +398,11 @@ async fn a_restart_with_a_state_file_does_not_poll_early() {
     assert_eq!(seen[1].if_none_match.as_deref(), Some(etag.as_str()));
     assert!(gap(&seen[1], &seen[2]) >= Duration::from_millis(300));
     let c = poller.status().snapshot().counters;
-    assert_eq!((c.polls, c.not_modified), (3, 1), "counters survive restarts");
+    assert_eq!(
+        (c.polls, c.not_modified),
+        (3, 1),
+        "counters survive restarts"
+    );
     assert_eq!(c.duplicate_events, recorded_events(RECENT, 1).len() as u64);
     assert_eq!(c.overlapping_polls, 1);
 }
@@ -413,7 +447,11 @@ async fn raw_poll_files_hold_every_event_as_sent() {
     assert!(chrono::NaiveDateTime::parse_from_str(&name[..19], "%Y-%m-%dT%H-%M-%S").is_ok());
     assert!(name.ends_with(".json"));
     let saved: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
-    assert_eq!(saved, Value::Array(recorded_events(RECENT, 1)), "every event, as sent");
+    assert_eq!(
+        saved,
+        Value::Array(recorded_events(RECENT, 1)),
+        "every event, as sent"
+    );
 
     // Backfill reads the file back to the same events.
     let source = Arc::new(FileSource::new(files));
