@@ -39,7 +39,10 @@ mod config;
 mod state;
 mod status;
 
-pub use config::{DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig};
+pub use config::{
+    DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
+    MAX_HEADER_WAIT_SECS,
+};
 pub use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 

@@ -10,6 +10,10 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// The wait between page-1 polls when GitHub sends no `X-Poll-Interval`.
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 60;
 
+/// The longest wait any header can impose, in seconds: a rate-limit reset is at most an hour
+/// away, plus a margin.
+pub const MAX_HEADER_WAIT_SECS: f64 = 3700.0;
+
 /// The `User-Agent` sent by default (GitHub refuses requests without one).
 pub const DEFAULT_USER_AGENT: &str = concat!("github-stats/", env!("CARGO_PKG_VERSION"));
 
@@ -92,9 +96,12 @@ impl GitHubConfig {
         }
     }
 
-    /// `n` seconds of GitHub's headers, in [`time_unit`](GitHubConfig::time_unit)s.
+    /// `n` seconds of GitHub's headers, in [`time_unit`](GitHubConfig::time_unit)s. A header
+    /// asking for more than [`MAX_HEADER_WAIT_SECS`] is capped: a bogus value must not stop the
+    /// poller for days.
     pub(crate) fn seconds(&self, n: f64) -> Duration {
-        self.time_unit.mul_f64(n.clamp(0.0, 1e9))
+        let n = if n.is_nan() { 0.0 } else { n };
+        self.time_unit.mul_f64(n.clamp(0.0, MAX_HEADER_WAIT_SECS))
     }
 }
 
