@@ -2,19 +2,23 @@
 //! buffer.
 //!
 //! ```no_run
-//! # async fn demo(source: std::sync::Arc<dyn github_stats_core::EventSource>) {
+//! # async fn demo() -> Result<(), github_stats_core::SourceError> {
 //! use std::sync::Arc;
 //! use github_stats_core::ingest::{Ingest, IngestConfig};
-//! use github_stats_core::MemoryStore;
+//! use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
+//! use github_stats_core::{MemoryStore, SharedStore};
 //! use tokio_util::sync::CancellationToken;
 //!
+//! let store: SharedStore = Arc::new(MemoryStore::new());
+//! let poller = Arc::new(GitHubPoller::new(GitHubConfig::default())?);
+//! let poller_status = poller.status(); // for /health: poller_status.snapshot()
 //! let cancel = CancellationToken::new();
-//! let handle = Ingest::spawn(source, Arc::new(MemoryStore::new()), IngestConfig::default(), cancel.clone());
-//! let status = handle.status(); // for /health: status.snapshot()
+//! let handle = Ingest::spawn(poller, store.clone(), IngestConfig::default(), cancel.clone());
+//! let ingest_status = handle.status(); // for /health: ingest_status.snapshot()
 //! // … on SIGTERM:
 //! cancel.cancel();
-//! let report = handle.join().await;
-//! # }
+//! let report = handle.join().await; // within 10 s
+//! # Ok(()) }
 //! ```
 //!
 //! - The source is pulled while the buffer holds fewer than
