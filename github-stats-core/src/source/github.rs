@@ -50,6 +50,9 @@ pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 /// GitHub's headers (a rate-limit reset is at most an hour away).
 const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
 
+/// Returned polls remembered until committed; beyond this the oldest are forgotten.
+const MAX_UNCOMMITTED: usize = 1024;
+
 /// Polls GitHub's public events. Implements [`EventSource`]; share it as `Arc<GitHubPoller>`
 /// and read its [`status`](GitHubPoller::status) for `/health`.
 pub struct GitHubPoller {
@@ -659,6 +662,10 @@ impl GitHubPoller {
         let counters = {
             let mut shared = self.lock_shared();
             shared.uncommitted.push_back((etag, ids));
+            // A caller that never commits must not grow this without bound.
+            while shared.uncommitted.len() > MAX_UNCOMMITTED {
+                shared.uncommitted.pop_front();
+            }
             shared.persisted.last_successful_poll = Some(polled_at);
             let c = &mut shared.persisted.counters;
             c.polls += 1;

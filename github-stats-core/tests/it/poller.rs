@@ -165,17 +165,18 @@ async fn each_answer_sets_the_wait_before_the_next_poll() {
     fake.push(first);
     fake.push(Reply::not_modified().header("X-Poll-Interval", 20));
     fake.push(Reply::recorded(OLDER, 1, &fake.url).without_header("Link"));
-    let poller = GitHubPoller::new(config(&fake.url, 2)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url, 5)).unwrap();
 
     poller.next_batch().await.unwrap().unwrap();
     assert_eq!(poller.status().snapshot().poll_interval_seconds, 100);
     poller.next_batch().await.unwrap().unwrap();
     let seen = fake.polls();
     assert_eq!(seen.len(), 3);
-    // 100 units of 2 ms after the first answer, then 20 units after the 304.
-    assert!(gap(&seen[0], &seen[1]) >= Duration::from_millis(200));
-    assert!(gap(&seen[1], &seen[2]) >= Duration::from_millis(40));
-    assert!(gap(&seen[1], &seen[2]) < Duration::from_millis(200));
+    // 100 units of 5 ms after the first answer, then 20 units after the 304: each answer
+    // sets the next wait.
+    assert!(gap(&seen[0], &seen[1]) >= Duration::from_millis(500));
+    assert!(gap(&seen[1], &seen[2]) >= Duration::from_millis(100));
+    assert!(gap(&seen[1], &seen[2]) < Duration::from_millis(450));
     assert_eq!(poller.status().snapshot().poll_interval_seconds, 60);
 }
 
