@@ -222,7 +222,7 @@ impl GitHubPoller {
             .poll_interval
             .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
         status.update(|s| {
-            s.api_url = config.api_url.clone();
+            s.api_url = config::redact_url(&config.api_url);
             s.authenticated = auth.is_some();
             s.last_successful_poll_at = persisted.last_successful_poll;
             s.next_poll_at = persisted.next_poll_time;
@@ -917,6 +917,13 @@ mod tests {
         };
         let poller = GitHubPoller::new(config).unwrap();
         assert!(!format!("{poller:?}").contains("supersecret"));
+        let with_user = GitHubConfig {
+            api_url: "https://me:hunter2@ghe.example/api/v3".into(),
+            ..GitHubConfig::default()
+        };
+        assert!(!format!("{with_user:?}").contains("hunter2"));
+        let status = GitHubPoller::new(with_user).unwrap().status().snapshot();
+        assert_eq!(status.api_url, "https://ghe.example/api/v3");
         assert!(poller.status().snapshot().authenticated);
         let bad = GitHubConfig {
             token: Some("ghp_super\nsecret".into()),

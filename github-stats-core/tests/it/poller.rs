@@ -459,3 +459,43 @@ async fn raw_poll_files_hold_every_event_as_sent() {
     let read = source.next_batch().await.unwrap().unwrap();
     assert_eq!(read.events, batch.events);
 }
+
+#[tokio::test]
+async fn a_failing_later_page_keeps_the_pages_read_and_foreign_links_are_not_followed() {
+    let fake = FakeGitHub::start(vec![]).await;
+    // Page 1 links to page 2, which fails: page 1's events are still delivered.
+    fake.push(Reply::recorded(PAGES, 1, &fake.url).header("X-Poll-Interval", 1));
+    fake.push(Reply::new(502));
+    // Then a page 1 whose next link leaves the API's origin: not followed (the token stays home).
+    fake.push(
+        Reply::recorded(OLDER, 1, &fake.url)
+            .header("X-Poll-Interval", 1)
+            .header(
+                "Link",
+                "<http://elsewhere.invalid/events?page=2>; rel=\"next\"",
+            ),
+    );
+    let mut config = config(&fake.url, 1);
+    config.token = Some("ghp_stay_home".into());
+    let poller = GitHubPoller::new(config).unwrap();
+
+    let first = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(ids(&first), kept_ids(&recorded_events(PAGES, 1)));
+    let status = poller.status().snapshot();
+    assert!(status.last_error.unwrap().contains("page 2"));
+    assert_eq!(status.consecutive_failures, 0, "the poll itself succeeded");
+
+    let second = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(ids(&second), kept_ids(&recorded_events(OLDER, 1)));
+    assert!(
+        poller
+            .status()
+            .snapshot()
+            .last_error
+            .unwrap()
+            .contains("another origin")
+    );
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert_eq!(poller.status().snapshot().counters.pages, 2);
+}

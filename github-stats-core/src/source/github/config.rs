@@ -108,7 +108,7 @@ impl GitHubConfig {
 impl fmt::Debug for GitHubConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitHubConfig")
-            .field("api_url", &self.api_url)
+            .field("api_url", &redact_url(&self.api_url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("state_file", &self.state_file)
             .field("events_dir", &self.events_dir)
@@ -122,5 +122,18 @@ impl fmt::Debug for GitHubConfig {
             .field("recent_ids", &self.recent_ids)
             .field("time_unit", &self.time_unit)
             .finish()
+    }
+}
+
+/// `url` without credentials (`https://user:secret@host/` gives `https://host/`), for logs and
+/// status; text that is not a URL is returned as is.
+pub(crate) fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
