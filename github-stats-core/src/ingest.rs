@@ -156,7 +156,7 @@ impl IngestStatus {
 #[non_exhaustive]
 pub struct IngestReport {
     /// `true` when the source was exhausted and everything was stored; `false` when the run was
-    /// cancelled.
+    /// cancelled or the source stopped on a configuration error.
     pub completed: bool,
     /// Batches received.
     pub batches: u64,
@@ -327,6 +327,8 @@ impl Loop {
         let mut retry_at: Option<Instant> = None;
         let mut pull_pause: Option<Instant> = None;
         let mut source_done = false;
+        // The source gave up (a configuration error): the run cannot be complete.
+        let mut source_failed = false;
         let mut shutdown_deadline: Option<Instant> = None;
         let mut was_paused = false;
 
@@ -354,7 +356,7 @@ impl Loop {
             }
             self.publish(paused, source_done);
             if insert.is_none() && self.buffer.is_empty() && (source_done || cancelled) {
-                self.report.completed = source_done && !cancelled;
+                self.report.completed = source_done && !cancelled && !source_failed;
                 break;
             }
 
@@ -400,7 +402,9 @@ impl Loop {
                             }
                             self.source_error(e);
                             if stop {
+                                warn!("source cannot recover, no longer pulling it");
                                 source_done = true;
+                                source_failed = true;
                             }
                         }
                     }

@@ -464,3 +464,61 @@ async fn the_poller_feeds_the_store_through_an_outage() {
         (10, 1, 1)
     );
 }
+
+/// A source that always fails, remotely or for good.
+struct FailingSource {
+    fatal: bool,
+    pulls: AtomicUsize,
+}
+
+#[async_trait]
+impl EventSource for FailingSource {
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError> {
+        self.pulls.fetch_add(1, Ordering::SeqCst);
+        if self.fatal {
+            Err(SourceError::Config("no such API".into()))
+        } else {
+            Err(SourceError::Remote("GitHub answered HTTP 500".into()))
+        }
+    }
+}
+
+#[tokio::test]
+async fn failing_sources_neither_spin_nor_hang() {
+    let flaky = Arc::new(FailingSource {
+        fatal: false,
+        pulls: AtomicUsize::new(0),
+    });
+    let mut config = fast_config();
+    config.source_error_pause = Duration::from_millis(20);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(
+        flaky.clone(),
+        Arc::new(MemoryStore::new()),
+        config.clone(),
+        cancel.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = handle.status().snapshot();
+    cancel.cancel();
+    let report = handle.join().await;
+    let pulls = flaky.pulls.load(Ordering::SeqCst);
+    assert!((2..=12).contains(&pulls), "{pulls} pulls in 200 ms");
+    assert!(status.last_source_error.unwrap().contains("500"));
+    assert_eq!(report.source_errors, pulls as u64);
+
+    let fatal = Arc::new(FailingSource {
+        fatal: true,
+        pulls: AtomicUsize::new(0),
+    });
+    let report = Ingest::run(
+        fatal.clone(),
+        Arc::new(MemoryStore::new()),
+        config,
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(!report.completed);
+    assert_eq!(fatal.pulls.load(Ordering::SeqCst), 1);
+    assert!(report.source_error_messages[0].contains("no such API"));
+}
