@@ -445,8 +445,12 @@ impl GitHubPoller {
                 .until_reset(answer.rate)
                 .unwrap_or_else(|| self.config.seconds(DEFAULT_POLL_INTERVAL_SECS as f64)),
         };
-        // Never sooner than the smallest backoff, whatever the headers say.
-        let wait = wait.max(self.config.min_backoff);
+        // Never sooner than the backoff: a reset already past (clock skew) or a zero
+        // Retry-After answered again and again must not turn into a tight loop.
+        poll.consecutive_failures = poll.consecutive_failures.saturating_add(1);
+        let wait = wait
+            .max(self.config.min_backoff)
+            .max(self.backoff(poll.consecutive_failures));
         self.schedule(poll, wait);
         let counters = {
             let mut shared = self.lock_shared();
@@ -467,6 +471,7 @@ impl GitHubPoller {
         let now = Utc::now();
         self.status.update(|s| {
             s.last_poll_at = Some(now);
+            s.consecutive_failures = poll.consecutive_failures;
             s.last_error = Some(message.clone());
             s.last_error_at = Some(now);
             s.counters = counters;

@@ -499,3 +499,29 @@ async fn a_failing_later_page_keeps_the_pages_read_and_foreign_links_are_not_fol
     assert_eq!(seen.len(), 3, "{seen:#?}");
     assert_eq!(poller.status().snapshot().counters.pages, 2);
 }
+
+#[tokio::test]
+async fn a_rate_limit_answer_repeated_forever_backs_off() {
+    let fake = FakeGitHub::start(vec![]).await;
+    // Nothing left, and a reset already past (a skewed clock): waiting "until the reset" alone
+    // would retry at once, every time.
+    fake.set_fallback(
+        Reply::new(403)
+            .header("X-RateLimit-Remaining", 0)
+            .header("X-RateLimit-Reset", unix_now() - 100),
+    );
+    let mut config = config(&fake.url, 1);
+    config.min_backoff = Duration::from_millis(10);
+    config.max_backoff = Duration::from_millis(80);
+    let poller = GitHubPoller::new(config).unwrap();
+    for _ in 0..6 {
+        poller.next_batch().await.unwrap_err();
+    }
+    let seen = fake.polls();
+    for pair in seen.windows(2) {
+        assert!(gap(&pair[0], &pair[1]) >= Duration::from_millis(10));
+    }
+    // By the fifth answer the backoff reached its cap of 80 ms (jittered to at least 40).
+    assert!(gap(&seen[4], &seen[5]) >= Duration::from_millis(40));
+    assert_eq!(poller.status().snapshot().counters.rate_limited, 6);
+}
