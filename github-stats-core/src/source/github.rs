@@ -394,7 +394,10 @@ impl GitHubPoller {
 
     fn schedule(&self, poll: &mut PollLoop, delay: Duration) {
         poll.next_poll_at = Some(Instant::now() + delay);
-        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let at = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.lock_shared().persisted.next_poll_time = Some(at);
         self.status.update(|s| s.next_poll_at = Some(at));
     }
