@@ -269,6 +269,7 @@ async fn server_errors_bad_json_and_slow_answers_are_survived() {
                 errors.push(e.to_string());
                 let status = poller.status().snapshot();
                 assert_eq!(status.consecutive_failures as usize, errors.len());
+                assert!(status.degraded);
                 assert!(!status.last_error.unwrap().contains("SECRET"));
             }
         }
@@ -292,6 +293,7 @@ async fn server_errors_bad_json_and_slow_answers_are_survived() {
     assert!(seen.iter().all(|s| s.if_none_match.is_none()));
     let status = poller.status().snapshot();
     assert_eq!(status.consecutive_failures, 0);
+    assert!(!status.degraded);
     assert_eq!(status.counters.failed_polls, 5);
     assert_eq!(status.counters.polls, 1);
 }

@@ -57,8 +57,12 @@ pub struct PollerSnapshot {
     pub rate_limit_remaining: Option<u64>,
     /// `X-RateLimit-Reset` of the last answer.
     pub rate_limit_reset_at: Option<DateTime<Utc>>,
-    /// Failed polls in a row (0 after a success).
+    /// Failed or rate-limited polls in a row (0 after a success).
     pub consecutive_failures: u32,
+    /// Whether the last poll failed or was refused for the rate limit: the poller is backing
+    /// off or waiting, and events may be missed meanwhile. (Gaps alone do not make it degraded:
+    /// one poller always misses part of the firehose.)
+    pub degraded: bool,
     /// The last error (a failed poll, a page that could not be read, a file not written).
     pub last_error: Option<String>,
     /// When [`last_error`](PollerSnapshot::last_error) happened.
@@ -77,7 +81,9 @@ pub struct PollerStatus {
 impl PollerStatus {
     /// The current status.
     pub fn snapshot(&self) -> PollerSnapshot {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut snapshot = self.inner.read().unwrap_or_else(|e| e.into_inner()).clone();
+        snapshot.degraded = snapshot.consecutive_failures > 0;
+        snapshot
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut PollerSnapshot)) {
