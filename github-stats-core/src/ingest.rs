@@ -1,1 +1,637 @@
-//! The ingest loop (to be written).
+//! The ingest loop: batches from any [`EventSource`] into any [`EventStore`], through a bounded
+//! buffer.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), github_stats_core::SourceError> {
+//! use std::sync::Arc;
+//! use github_stats_core::ingest::{Ingest, IngestConfig};
+//! use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
+//! use github_stats_core::{MemoryStore, SharedStore};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let store: SharedStore = Arc::new(MemoryStore::new());
+//! let poller = Arc::new(GitHubPoller::new(GitHubConfig::default())?);
+//! let poller_status = poller.status(); // for /health: poller_status.snapshot()
+//! let cancel = CancellationToken::new();
+//! let handle = Ingest::spawn(poller, store.clone(), IngestConfig::default(), cancel.clone());
+//! let ingest_status = handle.status(); // for /health: ingest_status.snapshot()
+//! // … on SIGTERM:
+//! cancel.cancel();
+//! let report = handle.join().await; // within 10 s
+//! # Ok(()) }
+//! ```
+//!
+//! - The source is pulled while the buffer holds fewer than
+//!   [`buffer_capacity`](IngestConfig::buffer_capacity) events; when it is full, pulling pauses
+//!   (nothing is dropped) and the status says so. A batch arriving just before the buffer fills
+//!   is kept whole, so the buffer may exceed its capacity by one batch.
+//! - Inserts take buffered batches in order. A failed insert leaves its events in the buffer and
+//!   is retried with exponential backoff while the source keeps being pulled; the status turns
+//!   `degraded`. An event the store refuses as invalid is the only one ever dropped (counted in
+//!   `rejected`).
+//! - After each source batch is wholly stored, [`EventSource::commit`] is called (the poller
+//!   saves its state then).
+//! - A finite source (files) ends the loop once it answers `Ok(None)` and the buffer is flushed.
+//! - Cancelling the token stops pulling, finishes the insert in flight, flushes the buffer for
+//!   at most [`shutdown_timeout`](IngestConfig::shutdown_timeout), flushes the store, and returns.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::event::Event;
+use crate::metrics::InsertOutcome;
+use crate::parse::ParseStats;
+use crate::source::{EventBatch, EventSource, SourceError};
+use crate::store::{EventStore, StoreError};
+
+/// Source errors kept in the [`IngestReport`] (the rest are only counted).
+const MAX_REPORTED_ERRORS: usize = 1000;
+
+/// Settings of the ingest loop.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IngestConfig {
+    /// Events buffered before pulling pauses (100,000).
+    pub buffer_capacity: usize,
+    /// Most events per insert (10,000); a bigger source batch is inserted in parts.
+    pub max_insert_events: usize,
+    /// First wait after a failed insert (500 ms); doubles with each failure in a row.
+    pub min_retry: Duration,
+    /// Longest wait between insert retries (30 s).
+    pub max_retry: Duration,
+    /// Wait after a remote source error before pulling again (100 ms): a guard against a source
+    /// that fails instantly. The poller schedules its own backoff on top.
+    pub source_error_pause: Duration,
+    /// After cancellation, how long the buffer may take to flush (8 s).
+    pub shutdown_timeout: Duration,
+    /// How long [`EventStore::flush`] may take at the end (1.5 s).
+    pub store_flush_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            buffer_capacity: 100_000,
+            max_insert_events: 10_000,
+            min_retry: Duration::from_millis(500),
+            max_retry: Duration::from_secs(30),
+            source_error_pause: Duration::from_millis(100),
+            shutdown_timeout: Duration::from_secs(8),
+            store_flush_timeout: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// A point-in-time view of the ingest loop, for `/health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct IngestSnapshot {
+    /// Whether the loop is running.
+    pub running: bool,
+    /// Events waiting to be stored (the insert in flight included).
+    pub buffered: u64,
+    /// [`IngestConfig::buffer_capacity`].
+    pub capacity: u64,
+    /// Whether pulling is paused because the buffer is full.
+    pub paused: bool,
+    /// Whether the store is failing or the buffer is full: events are waiting.
+    pub degraded: bool,
+    /// Batches received from the source.
+    pub batches: u64,
+    /// Kept events received from the source.
+    pub received: u64,
+    /// Input bytes the source read.
+    pub bytes: u64,
+    /// Events the store inserted (new ids).
+    pub inserted: u64,
+    /// Events the store already had.
+    pub duplicates: u64,
+    /// Events the store refused as invalid, dropped.
+    pub rejected: u64,
+    /// Failed inserts (each retried).
+    pub store_failures: u64,
+    /// Failed inserts in a row (0 after a success).
+    pub consecutive_store_failures: u32,
+    /// The last store error.
+    pub last_store_error: Option<String>,
+    /// When the last insert succeeded.
+    pub last_insert_at: Option<DateTime<Utc>>,
+    /// Errors of the source (failed polls, unreadable files).
+    pub source_errors: u64,
+    /// The last source error.
+    pub last_source_error: Option<String>,
+    /// Whether the source is exhausted (finite sources only).
+    pub source_exhausted: bool,
+}
+
+/// A cheaply cloneable handle on the ingest loop's status.
+#[derive(Debug, Clone, Default)]
+pub struct IngestStatus {
+    inner: Arc<RwLock<IngestSnapshot>>,
+}
+
+impl IngestStatus {
+    /// The current status.
+    pub fn snapshot(&self) -> IngestSnapshot {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut IngestSnapshot)) {
+        f(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// What an ingest run did, returned when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct IngestReport {
+    /// `true` when the source was exhausted and everything was stored; `false` when the run was
+    /// cancelled or the source stopped on a configuration error.
+    pub completed: bool,
+    /// Batches received.
+    pub batches: u64,
+    /// What the source read, merged over every batch.
+    pub stats: ParseStats,
+    /// Input bytes the source read.
+    pub bytes: u64,
+    /// Events inserted (new ids).
+    pub inserted: u64,
+    /// Events the store already had.
+    pub duplicates: u64,
+    /// Events the store refused as invalid, dropped.
+    pub rejected: u64,
+    /// Failed inserts (each retried).
+    pub store_failures: u64,
+    /// Source errors.
+    pub source_errors: u64,
+    /// The first source errors, in words (an unreadable file names its path).
+    pub source_error_messages: Vec<String>,
+    /// Events still buffered when the shutdown timeout ran out: not stored.
+    pub unflushed: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// A running ingest loop.
+#[derive(Debug)]
+pub struct IngestHandle {
+    status: IngestStatus,
+    task: JoinHandle<IngestReport>,
+}
+
+impl IngestHandle {
+    /// A handle on the loop's status, for `/health`.
+    pub fn status(&self) -> IngestStatus {
+        self.status.clone()
+    }
+
+    /// Whether the loop has returned.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the loop to end (the source exhausted, or the token cancelled) and returns its
+    /// report. A panic of the loop is propagated.
+    pub async fn join(self) -> IngestReport {
+        match self.task.await {
+            Ok(report) => report,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => IngestReport::default(),
+        }
+    }
+}
+
+/// The ingest loop.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Ingest;
+
+impl Ingest {
+    /// Runs the loop on a new task.
+    pub fn spawn(
+        source: Arc<dyn EventSource>,
+        store: Arc<dyn EventStore>,
+        config: IngestConfig,
+        cancel: CancellationToken,
+    ) -> IngestHandle {
+        let status = IngestStatus::default();
+        let task = tokio::spawn(Ingest::run_with_status(
+            source,
+            store,
+            config,
+            cancel,
+            status.clone(),
+        ));
+        IngestHandle { status, task }
+    }
+
+    /// Runs the loop on the current task until the source is exhausted or `cancel` fires.
+    pub async fn run(
+        source: Arc<dyn EventSource>,
+        store: Arc<dyn EventStore>,
+        config: IngestConfig,
+        cancel: CancellationToken,
+    ) -> IngestReport {
+        Ingest::run_with_status(source, store, config, cancel, IngestStatus::default()).await
+    }
+
+    /// [`Ingest::run`], reporting into `status`.
+    pub async fn run_with_status(
+        source: Arc<dyn EventSource>,
+        store: Arc<dyn EventStore>,
+        config: IngestConfig,
+        cancel: CancellationToken,
+        status: IngestStatus,
+    ) -> IngestReport {
+        Loop {
+            source,
+            store,
+            config,
+            cancel,
+            status,
+            buffer: VecDeque::new(),
+            buffered: 0,
+            report: IngestReport::default(),
+            consecutive_failures: 0,
+        }
+        .run()
+        .await
+    }
+}
+
+type PullFuture = Pin<Box<dyn Future<Output = Result<Option<EventBatch>, SourceError>> + Send>>;
+type InsertFuture = Pin<Box<dyn Future<Output = InsertDone> + Send>>;
+
+/// Buffered events of one source batch (or a part of one).
+struct Entry {
+    events: Vec<Event>,
+    /// Whether storing this entry completes its source batch (then the source is committed).
+    completes_batch: bool,
+}
+
+struct InsertDone {
+    result: Result<InsertOutcome, StoreError>,
+    events: Vec<Event>,
+    /// `(events, completes_batch)` of each entry taken, in order.
+    parts: Vec<(usize, bool)>,
+}
+
+struct Loop {
+    source: Arc<dyn EventSource>,
+    store: Arc<dyn EventStore>,
+    config: IngestConfig,
+    cancel: CancellationToken,
+    status: IngestStatus,
+    buffer: VecDeque<Entry>,
+    /// Events in the buffer and in flight.
+    buffered: usize,
+    report: IngestReport,
+    consecutive_failures: u32,
+}
+
+/// Awaits the future if there is one; never resolves otherwise.
+async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
+    match future {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Loop {
+    async fn run(mut self) -> IngestReport {
+        let started = Instant::now();
+        let capacity = self.config.buffer_capacity.max(1);
+        self.status.update(|s| {
+            s.running = true;
+            s.capacity = capacity as u64;
+        });
+        let mut pull: Option<PullFuture> = None;
+        let mut insert: Option<InsertFuture> = None;
+        let mut retry_at: Option<Instant> = None;
+        let mut pull_pause: Option<Instant> = None;
+        let mut source_done = false;
+        // The source gave up (a configuration error): the run cannot be complete.
+        let mut source_failed = false;
+        let mut shutdown_deadline: Option<Instant> = None;
+        let mut was_paused = false;
+
+        loop {
+            let cancelled = shutdown_deadline.is_some();
+            let full = self.buffered >= capacity;
+            if pull.is_none() && !source_done && !cancelled && !full && pull_pause.is_none() {
+                let source = Arc::clone(&self.source);
+                pull = Some(Box::pin(async move { source.next_batch().await }));
+            }
+            let paused = full && !source_done && !cancelled;
+            if paused != was_paused {
+                if paused {
+                    warn!(
+                        buffered = self.buffered,
+                        capacity, "ingest buffer full, pausing the source"
+                    );
+                } else {
+                    info!(buffered = self.buffered, "ingest buffer has room, resuming");
+                }
+                was_paused = paused;
+            }
+            if insert.is_none() && retry_at.is_none() && !self.buffer.is_empty() {
+                insert = Some(self.start_insert());
+            }
+            self.publish(paused, source_done);
+            if insert.is_none() && self.buffer.is_empty() && (source_done || cancelled) {
+                self.report.completed = source_done && !cancelled && !source_failed;
+                break;
+            }
+
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled(), if !cancelled => {
+                    info!(buffered = self.buffered, "ingest stopping, flushing the buffer");
+                    pull = None;
+                    pull_pause = None;
+                    shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+                }
+                _ = sleep_until_opt(shutdown_deadline) => {
+                    warn!(
+                        unflushed = self.buffered,
+                        "ingest shutdown timeout: buffered events not stored"
+                    );
+                    break;
+                }
+                done = maybe(&mut insert) => {
+                    insert = None;
+                    if let Some(wait) = self.finish_insert(done).await {
+                        retry_at = Some(Instant::now() + wait);
+                    }
+                }
+                _ = sleep_until_opt(retry_at) => {
+                    retry_at = None;
+                }
+                _ = sleep_until_opt(pull_pause) => {
+                    pull_pause = None;
+                }
+                pulled = maybe(&mut pull) => {
+                    pull = None;
+                    match pulled {
+                        Ok(Some(batch)) => self.accept(batch),
+                        Ok(None) => {
+                            debug!("source exhausted");
+                            source_done = true;
+                        }
+                        Err(e) => {
+                            let stop = matches!(e, SourceError::Config(_));
+                            if matches!(e, SourceError::Remote(_)) {
+                                pull_pause = Some(Instant::now() + self.config.source_error_pause);
+                            }
+                            self.source_error(e);
+                            if stop {
+                                warn!("source cannot recover, no longer pulling it");
+                                source_done = true;
+                                source_failed = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        drop(pull);
+        drop(insert);
+
+        match tokio::time::timeout(self.config.store_flush_timeout, self.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "store flush failed"),
+            Err(_) => warn!("store flush timed out"),
+        }
+        self.report.unflushed = self.buffered as u64;
+        self.report.elapsed = started.elapsed();
+        self.publish(false, source_done);
+        self.status.update(|s| s.running = false);
+        info!(
+            completed = self.report.completed,
+            inserted = self.report.inserted,
+            duplicates = self.report.duplicates,
+            unflushed = self.report.unflushed,
+            elapsed_ms = self.report.elapsed.as_millis() as u64,
+            "ingest finished"
+        );
+        self.report
+    }
+
+    fn publish(&self, paused: bool, source_done: bool) {
+        let r = &self.report;
+        let failures = self.consecutive_failures;
+        self.status.update(|s| {
+            s.buffered = self.buffered as u64;
+            s.paused = paused;
+            s.degraded = paused || failures > 0;
+            s.batches = r.batches;
+            s.received = r.stats.kept_total();
+            s.bytes = r.bytes;
+            s.inserted = r.inserted;
+            s.duplicates = r.duplicates;
+            s.rejected = r.rejected;
+            s.store_failures = r.store_failures;
+            s.consecutive_store_failures = failures;
+            s.source_errors = r.source_errors;
+            s.source_exhausted = source_done;
+        });
+    }
+
+    fn accept(&mut self, batch: EventBatch) {
+        self.report.batches += 1;
+        self.report.stats.merge(&batch.stats);
+        self.report.bytes += batch.bytes;
+        debug!(
+            origin = %batch.origin,
+            events = batch.events.len(),
+            "batch received"
+        );
+        let mut events = batch.events;
+        self.buffered += events.len();
+        let chunk = self.config.max_insert_events.max(1);
+        // Split big batches so that one insert stays bounded; the last part commits the batch.
+        let mut parts = Vec::new();
+        while events.len() > chunk {
+            let rest = events.split_off(chunk);
+            parts.push(std::mem::replace(&mut events, rest));
+        }
+        for part in parts {
+            self.buffer.push_back(Entry {
+                events: part,
+                completes_batch: false,
+            });
+        }
+        self.buffer.push_back(Entry {
+            events,
+            completes_batch: true,
+        });
+    }
+
+    fn source_error(&mut self, error: SourceError) {
+        let message = error.to_string();
+        warn!(error = %message, "source error");
+        self.report.source_errors += 1;
+        if self.report.source_error_messages.len() < MAX_REPORTED_ERRORS {
+            self.report.source_error_messages.push(message.clone());
+        }
+        self.status.update(|s| s.last_source_error = Some(message));
+    }
+
+    /// Takes buffered entries (up to `max_insert_events`, at least one) into an insert.
+    fn start_insert(&mut self) -> InsertFuture {
+        let limit = self.config.max_insert_events.max(1);
+        let mut events = Vec::new();
+        let mut parts = Vec::new();
+        while let Some(front) = self.buffer.front() {
+            if !parts.is_empty() && events.len() + front.events.len() > limit {
+                break;
+            }
+            let entry = self.buffer.pop_front().expect("front exists");
+            parts.push((entry.events.len(), entry.completes_batch));
+            if events.is_empty() {
+                events = entry.events;
+            } else {
+                events.extend(entry.events);
+            }
+        }
+        let store = Arc::clone(&self.store);
+        Box::pin(async move {
+            let result = if events.is_empty() {
+                Ok(InsertOutcome::default())
+            } else {
+                store.insert_events(&events).await
+            };
+            InsertDone {
+                result,
+                events,
+                parts,
+            }
+        })
+    }
+
+    /// Accounts for a finished insert; the wait before retrying when it failed.
+    async fn finish_insert(&mut self, done: InsertDone) -> Option<Duration> {
+        let InsertDone {
+            result,
+            events,
+            parts,
+        } = done;
+        match result {
+            Ok(outcome) => {
+                let stored = events.len();
+                self.buffered -= stored;
+                self.report.inserted += outcome.inserted;
+                self.report.duplicates += outcome.duplicates;
+                if self.consecutive_failures > 0 {
+                    info!(
+                        failures = self.consecutive_failures,
+                        "store is back, inserting the buffer"
+                    );
+                }
+                self.consecutive_failures = 0;
+                self.status.update(|s| s.last_insert_at = Some(Utc::now()));
+                for _ in parts.iter().filter(|(_, completes)| *completes) {
+                    if let Err(e) = self.source.commit().await {
+                        warn!(error = %e, "source commit failed");
+                        self.status
+                            .update(|s| s.last_source_error = Some(e.to_string()));
+                    }
+                }
+                None
+            }
+            Err(error) => {
+                self.status
+                    .update(|s| s.last_store_error = Some(error.to_string()));
+                if let StoreError::InvalidEvent { id, reason } = &error {
+                    // Retrying cannot fix this event: drop it alone and retry the rest now.
+                    let before = events.len();
+                    let mut counts = Vec::with_capacity(parts.len());
+                    let mut kept = Vec::with_capacity(before);
+                    let mut rest = events.into_iter();
+                    for &(len, completes) in &parts {
+                        let part_start = kept.len();
+                        kept.extend(rest.by_ref().take(len).filter(|e| e.id != *id));
+                        counts.push((kept.len() - part_start, completes));
+                    }
+                    let dropped = before - kept.len();
+                    self.requeue(kept, &counts);
+                    if dropped > 0 {
+                        warn!(id, reason = %reason, "store refused an event, dropping it");
+                        self.report.rejected += dropped as u64;
+                        self.buffered -= dropped;
+                        return None;
+                    }
+                    // The store named an event we do not have: back off like any failure.
+                    return Some(self.insert_failed(&error));
+                }
+                let wait = self.insert_failed(&error);
+                self.requeue(events, &parts);
+                Some(wait)
+            }
+        }
+    }
+
+    fn insert_failed(&mut self, error: &StoreError) -> Duration {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.report.store_failures += 1;
+        let wait = self.retry_wait();
+        warn!(
+            error = %error,
+            failures = self.consecutive_failures,
+            buffered = self.buffered,
+            retry_in_ms = wait.as_millis() as u64,
+            "store insert failed, keeping the events buffered"
+        );
+        wait
+    }
+
+    /// Puts the events of a failed insert back at the front of the buffer, in their entries.
+    fn requeue(&mut self, mut events: Vec<Event>, parts: &[(usize, bool)]) {
+        for &(len, completes_batch) in parts.iter().rev() {
+            let part = events.split_off(events.len() - len);
+            self.buffer.push_front(Entry {
+                events: part,
+                completes_batch,
+            });
+        }
+    }
+
+    fn retry_wait(&self) -> Duration {
+        let exp = self.consecutive_failures.saturating_sub(1).min(30);
+        let base = self
+            .config
+            .min_retry
+            .saturating_mul(1u32 << exp)
+            .min(self.config.max_retry);
+        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_starts_idle() {
+        let status = IngestStatus::default();
+        let s = status.snapshot();
+        assert!(!s.running && !s.degraded && s.buffered == 0);
+    }
+}

@@ -10,11 +10,13 @@ pub mod source;
 pub mod store;
 
 pub use event::{Event, EventType, RepoName, RepoNameError};
+pub use ingest::{Ingest, IngestConfig, IngestHandle, IngestReport, IngestSnapshot, IngestStatus};
 pub use metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline, TypeCounts, WindowError,
 };
 pub use parse::ParseStats;
+pub use source::github::{GitHubConfig, GitHubPoller, PollerSnapshot, PollerStatus};
 pub use source::{EventBatch, EventSource, SourceError};
 pub use store::memory::MemoryStore;
 pub use store::{EventStore, MetricsQuery, SharedStore, Store, StoreError};

@@ -1,4 +1,4 @@
-//! Where events come from: the [`EventSource`] trait, saved files ([`file`]) and the GitHub
+//! Where events come from: the [`EventSource`] trait, saved files ([`mod@file`]) and the GitHub
 //! Events API ([`github`]).
 
 use async_trait::async_trait;

@@ -1,1 +1,943 @@
-//! The GitHub Events API poller (to be written).
+//! The GitHub Events API poller: an [`EventSource`] over `GET /events` that follows GitHub's
+//! rules (ETag, `X-Poll-Interval`, rate limits, pagination) and survives whatever GitHub answers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), github_stats_core::SourceError> {
+//! use std::sync::Arc;
+//! use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
+//! let mut config = GitHubConfig::default();
+//! config.state_file = Some("state/client-state.json".into());
+//! let poller = Arc::new(GitHubPoller::new(config)?);
+//! let status = poller.status(); // for /health: status.snapshot()
+//! # Ok(()) }
+//! ```
+//!
+//! One call of [`EventSource::next_batch`] is one poll: it waits until the poll is due, fetches
+//! page 1 (with `If-None-Match`), then pages 2 and 3 through `Link: rel="next"`, and returns the
+//! new events of the kept types as one batch. A `304 Not Modified` is not a batch: the call
+//! waits for the next poll. A failed poll is returned as an error after scheduling the retry, so
+//! the next call waits for the backoff. See `docs/poller.md`.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{EventBatch, EventSource, SourceError};
+use crate::parse::{ParseStats, RecordOutcome, parse_record};
+
+mod config;
+mod state;
+mod status;
+
+pub use config::{
+    DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
+    MAX_HEADER_WAIT_SECS,
+};
+pub use state::{PollState, STATE_VERSION};
+pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
+
+/// The longest a restart waits for a `next_poll_time` read from the state file, in seconds of
+/// GitHub's headers (a rate-limit reset is at most an hour away).
+const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
+
+/// Returned polls remembered until committed; beyond this the oldest are forgotten.
+const MAX_UNCOMMITTED: usize = 1024;
+
+/// Polls GitHub's public events. Implements [`EventSource`]; share it as `Arc<GitHubPoller>`
+/// and read its [`status`](GitHubPoller::status) for `/health`.
+pub struct GitHubPoller {
+    config: GitHubConfig,
+    client: reqwest::Client,
+    events_url: Url,
+    auth: Option<HeaderValue>,
+    /// Held for a whole poll (one poll at a time).
+    poll: tokio::sync::Mutex<PollLoop>,
+    /// What the state file holds; never held across an await.
+    shared: Mutex<Shared>,
+    status: PollerStatus,
+}
+
+impl std::fmt::Debug for GitHubPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubPoller")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State of the polling loop itself.
+struct PollLoop {
+    next_poll_at: Option<Instant>,
+    consecutive_failures: u32,
+    /// The ETag of the last page 1 answered, sent as `If-None-Match`.
+    etag: Option<String>,
+    recent: RecentIds,
+    /// Every event id of the last poll answered 200, for gap detection.
+    previous_poll_ids: HashSet<u64>,
+}
+
+/// What is persisted, and the polls returned but not yet committed.
+struct Shared {
+    persisted: PollState,
+    /// ETag and ids of every returned batch not yet committed, oldest first.
+    uncommitted: VecDeque<(Option<String>, Vec<u64>)>,
+}
+
+/// The most recent event ids, bounded: the oldest are forgotten first.
+struct RecentIds {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> RecentIds {
+        RecentIds {
+            set: HashSet::with_capacity(capacity.min(1 << 16)),
+            order: VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Remembers `id`; whether it was new.
+    fn insert(&mut self, id: u64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// What one page-1 request led to.
+enum PollOutcome {
+    Batch(EventBatch),
+    NotModified,
+    Failed(String),
+}
+
+/// An answer of GitHub, headers read.
+struct Answer {
+    status: StatusCode,
+    rate: RateLimit,
+    poll_interval: Option<u64>,
+    retry_after: Option<u64>,
+    etag: Option<String>,
+    next: Option<Url>,
+    body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RateLimit {
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset: Option<i64>,
+}
+
+impl GitHubPoller {
+    /// A poller with `config`. Reads the state file (a corrupt one is reported and replaced) and
+    /// creates the events directory when one is set. Fails only on a configuration that cannot
+    /// work: an invalid API URL, a token that is not a valid header value, an events directory
+    /// that cannot be created.
+    pub fn new(config: GitHubConfig) -> Result<GitHubPoller, SourceError> {
+        let base = config.api_url.trim_end_matches('/');
+        let events_url = Url::parse(&format!("{base}/events?per_page={}", config.per_page))
+            .map_err(|e| SourceError::Config(format!("invalid GitHub API URL: {e}")))?;
+        if !matches!(events_url.scheme(), "http" | "https") {
+            return Err(SourceError::Config(
+                "GitHub API URL must be http or https".into(),
+            ));
+        }
+        let auth = match config.token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(token) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        SourceError::Config(
+                            "GitHub token contains characters not allowed in an HTTP header".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .build()
+            .map_err(|e| SourceError::Config(format!("cannot build HTTP client: {e}")))?;
+        if let Some(dir) = &config.events_dir {
+            std::fs::create_dir_all(dir).map_err(|source| SourceError::File {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+
+        let status = PollerStatus::default();
+        let mut startup_error = None;
+        let loaded = match &config.state_file {
+            None => None,
+            Some(path) => match state::load(path) {
+                Ok(state) => state,
+                Err(e) => {
+                    warn!(error = %e, "poller state file unusable, starting afresh and replacing it");
+                    startup_error = Some(e.to_string());
+                    None
+                }
+            },
+        };
+        let replace_corrupt = startup_error.is_some();
+        let persisted = loaded.unwrap_or_default();
+
+        let mut recent = RecentIds::new(config.recent_ids);
+        for &id in &persisted.last_poll_event_ids {
+            recent.insert(id);
+        }
+        let next_poll_at = persisted.next_poll_time.and_then(|t| {
+            let wait = (t - Utc::now()).to_std().ok()?;
+            let wait = wait.min(config.seconds(MAX_STARTUP_WAIT_SECS));
+            info!(
+                wait_ms = wait.as_millis() as u64,
+                "waiting for the next poll time from the state file"
+            );
+            Some(Instant::now() + wait)
+        });
+        let interval = persisted
+            .poll_interval
+            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+        status.update(|s| {
+            s.api_url = config::redact_url(&config.api_url);
+            s.authenticated = auth.is_some();
+            s.last_successful_poll_at = persisted.last_successful_poll;
+            s.next_poll_at = persisted.next_poll_time;
+            s.poll_interval_seconds = interval;
+            s.counters = persisted.counters;
+            if let Some(e) = &startup_error {
+                s.last_error = Some(e.clone());
+                s.last_error_at = Some(Utc::now());
+            }
+        });
+        let poll = PollLoop {
+            next_poll_at,
+            consecutive_failures: 0,
+            etag: persisted.etag.clone(),
+            recent,
+            previous_poll_ids: persisted.last_poll_event_ids.iter().copied().collect(),
+        };
+        let poller = GitHubPoller {
+            config,
+            client,
+            events_url,
+            auth,
+            poll: tokio::sync::Mutex::new(poll),
+            shared: Mutex::new(Shared {
+                persisted,
+                uncommitted: VecDeque::new(),
+            }),
+            status,
+        };
+        if replace_corrupt {
+            poller.save_state_logged();
+        }
+        Ok(poller)
+    }
+
+    /// A handle on the poller's status, for `/health`.
+    pub fn status(&self) -> PollerStatus {
+        self.status.clone()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &GitHubConfig {
+        &self.config
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the state file (if any). A small synchronous write: it happens once a poll, and
+    /// keeping it synchronous keeps the writes ordered and the poll cancel-safe.
+    fn save_state(&self) -> Result<(), SourceError> {
+        let Some(path) = &self.config.state_file else {
+            return Ok(());
+        };
+        let shared = self.lock_shared();
+        let mut snapshot = shared.persisted.clone();
+        snapshot.version = STATE_VERSION;
+        state::save(path, &snapshot).map_err(|e| match e {
+            state::StateFileError::Write { path, source }
+            | state::StateFileError::Read { path, source } => SourceError::File { path, source },
+            other => SourceError::Remote(other.to_string()),
+        })
+    }
+
+    fn save_state_logged(&self) {
+        if let Err(e) = self.save_state() {
+            warn!(error = %e, "cannot save poller state");
+            self.record_error(e.to_string());
+        }
+    }
+
+    fn record_error(&self, message: String) {
+        self.status.update(|s| {
+            s.last_error = Some(message);
+            s.last_error_at = Some(Utc::now());
+        });
+    }
+
+    /// Sends one GET; the error text never holds the token (it is only in a sensitive header).
+    async fn fetch(&self, url: &Url, etag: Option<&str>) -> Result<Answer, String> {
+        let mut request = self
+            .client
+            .get(url.clone())
+            .header(header::ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        if let Some(auth) = &self.auth {
+            request = request.header(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(etag) = etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| describe_http_error(&e, self.config.request_timeout))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| describe_http_error(&e, self.config.request_timeout))?
+            .to_vec();
+        Ok(Answer {
+            status,
+            rate: RateLimit {
+                limit: header_u64(&headers, "x-ratelimit-limit"),
+                remaining: header_u64(&headers, "x-ratelimit-remaining"),
+                reset: header_u64(&headers, "x-ratelimit-reset")
+                    .and_then(|r| i64::try_from(r).ok()),
+            },
+            poll_interval: header_u64(&headers, "x-poll-interval"),
+            retry_after: header_u64(&headers, header::RETRY_AFTER.as_str()),
+            etag: headers
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            next: next_link(&headers, url),
+            body,
+        })
+    }
+
+    /// Records the rate limit of an answer; the wait until its reset when it is below the
+    /// threshold.
+    fn note_rate_limit(&self, rate: RateLimit) -> Option<Duration> {
+        if rate.remaining.is_none() && rate.reset.is_none() {
+            return None;
+        }
+        let reset_at = rate.reset.and_then(|r| DateTime::from_timestamp(r, 0));
+        self.status.update(|s| {
+            s.rate_limit_limit = rate.limit.or(s.rate_limit_limit);
+            s.rate_limit_remaining = rate.remaining;
+            s.rate_limit_reset_at = reset_at;
+        });
+        match rate.remaining {
+            Some(remaining) if remaining < self.config.rate_limit_threshold => {
+                let wait = self.until_reset(rate);
+                warn!(
+                    remaining,
+                    reset_in_s = wait.map(|w| w.as_secs()),
+                    "rate limit low, waiting for the reset"
+                );
+                wait
+            }
+            _ => None,
+        }
+    }
+
+    /// The wait until `X-RateLimit-Reset`, plus a second of margin (the header has second
+    /// precision), in scaled time.
+    fn until_reset(&self, rate: RateLimit) -> Option<Duration> {
+        let reset = rate.reset?;
+        let now = Utc::now();
+        let distance =
+            (reset - now.timestamp()) as f64 - f64::from(now.timestamp_subsec_millis()) / 1000.0;
+        Some(self.config.seconds(distance.max(0.0) + 1.0))
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let base = self
+            .config
+            .min_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.config.max_backoff);
+        // Equal jitter: half fixed, half random, so retries spread but never collapse to zero.
+        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    fn schedule(&self, poll: &mut PollLoop, delay: Duration) {
+        poll.next_poll_at = Some(Instant::now() + delay);
+        let at = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.lock_shared().persisted.next_poll_time = Some(at);
+        self.status.update(|s| s.next_poll_at = Some(at));
+    }
+
+    fn set_interval(&self, header: Option<u64>) -> Duration {
+        let secs = header
+            .filter(|&s| s > 0)
+            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+        self.lock_shared().persisted.poll_interval = Some(secs);
+        self.status.update(|s| s.poll_interval_seconds = secs);
+        self.config.seconds(secs as f64)
+    }
+
+    fn fail(&self, poll: &mut PollLoop, message: String, retry_after: Option<u64>) -> PollOutcome {
+        poll.consecutive_failures = poll.consecutive_failures.saturating_add(1);
+        let mut delay = self.backoff(poll.consecutive_failures);
+        if let Some(secs) = retry_after {
+            delay = delay.max(self.config.seconds(secs as f64));
+        }
+        self.schedule(poll, delay);
+        let counters = {
+            let mut shared = self.lock_shared();
+            shared.persisted.counters.failed_polls += 1;
+            shared.persisted.counters
+        };
+        warn!(
+            error = %message,
+            failures = poll.consecutive_failures,
+            retry_in_ms = delay.as_millis() as u64,
+            "poll failed, backing off"
+        );
+        let now = Utc::now();
+        self.status.update(|s| {
+            s.last_poll_at = Some(now);
+            s.consecutive_failures = poll.consecutive_failures;
+            s.last_error = Some(message.clone());
+            s.last_error_at = Some(now);
+            s.counters = counters;
+        });
+        self.save_state_logged();
+        PollOutcome::Failed(message)
+    }
+
+    fn rate_limited(&self, poll: &mut PollLoop, answer: &Answer) -> PollOutcome {
+        let wait = match answer.retry_after {
+            Some(secs) => self.config.seconds(secs as f64),
+            None => self
+                .until_reset(answer.rate)
+                .unwrap_or_else(|| self.config.seconds(DEFAULT_POLL_INTERVAL_SECS as f64)),
+        };
+        // Never sooner than the backoff: a reset already past (clock skew) or a zero
+        // Retry-After answered again and again must not turn into a tight loop.
+        poll.consecutive_failures = poll.consecutive_failures.saturating_add(1);
+        let wait = wait
+            .max(self.config.min_backoff)
+            .max(self.backoff(poll.consecutive_failures));
+        self.schedule(poll, wait);
+        let counters = {
+            let mut shared = self.lock_shared();
+            shared.persisted.counters.rate_limited += 1;
+            shared.persisted.counters
+        };
+        let message = format!(
+            "rate limited by GitHub (HTTP {}), waiting {:.1} s",
+            answer.status.as_u16(),
+            wait.as_secs_f64()
+        );
+        warn!(
+            status = answer.status.as_u16(),
+            remaining = answer.rate.remaining,
+            wait_ms = wait.as_millis() as u64,
+            "rate limited, waiting as github says"
+        );
+        let now = Utc::now();
+        self.status.update(|s| {
+            s.last_poll_at = Some(now);
+            s.consecutive_failures = poll.consecutive_failures;
+            s.last_error = Some(message.clone());
+            s.last_error_at = Some(now);
+            s.counters = counters;
+        });
+        self.save_state_logged();
+        PollOutcome::Failed(message)
+    }
+
+    /// One poll: page 1, then the following pages.
+    async fn poll_once(&self, poll: &mut PollLoop) -> PollOutcome {
+        let polled_at = Utc::now();
+        let first = match self.fetch(&self.events_url, poll.etag.as_deref()).await {
+            Ok(answer) => answer,
+            Err(message) => return self.fail(poll, message, None),
+        };
+        let rate_wait = self.note_rate_limit(first.rate);
+        match first.status {
+            StatusCode::NOT_MODIFIED => {
+                let interval = self.set_interval(first.poll_interval);
+                let delay = rate_wait.map_or(interval, |w| w.max(interval));
+                poll.consecutive_failures = 0;
+                self.schedule(poll, delay);
+                let counters = {
+                    let mut shared = self.lock_shared();
+                    let c = &mut shared.persisted.counters;
+                    c.polls += 1;
+                    c.not_modified += 1;
+                    shared.persisted.last_successful_poll = Some(polled_at);
+                    shared.persisted.counters
+                };
+                self.status.update(|s| {
+                    s.last_poll_at = Some(polled_at);
+                    s.last_successful_poll_at = Some(polled_at);
+                    s.consecutive_failures = 0;
+                    s.counters = counters;
+                });
+                debug!(next_in_ms = delay.as_millis() as u64, "not modified");
+                self.save_state_logged();
+                PollOutcome::NotModified
+            }
+            StatusCode::OK => self.read_pages(poll, first, rate_wait, polled_at).await,
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+                if first.retry_after.is_some() || first.rate.remaining == Some(0) =>
+            {
+                self.rate_limited(poll, &first)
+            }
+            status => {
+                let message = format!(
+                    "GitHub answered HTTP {status}{}",
+                    error_message(&first.body)
+                );
+                self.fail(poll, message, first.retry_after)
+            }
+        }
+    }
+
+    async fn read_pages(
+        &self,
+        poll: &mut PollLoop,
+        first: Answer,
+        mut rate_wait: Option<Duration>,
+        polled_at: DateTime<Utc>,
+    ) -> PollOutcome {
+        if let Err(e) = serde_json::from_slice::<Vec<&RawValue>>(&first.body) {
+            return self.fail(
+                poll,
+                format!("GitHub answered invalid JSON on page 1: {e}"),
+                None,
+            );
+        }
+        let interval = self.set_interval(first.poll_interval);
+        let etag = first.etag.clone();
+        let mut next = first.next.clone();
+        let mut bodies = vec![first.body];
+        let mut page_error = None;
+        while bodies.len() < self.config.max_pages.max(1) as usize && rate_wait.is_none() {
+            let Some(url) = next.take() else { break };
+            if url.origin() != self.events_url.origin() {
+                page_error = Some(format!(
+                    "not following a next page on another origin ({})",
+                    url.origin().ascii_serialization()
+                ));
+                break;
+            }
+            let answer = match self.fetch(&url, None).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    page_error = Some(format!("page {}: {e}", bodies.len() + 1));
+                    break;
+                }
+            };
+            rate_wait = self.note_rate_limit(answer.rate);
+            if answer.status != StatusCode::OK {
+                page_error = Some(format!(
+                    "page {}: GitHub answered HTTP {}{}",
+                    bodies.len() + 1,
+                    answer.status,
+                    error_message(&answer.body)
+                ));
+                break;
+            }
+            if let Err(e) = serde_json::from_slice::<Vec<&RawValue>>(&answer.body) {
+                page_error = Some(format!(
+                    "page {}: GitHub answered invalid JSON: {e}",
+                    bodies.len() + 1
+                ));
+                break;
+            }
+            next = answer.next;
+            bodies.push(answer.body);
+        }
+        if let Some(message) = &page_error {
+            warn!(error = %message, "poll incomplete, keeping the pages read");
+            self.record_error(message.clone());
+        }
+
+        let pages: Vec<Vec<&RawValue>> = bodies
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("validated above"))
+            .collect();
+        let elements: Vec<&RawValue> = pages.into_iter().flatten().collect();
+        let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
+
+        if let Some(dir) = &self.config.events_dir {
+            let mut json = String::with_capacity(bytes as usize + 2);
+            json.push('[');
+            for (i, e) in elements.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push_str(e.get());
+            }
+            json.push(']');
+            let dir = dir.clone();
+            let written =
+                tokio::task::spawn_blocking(move || write_poll_file(&dir, polled_at, &json))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match written {
+                Ok(path) => debug!(path = %path.display(), events = elements.len(), "poll saved"),
+                Err(e) => {
+                    warn!(error = %e, "cannot save the poll's events to a file");
+                    self.record_error(format!("cannot save poll file: {e}"));
+                }
+            }
+        }
+
+        // From here on nothing awaits: the poll is accounted for and returned as one step.
+        let mut stats = ParseStats::default();
+        let mut events = Vec::new();
+        let mut ids = Vec::with_capacity(elements.len());
+        let mut new_events = 0u64;
+        let mut duplicates = 0u64;
+        for element in &elements {
+            let id = event_id(element.get());
+            if let Some(id) = id {
+                ids.push(id);
+                if !poll.recent.insert(id) {
+                    duplicates += 1;
+                    continue;
+                }
+            }
+            new_events += 1;
+            stats.records += 1;
+            match parse_record(element.get().as_bytes()) {
+                RecordOutcome::Kept(event) => {
+                    stats.kept[event.event_type.index()] += 1;
+                    events.push(event);
+                }
+                RecordOutcome::OtherType => stats.other_types += 1,
+                RecordOutcome::Malformed => stats.malformed += 1,
+                RecordOutcome::Unsupported => stats.unsupported += 1,
+            }
+        }
+        let overlaps = if poll.previous_poll_ids.is_empty() || ids.is_empty() {
+            None
+        } else {
+            Some(ids.iter().any(|id| poll.previous_poll_ids.contains(id)))
+        };
+        if !ids.is_empty() {
+            poll.previous_poll_ids = ids.iter().copied().collect();
+        }
+        if overlaps == Some(false) {
+            warn!(
+                events = elements.len(),
+                "poll shares no event with the previous one: events were missed in between"
+            );
+        }
+        poll.consecutive_failures = 0;
+        poll.etag = etag.clone();
+        let delay = rate_wait.map_or(interval, |w| w.max(interval));
+        self.schedule(poll, delay);
+        let counters = {
+            let mut shared = self.lock_shared();
+            shared.uncommitted.push_back((etag, ids));
+            // A caller that never commits must not grow this without bound.
+            while shared.uncommitted.len() > MAX_UNCOMMITTED {
+                shared.uncommitted.pop_front();
+            }
+            shared.persisted.last_successful_poll = Some(polled_at);
+            let c = &mut shared.persisted.counters;
+            c.polls += 1;
+            c.pages += bodies.len() as u64;
+            c.events_seen += elements.len() as u64;
+            c.new_events += new_events;
+            c.duplicate_events += duplicates;
+            c.kept_events += events.len() as u64;
+            match overlaps {
+                Some(true) => c.overlapping_polls += 1,
+                Some(false) => c.gaps += 1,
+                None => {}
+            }
+            *c
+        };
+        self.status.update(|s| {
+            s.last_poll_at = Some(polled_at);
+            s.last_successful_poll_at = Some(polled_at);
+            s.consecutive_failures = 0;
+            s.counters = counters;
+        });
+        info!(
+            pages = bodies.len(),
+            events = elements.len(),
+            new = new_events,
+            kept = events.len(),
+            next_in_ms = delay.as_millis() as u64,
+            "polled github events"
+        );
+        self.save_state_logged();
+        let mut batch = EventBatch::new(
+            events,
+            stats,
+            format!("GET {} ({} pages)", self.events_url.path(), bodies.len()),
+        );
+        batch.bytes = bytes;
+        PollOutcome::Batch(batch)
+    }
+}
+
+#[async_trait]
+impl EventSource for GitHubPoller {
+    /// Waits until the next poll is due, polls, and returns its new kept events (possibly
+    /// none). A `304` is not returned: the call waits for the following poll. A failed poll
+    /// returns an error after scheduling its retry. Cancel-safe: dropping the future abandons
+    /// the poll in progress, which the next call makes again.
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError> {
+        let mut poll = self.poll.lock().await;
+        loop {
+            if let Some(at) = poll.next_poll_at {
+                tokio::time::sleep_until(at).await;
+            }
+            match self.poll_once(&mut poll).await {
+                PollOutcome::Batch(batch) => return Ok(Some(batch)),
+                PollOutcome::NotModified => continue,
+                PollOutcome::Failed(message) => return Err(SourceError::Remote(message)),
+            }
+        }
+    }
+
+    /// Marks the oldest returned batch as stored: its ETag and event ids go to the state file,
+    /// which is written now.
+    async fn commit(&self) -> Result<(), SourceError> {
+        {
+            let mut shared = self.lock_shared();
+            if let Some((etag, ids)) = shared.uncommitted.pop_front() {
+                shared.persisted.etag = etag;
+                if !ids.is_empty() {
+                    shared.persisted.last_poll_event_ids = ids;
+                }
+            }
+        }
+        self.save_state()
+    }
+}
+
+/// Writes a poll's events to `dir/YYYY-MM-DDTHH-MM-SS.json` (with `-N` added when two polls
+/// share a second), atomically.
+fn write_poll_file(dir: &Path, at: DateTime<Utc>, json: &str) -> std::io::Result<PathBuf> {
+    let stem = at.format("%Y-%m-%dT%H-%M-%S").to_string();
+    let mut path = dir.join(format!("{stem}.json"));
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.json"));
+        n += 1;
+    }
+    state::write_atomically(&path, json.as_bytes())?;
+    Ok(path)
+}
+
+/// The id of an event (a numeric string, or a number), without parsing the rest.
+fn event_id(element: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id<'a> {
+        Text(&'a str),
+        Number(u64),
+    }
+    #[derive(Deserialize)]
+    struct OnlyId<'a> {
+        #[serde(borrow, default)]
+        id: Option<Id<'a>>,
+    }
+    match serde_json::from_str::<OnlyId<'_>>(element).ok()?.id? {
+        Id::Text(text) => text.parse().ok(),
+        Id::Number(n) => Some(n),
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the request URL.
+fn next_link(headers: &HeaderMap, base: &Url) -> Option<Url> {
+    for value in headers.get_all(header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            let part = part.trim();
+            let Some(rest) = part.strip_prefix('<') else {
+                continue;
+            };
+            let Some((target, params)) = rest.split_once('>') else {
+                continue;
+            };
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=")
+                    .map(|r| r.trim_matches('"').split_whitespace().any(|r| r == "next"))
+                    .unwrap_or(false)
+            });
+            if is_next {
+                return base.join(target.trim()).ok();
+            }
+        }
+    }
+    None
+}
+
+/// `: <message>` from a GitHub error body (`{"message": …}`), short; empty otherwise.
+fn error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct GitHubError {
+        message: String,
+    }
+    match serde_json::from_slice::<GitHubError>(body) {
+        Ok(e) => {
+            let mut message: String = e.message.chars().take(200).collect();
+            message.insert_str(0, ": ");
+            message
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// A transport error in words, without the URL (which never holds the token, but may hold
+/// other details better kept out of logs).
+fn describe_http_error(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("request timed out after {:.1} s", timeout.as_secs_f64());
+    }
+    let kind = if error.is_connect() {
+        "cannot connect to GitHub"
+    } else if error.is_body() || error.is_decode() {
+        "cannot read GitHub's answer"
+    } else {
+        "request to GitHub failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers_give_the_next_page() {
+        let base = Url::parse("http://127.0.0.1:9/events?per_page=100").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static(
+                "<https://api.github.com/events?page=2>; rel=\"next\", <https://api.github.com/events?page=10>; rel=\"last\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&headers, &base).unwrap().as_str(),
+            "https://api.github.com/events?page=2"
+        );
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static("</events?page=3>; rel=\"prev\", </events?page=4>; rel=next"),
+        );
+        assert_eq!(
+            next_link(&headers, &base).unwrap().as_str(),
+            "http://127.0.0.1:9/events?page=4"
+        );
+        headers.insert(header::LINK, HeaderValue::from_static("<x>; rel=\"last\""));
+        assert!(next_link(&headers, &base).is_none());
+    }
+
+    #[test]
+    fn event_ids_are_read_from_strings_and_numbers() {
+        assert_eq!(event_id(r#"{"id":"123","type":"PushEvent"}"#), Some(123));
+        assert_eq!(event_id(r#"{"type":"X","id":7}"#), Some(7));
+        assert_eq!(event_id(r#"{"type":"X"}"#), None);
+        assert_eq!(event_id(r#"{"id":"abc"}"#), None);
+    }
+
+    #[test]
+    fn recent_ids_forget_the_oldest() {
+        let mut recent = RecentIds::new(2);
+        assert!(recent.insert(1));
+        assert!(recent.insert(2));
+        assert!(!recent.insert(1));
+        assert!(recent.insert(3));
+        assert!(recent.insert(1), "1 was forgotten");
+        assert!(!recent.insert(3));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.min_backoff = Duration::from_millis(100);
+        config.max_backoff = Duration::from_millis(1000);
+        let poller = GitHubPoller::new(config).unwrap();
+        for _ in 0..50 {
+            let first = poller.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = poller.backoff(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let many = poller.backoff(40);
+            assert!(many >= Duration::from_millis(500) && many <= Duration::from_millis(1000));
+        }
+    }
+
+    #[test]
+    fn the_token_is_never_shown() {
+        let config = GitHubConfig {
+            token: Some("ghp_supersecret".into()),
+            ..GitHubConfig::default()
+        };
+        let poller = GitHubPoller::new(config).unwrap();
+        assert!(!format!("{poller:?}").contains("supersecret"));
+        let with_user = GitHubConfig {
+            api_url: "https://me:hunter2@ghe.example/api/v3".into(),
+            ..GitHubConfig::default()
+        };
+        assert!(!format!("{with_user:?}").contains("hunter2"));
+        let status = GitHubPoller::new(with_user).unwrap().status().snapshot();
+        assert_eq!(status.api_url, "https://ghe.example/api/v3");
+        assert!(poller.status().snapshot().authenticated);
+        let bad = GitHubConfig {
+            token: Some("ghp_super\nsecret".into()),
+            ..GitHubConfig::default()
+        };
+        let err = GitHubPoller::new(bad).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

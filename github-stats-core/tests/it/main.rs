@@ -1,4 +1,7 @@
 //! Integration tests of github-stats-core: one binary, a module per area.
 
+mod fake_github;
+mod ingest;
 mod memory;
 mod parse_real_data;
+mod poller;

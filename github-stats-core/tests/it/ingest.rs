@@ -1,0 +1,524 @@
+//! The ingest loop: buffering through store outages, a full buffer, shutdown, finite sources,
+//! and the poller end to end.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use github_stats_core::conformance::{self, fixtures};
+use github_stats_core::ingest::{Ingest, IngestConfig, IngestStatus};
+use github_stats_core::metrics::{InsertOutcome, StoreHealth};
+use github_stats_core::parse::{ParseStats, RecordOutcome, parse_record};
+use github_stats_core::source::file::FileSource;
+use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
+use github_stats_core::{
+    Event, EventBatch, EventSource, EventStore, EventType, MemoryStore, MetricsQuery, SourceError,
+    StoreError,
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::fake_github::{FakeGitHub, Reply, kept_ids, recorded_events};
+
+/// A [`MemoryStore`] that fails on demand, and can be slow.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: AtomicBool,
+    delay_ms: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl FlakyStore {
+    fn down() -> Arc<FlakyStore> {
+        let store = FlakyStore::default();
+        store.down.store(true, Ordering::SeqCst);
+        Arc::new(store)
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl EventStore for FlakyStore {
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "connection refused (test outage)".into(),
+            ));
+        }
+        self.inner.insert_events(events).await
+    }
+
+    async fn health(&self) -> StoreHealth {
+        self.inner.health().await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+/// A source playing prepared batches, then either ending (`finite`) or waiting forever.
+struct ScriptedSource {
+    batches: Mutex<VecDeque<EventBatch>>,
+    finite: bool,
+    pulls: AtomicUsize,
+    commits: AtomicUsize,
+}
+
+impl ScriptedSource {
+    fn new(batches: Vec<Vec<Event>>, finite: bool) -> Arc<ScriptedSource> {
+        Arc::new(ScriptedSource {
+            batches: Mutex::new(
+                batches
+                    .into_iter()
+                    .map(|events| EventBatch::new(events, ParseStats::default(), "script"))
+                    .collect(),
+            ),
+            finite,
+            pulls: AtomicUsize::new(0),
+            commits: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl EventSource for ScriptedSource {
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError> {
+        self.pulls.fetch_add(1, Ordering::SeqCst);
+        let next = self.batches.lock().unwrap().pop_front();
+        match next {
+            Some(batch) => Ok(Some(batch)),
+            None if self.finite => Ok(None),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn commit(&self) -> Result<(), SourceError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The kept events of recorded JSON values.
+fn kept(values: &[Value]) -> Vec<Event> {
+    values
+        .iter()
+        .filter_map(|v| match parse_record(v.to_string().as_bytes()) {
+            RecordOutcome::Kept(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fast_config() -> IngestConfig {
+    let mut config = IngestConfig::default();
+    config.min_retry = Duration::from_millis(10);
+    config.max_retry = Duration::from_millis(20);
+    config.source_error_pause = Duration::from_millis(5);
+    config
+}
+
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn snapshot(status: &IngestStatus) -> github_stats_core::IngestSnapshot {
+    status.snapshot()
+}
+
+#[tokio::test]
+async fn a_store_outage_keeps_events_buffered_and_inserts_them_once_back() {
+    let recent = kept(&recorded_events("events-2020-04-25", 1));
+    let older = kept(&recorded_events("events-2017-12-29", 1));
+    let mut pages = Vec::new();
+    for page in 1..=3 {
+        pages.extend(recorded_events("user-events-3-pages-2017", page));
+    }
+    let pages = kept(&pages);
+    // The second batch repeats half of the first, as overlapping polls do.
+    let mut second: Vec<Event> = recent[recent.len() / 2..].to_vec();
+    second.extend(older.iter().cloned());
+    let batches = vec![recent.clone(), second.clone(), pages.clone()];
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let distinct: HashSet<u64> = batches.iter().flatten().map(|e| e.id).collect();
+    assert!(distinct.len() < total, "the script holds repeats");
+
+    let store = FlakyStore::down();
+    let source = ScriptedSource::new(batches, false);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(source.clone(), store.clone(), fast_config(), cancel.clone());
+    let status = handle.status();
+
+    eventually("three batches and retries", || {
+        let s = snapshot(&status);
+        s.batches == 3 && s.store_failures >= 3
+    })
+    .await;
+    let s = snapshot(&status);
+    assert_eq!(
+        s.buffered, total as u64,
+        "nothing dropped while the store is down"
+    );
+    assert!(s.degraded && s.running && !s.paused);
+    assert!(s.last_store_error.unwrap().contains("unavailable"));
+    assert_eq!(s.inserted, 0);
+    assert_eq!(store.inner.total_events().await.unwrap(), 0);
+    assert_eq!(
+        source.commits.load(Ordering::SeqCst),
+        0,
+        "nothing stored, nothing committed"
+    );
+
+    store.set_down(false);
+    eventually("the buffer drains", || snapshot(&status).buffered == 0).await;
+    let s = snapshot(&status);
+    assert_eq!(
+        store.inner.total_events().await.unwrap(),
+        distinct.len() as u64
+    );
+    assert_eq!(s.inserted, distinct.len() as u64, "none lost");
+    assert_eq!(
+        s.duplicates,
+        (total - distinct.len()) as u64,
+        "none doubled"
+    );
+    assert!(!s.degraded);
+    assert_eq!(s.consecutive_store_failures, 0);
+    assert_eq!(
+        source.commits.load(Ordering::SeqCst),
+        3,
+        "one commit per batch"
+    );
+
+    cancel.cancel();
+    let report = handle.join().await;
+    assert!(!report.completed);
+    assert_eq!(report.unflushed, 0);
+    assert_eq!(report.inserted, distinct.len() as u64);
+    assert!(report.store_failures >= 3);
+    assert!(!status.snapshot().running);
+}
+
+#[tokio::test]
+async fn a_full_buffer_pauses_the_source_without_dropping() {
+    let mut pages = Vec::new();
+    for page in 1..=3 {
+        pages.extend(recorded_events("user-events-3-pages-2017", page));
+    }
+    let events = kept(&pages);
+    assert!(events.len() >= 30);
+    let batches: Vec<Vec<Event>> = events[..30].chunks(6).map(<[Event]>::to_vec).collect();
+    let store = FlakyStore::down();
+    let source = ScriptedSource::new(batches, true);
+    let mut config = fast_config();
+    config.buffer_capacity = 10;
+    let handle = Ingest::spawn(
+        source.clone(),
+        store.clone(),
+        config,
+        CancellationToken::new(),
+    );
+    let status = handle.status();
+
+    eventually("the buffer fills", || snapshot(&status).paused).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = snapshot(&status);
+    assert!(s.paused && s.degraded);
+    assert_eq!(s.buffered, 12, "two batches of 6 reach the capacity of 10");
+    assert_eq!(s.capacity, 10);
+    assert_eq!(source.pulls.load(Ordering::SeqCst), 2, "no pull while full");
+
+    store.set_down(false);
+    let report = handle.join().await;
+    assert!(report.completed);
+    assert_eq!(report.inserted, 30);
+    assert_eq!(report.batches, 5);
+    assert_eq!(store.inner.total_events().await.unwrap(), 30);
+    assert!(!status.snapshot().paused);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_buffer() {
+    let events = kept(&recorded_events("user-events-3-pages-2017", 1));
+    let (a, b) = events.split_at(events.len() / 2);
+    let store = FlakyStore::down();
+    let source = ScriptedSource::new(vec![a.to_vec(), b.to_vec()], false);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(source.clone(), store.clone(), fast_config(), cancel.clone());
+    let status = handle.status();
+    eventually("both batches buffered", || snapshot(&status).batches == 2).await;
+
+    let started = Instant::now();
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !handle.is_finished(),
+        "still flushing while the store is down"
+    );
+    store.set_down(false);
+    let report = handle.join().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(report.unflushed, 0);
+    assert_eq!(report.inserted, events.len() as u64);
+    assert_eq!(
+        store.inner.total_events().await.unwrap(),
+        events.len() as u64
+    );
+    assert_eq!(source.commits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_in_bounded_time_and_says_what_was_left() {
+    let events = kept(&recorded_events("events-2017-12-29", 1));
+    let store = FlakyStore::down();
+    let source = ScriptedSource::new(vec![events.clone()], false);
+    let cancel = CancellationToken::new();
+    let mut config = fast_config();
+    config.shutdown_timeout = Duration::from_millis(200);
+    let handle = Ingest::spawn(source, store, config, cancel.clone());
+    let status = handle.status();
+    eventually("the batch is buffered", || snapshot(&status).batches == 1).await;
+
+    let started = Instant::now();
+    cancel.cancel();
+    let report = handle.join().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(report.unflushed, events.len() as u64);
+    assert_eq!(report.inserted, 0);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_insert_in_flight() {
+    let events = kept(&recorded_events("events-2020-04-25", 1));
+    let store = Arc::new(FlakyStore::default());
+    store.delay_ms.store(300, Ordering::SeqCst);
+    let source = ScriptedSource::new(vec![events.clone()], false);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(source.clone(), store.clone(), fast_config(), cancel.clone());
+    eventually("the insert started", || {
+        store.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    cancel.cancel();
+    let report = handle.join().await;
+    assert_eq!(report.inserted, events.len() as u64);
+    assert_eq!(report.unflushed, 0);
+    assert_eq!(
+        store.inner.total_events().await.unwrap(),
+        events.len() as u64
+    );
+    assert_eq!(source.commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_finite_source_ends_with_a_report_and_a_rerun_adds_nothing() {
+    let files = vec![
+        fixtures::path("api-responses/events-2020-04-25/01.body.json"),
+        fixtures::path("api-responses/events-2017-12-29/01.body.json"),
+        fixtures::path("samples/2021-07-21-few-hours.jsonl"),
+    ];
+    let mut values = fixtures::json_records("api-responses/events-2020-04-25/01.body.json");
+    values.extend(fixtures::json_records(
+        "api-responses/events-2017-12-29/01.body.json",
+    ));
+    values.extend(fixtures::json_records("samples/2021-07-21-few-hours.jsonl"));
+    let expected = kept_ids(&values).len() as u64;
+
+    let store = Arc::new(MemoryStore::new());
+    let run = |store: Arc<MemoryStore>| {
+        let source = Arc::new(FileSource::new(files.clone()));
+        Ingest::run(source, store, fast_config(), CancellationToken::new())
+    };
+    let first = run(store.clone()).await;
+    assert!(first.completed);
+    assert_eq!(first.batches, 3);
+    assert_eq!(first.inserted, expected);
+    assert_eq!(first.stats.records, values.len() as u64);
+    assert_eq!(first.stats.kept_total(), expected);
+    assert_eq!(first.source_errors, 0);
+    assert_eq!(store.total_events().await.unwrap(), expected);
+
+    let second = run(store.clone()).await;
+    assert!(second.completed);
+    assert_eq!(second.inserted, 0);
+    assert_eq!(second.duplicates, expected);
+    assert_eq!(store.total_events().await.unwrap(), expected);
+
+    // A missing file is reported, and the rest still goes in.
+    let source = Arc::new(FileSource::new(vec![
+        fixtures::path("no/such/file.json"),
+        files[0].clone(),
+    ]));
+    let fresh = Arc::new(MemoryStore::new());
+    let report = Ingest::run(
+        source,
+        fresh.clone(),
+        fast_config(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(report.completed);
+    assert_eq!(report.source_errors, 1);
+    assert!(report.source_error_messages[0].contains("no/such/file.json"));
+    let one_file = kept_ids(&fixtures::json_records(
+        "api-responses/events-2020-04-25/01.body.json",
+    ));
+    assert_eq!(fresh.total_events().await.unwrap(), one_file.len() as u64);
+}
+
+#[tokio::test]
+async fn an_event_the_store_refuses_is_the_only_one_dropped() {
+    let mut events = kept(&recorded_events("events-2020-04-25", 1));
+    let n = events.len();
+    let mut ancient = conformance::event(42, EventType::WatchEvent, "o/r", 0, "started");
+    ancient.created_at = chrono::DateTime::from_timestamp(-86_400 * 365, 0).unwrap();
+    events.insert(1, ancient);
+    let store = Arc::new(MemoryStore::new());
+    let source = ScriptedSource::new(vec![events], true);
+    let report = Ingest::run(
+        source.clone(),
+        store.clone(),
+        fast_config(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(report.completed);
+    assert_eq!(report.rejected, 1);
+    assert_eq!(report.inserted, n as u64);
+    assert_eq!(store.total_events().await.unwrap(), n as u64);
+    assert_eq!(source.commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_poller_feeds_the_store_through_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let recent = recorded_events("events-2020-04-25", 1);
+    let older = recorded_events("events-2017-12-29", 1);
+    let fake = FakeGitHub::start(vec![
+        Reply::events(&recent[10..], "W/\"a\"").header("X-Poll-Interval", 1),
+        Reply::events(&recent[..20], "W/\"b\"").header("X-Poll-Interval", 1),
+        Reply::events(&older, "W/\"c\"").header("X-Poll-Interval", 1),
+    ])
+    .await;
+    fake.set_fallback(Reply::not_modified().header("X-Poll-Interval", 1));
+    let mut config = GitHubConfig::new(&fake.url);
+    config.time_unit = Duration::from_millis(5);
+    config.state_file = Some(dir.path().join("client-state.json"));
+    let poller = Arc::new(GitHubPoller::new(config).unwrap());
+    let poller_status = poller.status();
+
+    let store = FlakyStore::down();
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(poller.clone(), store.clone(), fast_config(), cancel.clone());
+    let status = handle.status();
+    eventually("three polls buffered", || snapshot(&status).batches == 3).await;
+    assert!(snapshot(&status).degraded);
+    assert!(
+        poller_status.snapshot().counters.not_modified > 0 || fake.polls().len() >= 3,
+        "the poller keeps polling while the store is down"
+    );
+    store.set_down(false);
+    eventually("stored", || {
+        let s = snapshot(&status);
+        s.buffered == 0 && s.inserted > 0
+    })
+    .await;
+    cancel.cancel();
+    let report = handle.join().await;
+
+    let mut everything = recent.clone();
+    everything.extend(older);
+    let distinct = kept_ids(&everything).len() as u64;
+    assert_eq!(store.inner.total_events().await.unwrap(), distinct);
+    assert_eq!(report.inserted, distinct);
+    assert_eq!(report.unflushed, 0);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("client-state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["etag"], "W/\"c\"",
+        "the last stored poll is committed"
+    );
+    let c = poller_status.snapshot().counters;
+    assert_eq!(
+        (c.duplicate_events, c.overlapping_polls, c.gaps),
+        (10, 1, 1)
+    );
+}
+
+/// A source that always fails, remotely or for good.
+struct FailingSource {
+    fatal: bool,
+    pulls: AtomicUsize,
+}
+
+#[async_trait]
+impl EventSource for FailingSource {
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError> {
+        self.pulls.fetch_add(1, Ordering::SeqCst);
+        if self.fatal {
+            Err(SourceError::Config("no such API".into()))
+        } else {
+            Err(SourceError::Remote("GitHub answered HTTP 500".into()))
+        }
+    }
+}
+
+#[tokio::test]
+async fn failing_sources_neither_spin_nor_hang() {
+    let flaky = Arc::new(FailingSource {
+        fatal: false,
+        pulls: AtomicUsize::new(0),
+    });
+    let mut config = fast_config();
+    config.source_error_pause = Duration::from_millis(20);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(
+        flaky.clone(),
+        Arc::new(MemoryStore::new()),
+        config.clone(),
+        cancel.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = handle.status().snapshot();
+    cancel.cancel();
+    let report = handle.join().await;
+    let pulls = flaky.pulls.load(Ordering::SeqCst);
+    assert!((2..=12).contains(&pulls), "{pulls} pulls in 200 ms");
+    assert!(status.last_source_error.unwrap().contains("500"));
+    assert_eq!(report.source_errors, pulls as u64);
+
+    let fatal = Arc::new(FailingSource {
+        fatal: true,
+        pulls: AtomicUsize::new(0),
+    });
+    let report = Ingest::run(
+        fatal.clone(),
+        Arc::new(MemoryStore::new()),
+        config,
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(!report.completed);
+    assert_eq!(fatal.pulls.load(Ordering::SeqCst), 1);
+    assert!(report.source_error_messages[0].contains("no such API"));
+}
