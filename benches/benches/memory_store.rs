@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use github_stats_benches::kept_events;
+use github_stats_benches::{kept_events, kept_events_with};
 use github_stats_core::{EventStore, MemoryStore, MetricsQuery, RepoName, TimeWindow};
 
 const BATCH: usize = 50_000;
@@ -98,5 +98,23 @@ fn queries(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, insert, queries);
+/// Bytes per event when every repetition brings new repositories (the worst case).
+fn footprint_fresh_repositories(_: &mut Criterion) {
+    let n = 10_000_000;
+    let events = kept_events_with(n, true);
+    let store = MemoryStore::new();
+    let rss_before = rss_bytes();
+    fill(&store, &events);
+    let rss_after = rss_bytes();
+    let repos: std::collections::HashSet<&str> =
+        events.iter().map(|e| e.repo_name.as_str()).collect();
+    eprintln!(
+        "memory store with {n} events over {} repositories: index heap {:.1} bytes/event; RSS growth {:.1} bytes/event",
+        repos.len(),
+        store.heap_bytes() as f64 / n as f64,
+        rss_after.saturating_sub(rss_before) as f64 / n as f64,
+    );
+}
+
+criterion_group!(benches, insert, queries, footprint_fresh_repositories);
 criterion_main!(benches);

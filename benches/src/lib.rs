@@ -66,6 +66,13 @@ pub fn recorded_kept_events() -> Vec<Event> {
 /// `n` kept events: the recorded ones repeated, each repetition with fresh ids and times
 /// shifted by two hours, so that windows and repositories look like a long real history.
 pub fn kept_events(n: usize) -> Vec<Event> {
+    kept_events_with(n, false)
+}
+
+/// Like [`kept_events`], and with `fresh_repos` each repetition also renames every repository
+/// (`owner/name-<round>`): the worst case for the per-repository indexes, about 1.4 kept events
+/// per repository, as in the recorded two hours.
+pub fn kept_events_with(n: usize, fresh_repos: bool) -> Vec<Event> {
     let base = recorded_kept_events();
     let mut out = Vec::with_capacity(n);
     let mut round: i64 = 0;
@@ -77,6 +84,9 @@ pub fn kept_events(n: usize) -> Vec<Event> {
             let mut e = e.clone();
             e.id += round as u64 * 100_000_000_000;
             e.created_at += chrono::Duration::hours(2 * round);
+            if fresh_repos && round > 0 {
+                e.repo_name = format!("{}-{round}", e.repo_name);
+            }
             out.push(e);
         }
         round += 1;

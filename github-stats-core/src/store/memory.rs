@@ -3,7 +3,7 @@
 //! It keeps indexes, not events: a set of stored ids (deduplication), one sorted vector of
 //! creation times per event type (window counts and timelines by binary search), and per
 //! repository its counts by type and its opened pull requests' count, first and last time
-//! (an interned name serves the map and the ranking). No query scans the events; each costs
+//! (names interned once in an arena, shared by the lookup table and the ranking). No query scans the events; each costs
 //! O(log n). About 30 bytes per event, all indexes included (see `benches/README.md`).
 //!
 //! With a data directory, every stored event is also appended to `events.log` (see
@@ -13,9 +13,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
 
@@ -322,15 +322,7 @@ impl MetricsQuery for MemoryStore {
 
     async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {
         let index = self.read();
-        Ok(index
-            .ranking
-            .iter()
-            .take(limit)
-            .map(|(Reverse(count), name)| RepoEventCount {
-                repository: name.to_string(),
-                event_count: *count,
-            })
-            .collect())
+        Ok(index.repos.top(limit))
     }
 }
 
@@ -377,8 +369,158 @@ struct RepoStats {
 }
 
 impl RepoStats {
-    fn total(&self) -> u64 {
-        self.counts.iter().map(|&c| u64::from(c)).sum()
+    fn total(&self) -> u32 {
+        self.counts.iter().sum()
+    }
+
+    fn add(&mut self, delta: &RepoStats) {
+        for i in 0..3 {
+            self.counts[i] += delta.counts[i];
+        }
+        if delta.opened > 0 {
+            if self.opened == 0 {
+                self.first_opened = delta.first_opened;
+                self.last_opened = delta.last_opened;
+            } else {
+                self.first_opened = self.first_opened.min(delta.first_opened);
+                self.last_opened = self.last_opened.max(delta.last_opened);
+            }
+            self.opened += delta.opened;
+        }
+    }
+
+    fn add_event(&mut self, event_type: EventType, opened_at: Option<u32>) {
+        self.counts[event_type.index()] += 1;
+        if let Some(ts) = opened_at {
+            self.add(&RepoStats {
+                counts: [0; 3],
+                opened: 1,
+                first_opened: ts,
+                last_opened: ts,
+            });
+        }
+    }
+}
+
+/// One repository: where its name sits in the arena, and its statistics. 32 bytes.
+#[derive(Debug, Clone, Copy)]
+struct RepoEntry {
+    name_start: u32,
+    name_len: u32,
+    stats: RepoStats,
+}
+
+/// Interned repositories. Names live once, back to back, in one arena; the hash table holds
+/// only entry numbers; the ranking holds `(Reverse(total), entry number)`. About 70-90 bytes per
+/// repository in all, against 150-180 with a map of owned names and a ranking of names.
+#[derive(Default)]
+struct RepoTable {
+    names: String,
+    entries: Vec<RepoEntry>,
+    lookup: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+    ranking: BTreeSet<(Reverse<u32>, u32)>,
+}
+
+impl RepoTable {
+    fn name(&self, entry: &RepoEntry) -> &str {
+        let start = entry.name_start as usize;
+        &self.names[start..start + entry.name_len as usize]
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.lookup
+            .find(hash, |&i| self.name(&self.entries[i as usize]) == name)
+            .copied()
+    }
+
+    fn get(&self, name: &str) -> Option<&RepoStats> {
+        self.find(name).map(|i| &self.entries[i as usize].stats)
+    }
+
+    /// Adds `delta` to `name`'s statistics, interning the name on first sight.
+    fn add(&mut self, name: &str, delta: &RepoStats) {
+        let index = match self.find(name) {
+            Some(i) => i,
+            None => {
+                let i = self.entries.len() as u32;
+                self.entries.push(RepoEntry {
+                    name_start: self.names.len() as u32,
+                    name_len: name.len() as u32,
+                    stats: RepoStats::default(),
+                });
+                self.names.push_str(name);
+                let hash = self.hasher.hash_one(name);
+                let (entries, names, hasher) = (&self.entries, &self.names, &self.hasher);
+                self.lookup.insert_unique(hash, i, |&j| {
+                    let e = &entries[j as usize];
+                    let start = e.name_start as usize;
+                    hasher.hash_one(&names[start..start + e.name_len as usize])
+                });
+                i
+            }
+        };
+        let stats = &mut self.entries[index as usize].stats;
+        let old_total = stats.total();
+        stats.add(delta);
+        let new_total = stats.total();
+        if old_total != new_total {
+            if old_total > 0 {
+                self.ranking.remove(&(Reverse(old_total), index));
+            }
+            self.ranking.insert((Reverse(new_total), index));
+        }
+    }
+
+    /// The `limit` most active repositories, ties by name. The ranking orders ties by entry
+    /// number, so the last group reached is sorted by name: only that group is looked at whole.
+    fn top(&self, limit: usize) -> Vec<RepoEventCount> {
+        let mut out = Vec::with_capacity(limit.min(self.entries.len()));
+        let mut iter = self.ranking.iter().peekable();
+        while out.len() < limit {
+            let Some(&(Reverse(total), first)) = iter.next() else {
+                break;
+            };
+            let mut group = vec![first];
+            while let Some(&&(Reverse(t), i)) = iter.peek() {
+                if t != total {
+                    break;
+                }
+                group.push(i);
+                iter.next();
+            }
+            group.sort_unstable_by(|&a, &b| {
+                self.name(&self.entries[a as usize])
+                    .cmp(self.name(&self.entries[b as usize]))
+            });
+            for i in group.into_iter().take(limit - out.len()) {
+                out.push(RepoEventCount {
+                    repository: self.name(&self.entries[i as usize]).to_owned(),
+                    event_count: u64::from(total),
+                });
+            }
+        }
+        out
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let lookup = buckets(self.lookup.capacity()) * (4 + 1);
+        // A B-tree node holds up to 11 keys; assume two-thirds full.
+        let ranking = self.ranking.len() * std::mem::size_of::<(Reverse<u32>, u32)>() * 3 / 2;
+        self.names.capacity()
+            + self.entries.capacity() * std::mem::size_of::<RepoEntry>()
+            + lookup
+            + ranking
+    }
+}
+
+/// hashbrown's bucket count for a capacity: one control byte per bucket plus the value.
+fn buckets(capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
     }
 }
 
@@ -387,9 +529,7 @@ struct Index {
     ids: HashSet<u64, IdHasher>,
     /// Creation times (seconds since the epoch), sorted, one vector per type.
     times: [Vec<u32>; 3],
-    repos: HashMap<Arc<str>, RepoStats>,
-    /// `(Reverse(total), name)`: iterating gives the most active repositories first.
-    ranking: BTreeSet<(Reverse<u64>, Arc<str>)>,
+    repos: RepoTable,
     last_event_ts: Option<i64>,
 }
 
@@ -401,23 +541,16 @@ impl Index {
         }
         self.ids.reserve(events.len());
         let mut new_times: [Vec<u32>; 3] = Default::default();
+        // Aggregated per repository first, so the ranking moves once per repository and batch.
         let mut per_repo: HashMap<&str, RepoStats> = HashMap::new();
         for e in events {
             self.ids.insert(e.id);
             let ts = e.timestamp() as u32;
             new_times[e.event_type.index()].push(ts);
-            let delta = per_repo.entry(e.repo_name.as_str()).or_default();
-            delta.counts[e.event_type.index()] += 1;
-            if e.is_pull_request_opened() {
-                if delta.opened == 0 {
-                    delta.first_opened = ts;
-                    delta.last_opened = ts;
-                } else {
-                    delta.first_opened = delta.first_opened.min(ts);
-                    delta.last_opened = delta.last_opened.max(ts);
-                }
-                delta.opened += 1;
-            }
+            per_repo
+                .entry(e.repo_name.as_str())
+                .or_default()
+                .add_event(e.event_type, e.is_pull_request_opened().then_some(ts));
             self.last_event_ts = Some(
                 self.last_event_ts
                     .map_or(e.timestamp(), |l| l.max(e.timestamp())),
@@ -427,31 +560,7 @@ impl Index {
             merge_sorted(times, new);
         }
         for (name, delta) in per_repo {
-            let (key, stats) = match self.repos.get_key_value(name) {
-                Some((key, stats)) => (Arc::clone(key), *stats),
-                None => (Arc::<str>::from(name), RepoStats::default()),
-            };
-            let old_total = stats.total();
-            let mut merged = stats;
-            for i in 0..3 {
-                merged.counts[i] += delta.counts[i];
-            }
-            if delta.opened > 0 {
-                if merged.opened == 0 {
-                    merged.first_opened = delta.first_opened;
-                    merged.last_opened = delta.last_opened;
-                } else {
-                    merged.first_opened = merged.first_opened.min(delta.first_opened);
-                    merged.last_opened = merged.last_opened.max(delta.last_opened);
-                }
-                merged.opened += delta.opened;
-            }
-            if old_total > 0 {
-                self.ranking.remove(&(Reverse(old_total), Arc::clone(&key)));
-            }
-            self.ranking
-                .insert((Reverse(merged.total()), Arc::clone(&key)));
-            self.repos.insert(key, merged);
+            self.repos.add(name, &delta);
         }
     }
 
@@ -461,22 +570,9 @@ impl Index {
     }
 
     fn heap_bytes(&self) -> usize {
-        // hashbrown: one control byte per bucket plus the value; buckets = capacity * 8 / 7.
-        let buckets = |cap: usize| {
-            if cap == 0 {
-                0
-            } else {
-                (cap * 8 / 7).next_power_of_two()
-            }
-        };
         let ids = buckets(self.ids.capacity()) * (8 + 1);
         let times: usize = self.times.iter().map(|v| v.capacity() * 4).sum();
-        let names: usize = self.repos.keys().map(|k| k.len() + 16).sum();
-        let repos =
-            buckets(self.repos.capacity()) * (std::mem::size_of::<(Arc<str>, RepoStats)>() + 1);
-        // A B-tree node holds up to 11 keys; assume two-thirds full.
-        let ranking = self.ranking.len() * std::mem::size_of::<(Reverse<u64>, Arc<str>)>() * 3 / 2;
-        ids + times + names + repos + ranking
+        ids + times + self.repos.heap_bytes()
     }
 }
 
