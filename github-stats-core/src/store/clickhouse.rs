@@ -315,7 +315,16 @@ impl ClickHouseStore {
             max_rows_per_insert: config.max_rows_per_insert.max(1),
             writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
         };
-        let version = store.server_version().await?;
+        let version = match store.server_version().await {
+            Ok(version) => version,
+            Err(StoreError::Unavailable(message)) => {
+                if let Some(answer) = probe_native_port(&url).await {
+                    return Err(native_port_error(&store.origin, &answer));
+                }
+                return Err(StoreError::Unavailable(message));
+            }
+            Err(other) => return Err(other),
+        };
         tracing::info!(
             origin = %store.origin,
             database = store.schema.database(),
@@ -446,6 +455,9 @@ impl ClickHouseStore {
             }
             source = cause.source();
         }
+        if message.contains("is for clickhouse-client") {
+            return native_port_error(&self.origin, &message);
+        }
         match e {
             Error::Network(_) | Error::TimedOut => {
                 let hint = if self.native_port_hint {
@@ -523,6 +535,45 @@ impl ClickHouseStore {
         }
         Ok(())
     }
+}
+
+fn native_port_error(origin: &str, answer: &str) -> StoreError {
+    StoreError::Config(format!(
+        "{origin} is ClickHouse's native protocol port (9000 by default), not its HTTP interface \
+         (8123 by default), which this store uses: point CLICKHOUSE_URL at the HTTP port (the \
+         server said: {:?})",
+        answer.split_whitespace().collect::<Vec<_>>().join(" ")
+    ))
+}
+
+/// Asks `url`'s port, over plain TCP, what it is: ClickHouse's native port answers an HTTP
+/// request with a line of text telling to use the HTTP port, which HTTP clients cannot parse
+/// (18.16) or get as an error status. Returns that text when it names `clickhouse-client`.
+async fn probe_native_port(url: &reqwest::Url) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while answer.len() < 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.contains("clickhouse-client").then_some(text)
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Times `DateTime` can hold: seconds in `u32`.

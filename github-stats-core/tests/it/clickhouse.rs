@@ -398,6 +398,17 @@ async fn a_server_stopped_midway_gives_typed_errors_then_recovers() {
     )
     .await
     .unwrap();
+    // Its native protocol port, given as the HTTP URL, is recognised.
+    let native = format!("http://127.0.0.1:{}", server.ports[1]);
+    match ClickHouseStore::connect(ClickHouseConfig::new(&native)).await {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("native protocol"), "{message}");
+            assert!(message.contains("8123"), "{message}");
+        }
+        Err(other) => panic!("native port: unexpected error {other}"),
+        Ok(_) => panic!("native port: connected over HTTP"),
+    }
+
     let base = 1_700_000_000;
     let batch = |from: u64| -> Vec<Event> {
         (from..from + 10)
