@@ -244,20 +244,6 @@ struct RepoCountRow {
     n: u64,
 }
 
-/// A list of ids bound as a SQL tuple `(1, 2, 3)`: 18.16 refuses `IN [array]`.
-struct IdTuple<'a>(&'a [u64]);
-
-impl Serialize for IdTuple<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(self.0.len())?;
-        for id in self.0 {
-            t.serialize_element(id)?;
-        }
-        t.end()
-    }
-}
-
 /// The ClickHouse store; see the [module documentation](self).
 pub struct ClickHouseStore {
     client: Client,
@@ -343,8 +329,8 @@ impl ClickHouseStore {
     /// The server's version string (`SELECT version()`).
     pub async fn server_version(&self) -> Result<String, StoreError> {
         self.run(
-            self.client
-                .query(&self.schema.server_version())
+            self.schema
+                .q_server_version(&self.client)
                 .fetch_one::<String>(),
         )
         .await
@@ -378,8 +364,8 @@ impl ClickHouseStore {
             .await?;
         let applied: HashSet<u32> = self
             .run(
-                self.client
-                    .query(&self.schema.applied_versions())
+                self.schema
+                    .q_applied_versions(&self.client)
                     .fetch_all::<u32>(),
             )
             .await?
@@ -398,13 +384,10 @@ impl ClickHouseStore {
             for sql in &migration.statements {
                 self.execute_retrying(sql).await?;
             }
-            let now = Utc::now().timestamp().clamp(0, i64::from(u32::MAX));
+            let now = clamp_ts(Utc::now().timestamp());
             self.run(
-                self.client
-                    .query(&self.schema.record_migration())
-                    .bind(migration.version)
-                    .bind(migration.name)
-                    .bind(now)
+                self.schema
+                    .q_record_migration(&self.client, &migration, now)
                     .execute(),
             )
             .await?;
@@ -478,7 +461,6 @@ impl ClickHouseStore {
     /// Ids among `candidates` (no repeats, none cached) already in `events`.
     async fn stored_among(&self, candidates: &[&Event]) -> Result<HashSet<u64>, StoreError> {
         let mut found = HashSet::new();
-        let sql = self.schema.existing_ids();
         for chunk in candidates.chunks(IDS_PER_LOOKUP) {
             let (mut min, mut max) = (u32::MAX, 0u32);
             let mut ids = Vec::with_capacity(chunk.len());
@@ -490,11 +472,8 @@ impl ClickHouseStore {
             }
             let rows = self
                 .run(
-                    self.client
-                        .query(&sql)
-                        .bind(min)
-                        .bind(max)
-                        .bind(IdTuple(&ids))
+                    self.schema
+                        .q_existing_ids(&self.client, min, max, &ids)
                         .fetch_all::<u64>(),
                 )
                 .await?;
@@ -660,8 +639,8 @@ impl EventStore for ClickHouseStore {
             let version = self.server_version().await?;
             let totals = self
                 .run(
-                    self.client
-                        .query(&self.schema.health_totals())
+                    self.schema
+                        .q_health_totals(&self.client)
                         .fetch_one::<TotalsRow>(),
                 )
                 .await?;
@@ -703,9 +682,8 @@ impl MetricsQuery for ClickHouseStore {
     async fn pr_average(&self, repo: &RepoName) -> Result<PrAverage, StoreError> {
         let row = self
             .run(
-                self.client
-                    .query(&self.schema.pr_average())
-                    .bind(repo.as_str())
+                self.schema
+                    .q_pr_average(&self.client, repo.as_str())
                     .fetch_one::<PrRow>(),
             )
             .await?;
@@ -720,10 +698,12 @@ impl MetricsQuery for ClickHouseStore {
     async fn event_counts(&self, window: TimeWindow) -> Result<EventCounts, StoreError> {
         let rows = self
             .run(
-                self.client
-                    .query(&self.schema.event_counts())
-                    .bind(clamp_ts(window.since_ts()))
-                    .bind(clamp_ts(window.until_ts()))
+                self.schema
+                    .q_event_counts(
+                        &self.client,
+                        clamp_ts(window.since_ts()),
+                        clamp_ts(window.until_ts()),
+                    )
                     .fetch_all::<CodeCount>(),
             )
             .await?;
@@ -742,12 +722,14 @@ impl MetricsQuery for ClickHouseStore {
         let first = starts.first().copied().unwrap_or(window.since_ts());
         let rows = self
             .run(
-                self.client
-                    .query(&self.schema.timeline())
-                    .bind(first)
-                    .bind(bucket_seconds)
-                    .bind(clamp_ts(window.since_ts()))
-                    .bind(clamp_ts(window.until_ts()))
+                self.schema
+                    .q_timeline(
+                        &self.client,
+                        first,
+                        bucket_seconds,
+                        clamp_ts(window.since_ts()),
+                        clamp_ts(window.until_ts()),
+                    )
                     .fetch_all::<BucketCount>(),
             )
             .await?;
@@ -770,9 +752,8 @@ impl MetricsQuery for ClickHouseStore {
     async fn repo_event_counts(&self, repo: &RepoName) -> Result<RepoEventCounts, StoreError> {
         let rows = self
             .run(
-                self.client
-                    .query(&self.schema.repo_event_counts())
-                    .bind(repo.as_str())
+                self.schema
+                    .q_repo_event_counts(&self.client, repo.as_str())
                     .fetch_all::<CodeCount>(),
             )
             .await?;
@@ -783,12 +764,8 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn total_events(&self) -> Result<u64, StoreError> {
-        self.run(
-            self.client
-                .query(&self.schema.total_events())
-                .fetch_one::<u64>(),
-        )
-        .await
+        self.run(self.schema.q_total_events(&self.client).fetch_one::<u64>())
+            .await
     }
 
     async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {
@@ -797,9 +774,8 @@ impl MetricsQuery for ClickHouseStore {
         }
         let rows = self
             .run(
-                self.client
-                    .query(&self.schema.top_repositories())
-                    .bind(limit as u64)
+                self.schema
+                    .q_top_repositories(&self.client, limit as u64)
                     .fetch_all::<RepoCountRow>(),
             )
             .await?;

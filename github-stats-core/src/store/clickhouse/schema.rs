@@ -26,6 +26,9 @@
 //!   per-repository counts without scanning `events`.
 //! - `schema_migrations`: the migration versions applied.
 
+use clickhouse::Client;
+use clickhouse::query::Query;
+
 use crate::event::EventType;
 use crate::store::StoreError;
 
@@ -250,11 +253,13 @@ impl Schema {
     }
 
     /// Opened pull requests of one repository; binds: repo name. Returns one
-    /// `(opened UInt64, first DateTime, last DateTime)` row (zeros when none).
+    /// `(opened UInt64, first UInt32, last UInt32)` row, times in seconds (zeros when none:
+    /// 18.16 and current releases print a zero `DateTime` differently).
     pub fn pr_average(&self) -> String {
         format!(
-            "SELECT uniqExactMerge(opened_ids) AS opened, minMerge(first_opened) AS first, \
-             maxMerge(last_opened) AS last FROM {} WHERE repo_name = ?",
+            "SELECT uniqExactMerge(opened_ids) AS opened, \
+             toUInt32(minMerge(first_opened)) AS first, \
+             toUInt32(maxMerge(last_opened)) AS last FROM {} WHERE repo_name = ?",
             self.table("pr_opened")
         )
     }
@@ -273,10 +278,10 @@ impl Schema {
         format!("SELECT uniqExact(id) FROM {}", self.table("events"))
     }
 
-    /// Total and newest time, for health. Returns one `(n UInt64, last DateTime)` row.
+    /// Total and newest time, for health. Returns one `(n UInt64, last UInt32)` row.
     pub fn health_totals(&self) -> String {
         format!(
-            "SELECT uniqExact(id) AS n, max(created_at) AS last FROM {}",
+            "SELECT uniqExact(id) AS n, toUInt32(max(created_at)) AS last FROM {}",
             self.table("events")
         )
     }
@@ -309,6 +314,93 @@ impl Schema {
     }
 }
 
+/// The statements with their values bound, in the order their templates expect: the one place
+/// that pairs a template with its arguments (the store runs these; the chDB check prints them).
+impl Schema {
+    pub(crate) fn q_server_version(&self, client: &Client) -> Query {
+        client.query(&self.server_version())
+    }
+
+    pub(crate) fn q_applied_versions(&self, client: &Client) -> Query {
+        client.query(&self.applied_versions())
+    }
+
+    pub(crate) fn q_record_migration(
+        &self,
+        client: &Client,
+        migration: &Migration,
+        applied_at: u32,
+    ) -> Query {
+        client
+            .query(&self.record_migration())
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(applied_at)
+    }
+
+    pub(crate) fn q_existing_ids(&self, client: &Client, min: u32, max: u32, ids: &[u64]) -> Query {
+        client
+            .query(&self.existing_ids())
+            .bind(min)
+            .bind(max)
+            .bind(IdTuple(ids))
+    }
+
+    pub(crate) fn q_event_counts(&self, client: &Client, since: u32, until: u32) -> Query {
+        client.query(&self.event_counts()).bind(since).bind(until)
+    }
+
+    pub(crate) fn q_timeline(
+        &self,
+        client: &Client,
+        first_bucket: i64,
+        bucket_seconds: i64,
+        since: u32,
+        until: u32,
+    ) -> Query {
+        client
+            .query(&self.timeline())
+            .bind(first_bucket)
+            .bind(bucket_seconds)
+            .bind(since)
+            .bind(until)
+    }
+
+    pub(crate) fn q_pr_average(&self, client: &Client, repo: &str) -> Query {
+        client.query(&self.pr_average()).bind(repo)
+    }
+
+    pub(crate) fn q_repo_event_counts(&self, client: &Client, repo: &str) -> Query {
+        client.query(&self.repo_event_counts()).bind(repo)
+    }
+
+    pub(crate) fn q_total_events(&self, client: &Client) -> Query {
+        client.query(&self.total_events())
+    }
+
+    pub(crate) fn q_health_totals(&self, client: &Client) -> Query {
+        client.query(&self.health_totals())
+    }
+
+    pub(crate) fn q_top_repositories(&self, client: &Client, limit: u64) -> Query {
+        client.query(&self.top_repositories()).bind(limit)
+    }
+}
+
+/// A list of ids bound as a SQL tuple `(1, 2, 3)`: 18.16 refuses `IN [array]`.
+struct IdTuple<'a>(&'a [u64]);
+
+impl serde::Serialize for IdTuple<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for id in self.0 {
+            t.serialize_element(id)?;
+        }
+        t.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +424,143 @@ mod tests {
             assert!(EVENT_TYPE_ENUM.contains(&format!("'{}' = {}", t.as_str(), type_code(t))));
         }
         assert_eq!(type_from_code(0), None);
+    }
+
+    /// The statements of the chDB check (`scripts/chdb_check.py`): the DDL, the recorded events
+    /// as `INSERT … VALUES`, and every query template filled with values from those events, as
+    /// JSON. Written to `$GITHUB_STATS_CHDB_SQL` when set; otherwise only checked to be complete.
+    #[test]
+    fn chdb_check_statements() {
+        use crate::conformance::fixtures;
+        use crate::event::Event;
+        use crate::parse::{RecordOutcome, parse_record};
+        use serde_json::json;
+
+        let out = std::env::var_os("GITHUB_STATS_CHDB_SQL");
+        let events: Vec<Event> = if out.is_some() {
+            fixtures::recorded_events()
+                .iter()
+                .filter_map(|v| match parse_record(v.to_string().as_bytes()) {
+                    RecordOutcome::Kept(e) => Some(e),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            let at = 1_700_000_000;
+            vec![
+                crate::conformance::event(1, EventType::PullRequestEvent, "o/r", at, "opened"),
+                crate::conformance::event(2, EventType::WatchEvent, "o'q/r?", at + 9, "started"),
+            ]
+        };
+        let schema = Schema::new("gs_chdb_check", None).unwrap();
+        let client = Client::default();
+        let sql = |q: Query| q.sql_display().to_string();
+
+        let mut setup = vec![
+            schema.drop_database(),
+            schema.create_database(),
+            schema.create_migrations_table(),
+        ];
+        for m in schema.migrations() {
+            setup.extend(m.statements.iter().cloned());
+            setup.push(sql(schema.q_record_migration(&client, &m, 1_700_000_000)));
+        }
+        let mut load = Vec::new();
+        for chunk in events.chunks(1000) {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|e| {
+                    sql(client
+                        .query("(?, ?, ?, ?, ?, ?)")
+                        .bind(e.id)
+                        .bind(e.event_type.as_str())
+                        .bind(e.repo_id)
+                        .bind(e.repo_name.as_str())
+                        .bind(e.timestamp() as u32)
+                        .bind(e.action.as_str()))
+                })
+                .collect();
+            load.push(format!(
+                "INSERT INTO {} (id, event_type, repo_id, repo_name, created_at, action) VALUES {}",
+                schema.events_table(),
+                rows.join(", ")
+            ));
+        }
+
+        let min = events.iter().map(Event::timestamp).min().unwrap() as u32;
+        let max = events.iter().map(Event::timestamp).max().unwrap() as u32;
+        let span = max - min;
+        let mut queries = vec![
+            json!({"name": "server_version", "sql": sql(schema.q_server_version(&client)), "compare": false}),
+            json!({"name": "applied_versions", "sql": sql(schema.q_applied_versions(&client))}),
+            json!({"name": "total_events", "sql": sql(schema.q_total_events(&client))}),
+            json!({"name": "health_totals", "sql": sql(schema.q_health_totals(&client))}),
+            json!({"name": "top_repositories_10", "sql": sql(schema.q_top_repositories(&client, 10))}),
+            json!({"name": "top_repositories_1000", "sql": sql(schema.q_top_repositories(&client, 1000))}),
+        ];
+        let mut ids: Vec<u64> = events.iter().take(500).map(|e| e.id).collect();
+        ids.extend([1, 2, u64::MAX]);
+        queries.push(json!({
+            "name": "existing_ids",
+            "sql": sql(schema.q_existing_ids(&client, min, max, &ids)),
+            "unordered": true,
+        }));
+        for (i, (since, until)) in [
+            (min, max + 1),
+            (min + span / 3, max - span / 3),
+            (min + 1, min + 61),
+            (max, max + 60),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            queries.push(json!({
+                "name": format!("event_counts_{i}"),
+                "sql": sql(schema.q_event_counts(&client, since, until)),
+            }));
+            let bucket = i64::from((until - since) / 7).max(1);
+            let first = i64::from(since).div_euclid(bucket) * bucket;
+            queries.push(json!({
+                "name": format!("timeline_{i}"),
+                "sql": sql(schema.q_timeline(&client, first, bucket, since, until)),
+            }));
+        }
+        let mut repos: Vec<&str> = events
+            .iter()
+            .filter(|e| e.is_pull_request_opened())
+            .map(|e| e.repo_name.as_str())
+            .collect();
+        repos.sort_unstable();
+        repos.dedup();
+        repos.truncate(25);
+        repos.push("nobody/nothing");
+        for repo in repos {
+            queries.push(json!({
+                "name": format!("pr_average {repo}"),
+                "sql": sql(schema.q_pr_average(&client, repo)),
+            }));
+            queries.push(json!({
+                "name": format!("repo_event_counts {repo}"),
+                "sql": sql(schema.q_repo_event_counts(&client, repo)),
+            }));
+        }
+        for q in &queries {
+            let text = q["sql"].as_str().unwrap();
+            assert!(
+                !text.contains('?') || text.contains("'o\\'q/r?'"),
+                "unbound placeholder in {text}"
+            );
+        }
+        let doc = json!({
+            "database": schema.database(),
+            "events": events.len(),
+            "setup": setup,
+            "load": load,
+            "queries": queries,
+            "optimize": schema.optimize_final(),
+        });
+        if let Some(out) = out {
+            std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        }
     }
 }
