@@ -18,3 +18,5 @@ echo "== cargo test (CLICKHOUSE_URL=$CLICKHOUSE_URL)" >&2
 cargo test --workspace
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== chDB check (the ClickHouse store's SQL on current ClickHouse)" >&2
+scripts/chdb_check.sh

@@ -1,1 +1,846 @@
-//! The ClickHouse store (to be written).
+//! The ClickHouse store: the production backend (DESIGN.md §8), over ClickHouse's HTTP
+//! interface with the official `clickhouse` crate (one pooled client, RowBinary inserts,
+//! client-side bound parameters).
+//!
+//! The schema and every SQL statement are in [`schema`]. At [`ClickHouseStore::connect`] the
+//! database is created when missing and the versioned migrations not yet recorded in
+//! `schema_migrations` are run; each statement is idempotent (`IF NOT EXISTS`), so two
+//! processes starting at once both succeed.
+//!
+//! # Deduplication
+//!
+//! [`EventStore::insert_events`] keeps an event id once, at two levels:
+//!
+//! 1. within the batch (the first copy wins);
+//! 2. against what is stored: ids in a bounded cache of recently stored ids (this process's
+//!    inserts and ids it found stored) are skipped without asking the server; for the others, one
+//!    query per 10,000 ids asks `events` which of them exist, restricted to the batch's
+//!    `created_at` range so that it reads only those partitions and primary-key ranges.
+//!
+//! Inserts of one store instance are serialised, so within a process the [`InsertOutcome`]
+//! is exact.
+//!
+//! # Two writers racing
+//!
+//! Two processes (or two store instances) inserting the same new event at the same moment may
+//! both find it absent and both insert it: `events` then holds two copies until
+//! `ReplacingMergeTree` merges them, and each writer reports it as inserted. No metric changes:
+//!
+//! - window counts, timelines, totals and the ranking count `uniqExact(id)` at query time;
+//! - `pr_opened` and `repo_counts` keep `uniqExactState(id)`, a set of ids, which absorbs the
+//!   second copy; `min` and `max` of the opening times are unaffected by a repeated value.
+//!
+//! So every metric is exact before and after merges; only disk space is briefly spent twice.
+
+pub mod schema;
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, RepoName, utc_from_timestamp};
+use crate::metrics::{
+    EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
+    TimeWindow, Timeline, TypeCounts, timeline_buckets,
+};
+use crate::store::memory::IdHash;
+use crate::store::{EventStore, MetricsQuery, StoreError};
+
+use schema::{Schema, type_code, type_from_code};
+
+/// Default HTTP interface address.
+pub const DEFAULT_URL: &str = "http://localhost:8123";
+/// Default database.
+pub const DEFAULT_DATABASE: &str = "github_stats";
+
+/// Ids per existence query: keeps the query text under 18.16's `max_query_size` (256 KiB)
+/// even with 20-digit ids.
+const IDS_PER_LOOKUP: usize = 10_000;
+
+/// How to reach ClickHouse. The password is redacted in `Debug` and never logged.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClickHouseConfig {
+    /// HTTP interface, e.g. `http://localhost:8123` (not the native protocol's port 9000).
+    pub url: String,
+    /// Database, created when missing; a plain identifier.
+    pub database: String,
+    /// User name.
+    pub user: String,
+    /// Password; may be empty.
+    pub password: String,
+    /// Limit on every request to the server; past it the store reports itself unavailable.
+    pub request_timeout: Duration,
+    /// Reserved for the cluster mode (`CLICKHOUSE_CLUSTER`); must be `None` for now.
+    pub cluster: Option<String>,
+    /// How many recently stored ids are remembered to skip the existence query.
+    pub recent_ids_capacity: usize,
+    /// Most rows sent in one `INSERT`.
+    pub max_rows_per_insert: usize,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: DEFAULT_URL.to_owned(),
+            database: DEFAULT_DATABASE.to_owned(),
+            user: "default".to_owned(),
+            password: String::new(),
+            request_timeout: Duration::from_secs(30),
+            cluster: None,
+            recent_ids_capacity: 500_000,
+            max_rows_per_insert: 100_000,
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    /// The defaults with another URL.
+    pub fn new(url: impl Into<String>) -> ClickHouseConfig {
+        ClickHouseConfig {
+            url: url.into(),
+            ..ClickHouseConfig::default()
+        }
+    }
+
+    /// The defaults with `http://host:port` (`CLICKHOUSE_HOST` + `CLICKHOUSE_PORT`).
+    pub fn from_host_port(host: &str, port: u16) -> ClickHouseConfig {
+        ClickHouseConfig::new(format!("http://{host}:{port}"))
+    }
+
+    /// The same configuration with another database.
+    pub fn with_database(mut self, database: impl Into<String>) -> ClickHouseConfig {
+        self.database = database.into();
+        self
+    }
+
+    /// The same configuration with credentials.
+    pub fn with_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> ClickHouseConfig {
+        self.user = user.into();
+        self.password = password.into();
+        self
+    }
+
+    /// The same configuration with another request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> ClickHouseConfig {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+impl fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &redacted_origin(&self.url))
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("request_timeout", &self.request_timeout)
+            .field("cluster", &self.cluster)
+            .field("recent_ids_capacity", &self.recent_ids_capacity)
+            .field("max_rows_per_insert", &self.max_rows_per_insert)
+            .finish()
+    }
+}
+
+/// `scheme://host:port` of a URL, without credentials, path or query: what may be logged.
+fn redacted_origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => "<invalid url>".to_owned(),
+    }
+}
+
+/// A bounded set of recently stored ids, oldest evicted first.
+struct RecentIds {
+    set: HashSet<u64, std::hash::BuildHasherDefault<IdHash>>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> RecentIds {
+        RecentIds {
+            set: HashSet::default(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.set.contains(&id)
+    }
+
+    fn insert(&mut self, id: u64) {
+        if self.capacity == 0 || !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// One row of `events`, as sent in RowBinary (`DateTime` is seconds as `u32`, `Enum8` an `i8`).
+#[derive(clickhouse::Row, Serialize)]
+struct EventRow<'a> {
+    id: u64,
+    event_type: i8,
+    repo_id: u64,
+    repo_name: &'a str,
+    created_at: u32,
+    action: &'a str,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct CodeCount {
+    code: i8,
+    n: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct BucketCount {
+    code: i8,
+    bucket: u64,
+    n: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct PrRow {
+    opened: u64,
+    first: u32,
+    last: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct TotalsRow {
+    n: u64,
+    last: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct RepoCountRow {
+    repo_name: String,
+    n: u64,
+}
+
+/// The ClickHouse store; see the [module documentation](self).
+pub struct ClickHouseStore {
+    client: Client,
+    schema: Schema,
+    origin: String,
+    native_port_hint: bool,
+    timeout: Duration,
+    max_rows_per_insert: usize,
+    /// Serialises inserts and holds the recent-ids cache.
+    writer: tokio::sync::Mutex<RecentIds>,
+}
+
+impl fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseStore")
+            .field("origin", &self.origin)
+            .field("database", &self.schema.database())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClickHouseStore {
+    /// Connects, creates the database when missing and applies pending migrations.
+    ///
+    /// Fails with [`StoreError::Config`] for a bad URL or database name, and with
+    /// [`StoreError::Unavailable`] when the server does not answer (the message says so when
+    /// the URL points at the native protocol's port 9000 instead of the HTTP one, 8123).
+    pub async fn connect(config: ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
+        let schema = Schema::new(&config.database, config.cluster.as_deref())?;
+        let url = reqwest::Url::parse(&config.url).map_err(|e| {
+            StoreError::Config(format!(
+                "CLICKHOUSE_URL {:?} is not a URL: {e}",
+                redacted_origin(&config.url)
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StoreError::Config(format!(
+                "CLICKHOUSE_URL must be an http:// or https:// address of ClickHouse's HTTP \
+                 interface (usually port 8123), not {}://",
+                url.scheme()
+            )));
+        }
+        let native_port_hint = matches!(url.port(), Some(9000 | 9440));
+        let client = Client::default()
+            .with_url(config.url.as_str())
+            .with_user(config.user.as_str())
+            .with_password(config.password.as_str())
+            .with_validation(false);
+        let store = ClickHouseStore {
+            client,
+            schema,
+            origin: url.origin().ascii_serialization(),
+            native_port_hint,
+            timeout: config.request_timeout,
+            max_rows_per_insert: config.max_rows_per_insert.max(1),
+            writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
+        };
+        let version = match store.server_version().await {
+            Ok(version) => version,
+            Err(StoreError::Unavailable(message)) => {
+                if let Some(answer) = probe_native_port(&url).await {
+                    return Err(native_port_error(&store.origin, &answer));
+                }
+                return Err(StoreError::Unavailable(message));
+            }
+            Err(other) => return Err(other),
+        };
+        tracing::info!(
+            origin = %store.origin,
+            database = store.schema.database(),
+            server_version = %version,
+            "connected to clickhouse"
+        );
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The schema (names and statements) this store uses.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The server's version string (`SELECT version()`).
+    pub async fn server_version(&self) -> Result<String, StoreError> {
+        self.run(
+            self.schema
+                .q_server_version(&self.client)
+                .fetch_one::<String>(),
+        )
+        .await
+    }
+
+    /// Runs `OPTIMIZE TABLE … FINAL` on every table: merges everything now. Metrics do not
+    /// depend on it (tests check that); it only reclaims space.
+    pub async fn optimize_final(&self) -> Result<(), StoreError> {
+        for sql in self.schema.optimize_final() {
+            self.execute(&sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the whole database (tests, benches). The store is unusable afterwards.
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        self.execute(&self.schema.drop_database()).await
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.run(self.client.query(sql).execute()).await
+    }
+
+    /// Applies the migrations not recorded yet. Every statement is idempotent, so a race with
+    /// another process applying the same migration only repeats work; a statement that fails
+    /// because the other process is creating the same table is retried.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.execute_retrying(&self.schema.create_database())
+            .await?;
+        self.execute_retrying(&self.schema.create_migrations_table())
+            .await?;
+        let applied: HashSet<u32> = self
+            .run(
+                self.schema
+                    .q_applied_versions(&self.client)
+                    .fetch_all::<u32>(),
+            )
+            .await?
+            .into_iter()
+            .collect();
+        for migration in self.schema.migrations() {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            tracing::info!(
+                database = self.schema.database(),
+                version = migration.version,
+                name = migration.name,
+                "applying clickhouse migration"
+            );
+            for sql in &migration.statements {
+                self.execute_retrying(sql).await?;
+            }
+            let now = clamp_ts(Utc::now().timestamp());
+            self.run(
+                self.schema
+                    .q_record_migration(&self.client, &migration, now)
+                    .execute(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs an idempotent DDL statement, retrying a few times when it fails for another reason
+    /// than an outage (two processes creating the same table at once).
+    async fn execute_retrying(&self, sql: &str) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.execute(sql).await {
+                Err(StoreError::Backend(message)) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %message, "retrying schema statement");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Awaits a request with the configured timeout, mapping errors.
+    async fn run<T>(
+        &self,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.map_error(e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "clickhouse at {} did not answer within {:?}",
+                self.origin, self.timeout
+            ))),
+        }
+    }
+
+    fn map_error(&self, e: clickhouse::error::Error) -> StoreError {
+        use clickhouse::error::Error;
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        if message.contains("is for clickhouse-client") {
+            return native_port_error(&self.origin, &message);
+        }
+        match e {
+            Error::Network(_) | Error::TimedOut => {
+                let hint = if self.native_port_hint {
+                    " (port 9000 is ClickHouse's native protocol; this store speaks HTTP, \
+                     which listens on port 8123 by default: set CLICKHOUSE_URL=http://HOST:8123)"
+                } else {
+                    ""
+                };
+                StoreError::Unavailable(format!(
+                    "clickhouse at {} unreachable: {message}{hint}",
+                    self.origin
+                ))
+            }
+            _ => StoreError::Backend(message),
+        }
+    }
+
+    /// Ids among `candidates` (no repeats, none cached) already in `events`.
+    async fn stored_among(&self, candidates: &[&Event]) -> Result<HashSet<u64>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in candidates.chunks(IDS_PER_LOOKUP) {
+            let (mut min, mut max) = (u32::MAX, 0u32);
+            let mut ids = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                let ts = e.timestamp() as u32;
+                min = min.min(ts);
+                max = max.max(ts);
+                ids.push(e.id);
+            }
+            let rows = self
+                .run(
+                    self.schema
+                        .q_existing_ids(&self.client, min, max, &ids)
+                        .fetch_all::<u64>(),
+                )
+                .await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Sends `events` in RowBinary, at most `max_rows_per_insert` per `INSERT`, and adds the
+    /// ids of every completed `INSERT` to `recent`.
+    async fn send(&self, events: &[&Event], recent: &mut RecentIds) -> Result<(), StoreError> {
+        let table = self.schema.events_table();
+        for chunk in events.chunks(self.max_rows_per_insert) {
+            let sent = async {
+                let mut insert = self
+                    .client
+                    .insert_unescaped::<EventRow<'_>>(&table)
+                    .await?
+                    .with_timeouts(Some(self.timeout), Some(self.timeout));
+                for e in chunk {
+                    insert
+                        .write(&EventRow {
+                            id: e.id,
+                            event_type: type_code(e.event_type),
+                            repo_id: e.repo_id,
+                            repo_name: &e.repo_name,
+                            created_at: e.timestamp() as u32,
+                            action: &e.action,
+                        })
+                        .await?;
+                }
+                insert.end().await
+            };
+            self.run(sent).await?;
+            for e in chunk {
+                recent.insert(e.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn native_port_error(origin: &str, answer: &str) -> StoreError {
+    StoreError::Config(format!(
+        "{origin} is ClickHouse's native protocol port (9000 by default), not its HTTP interface \
+         (8123 by default), which this store uses: point CLICKHOUSE_URL at the HTTP port (the \
+         server said: {:?})",
+        answer.split_whitespace().collect::<Vec<_>>().join(" ")
+    ))
+}
+
+/// Asks `url`'s port, over plain TCP, what it is: ClickHouse's native port answers an HTTP
+/// request with a line of text telling to use the HTTP port, which HTTP clients cannot parse
+/// (18.16) or get as an error status. Returns that text when it names `clickhouse-client`.
+async fn probe_native_port(url: &reqwest::Url) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while answer.len() < 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.contains("clickhouse-client").then_some(text)
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Times `DateTime` can hold: seconds in `u32`.
+fn check_storable(e: &Event) -> Result<(), StoreError> {
+    let ts = e.timestamp();
+    if (0..=i64::from(u32::MAX)).contains(&ts) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidEvent {
+            id: e.id,
+            reason: format!(
+                "created_at {} is outside ClickHouse's DateTime range (1970 to 2106)",
+                e.created_at
+            ),
+        })
+    }
+}
+
+/// Seconds since the epoch clamped to what `DateTime` holds, for query bounds.
+fn clamp_ts(ts: i64) -> u32 {
+    ts.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+fn counts_from(rows: Vec<CodeCount>) -> TypeCounts {
+    let mut counts = TypeCounts::default();
+    for row in rows {
+        if let Some(t) = type_from_code(row.code) {
+            counts[t] += row.n;
+        }
+    }
+    counts
+}
+
+#[async_trait]
+impl EventStore for ClickHouseStore {
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError> {
+        for e in events {
+            check_storable(e)?;
+        }
+        let mut recent = self.writer.lock().await;
+        let mut outcome = InsertOutcome::default();
+        // Level 1: within the batch, and against the recent ids.
+        let mut seen: HashSet<u64, std::hash::BuildHasherDefault<IdHash>> = HashSet::default();
+        seen.reserve(events.len());
+        let mut candidates = Vec::with_capacity(events.len());
+        for e in events {
+            if !seen.insert(e.id) || recent.contains(e.id) {
+                outcome.duplicates += 1;
+            } else {
+                candidates.push(e);
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(outcome);
+        }
+        // Level 2: against what is stored, in the batch's time range.
+        let stored = self.stored_among(&candidates).await?;
+        let fresh: Vec<&Event> = candidates
+            .into_iter()
+            .filter(|e| {
+                if stored.contains(&e.id) {
+                    outcome.duplicates += 1;
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        for id in stored {
+            recent.insert(id);
+        }
+        self.send(&fresh, &mut recent).await?;
+        outcome.inserted = fresh.len() as u64;
+        tracing::debug!(
+            inserted = outcome.inserted,
+            duplicates = outcome.duplicates,
+            "inserted events into clickhouse"
+        );
+        Ok(outcome)
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let probe = async {
+            let version = self.server_version().await?;
+            let totals = self
+                .run(
+                    self.schema
+                        .q_health_totals(&self.client)
+                        .fetch_one::<TotalsRow>(),
+                )
+                .await?;
+            Ok::<_, StoreError>((version, totals))
+        };
+        let mut health = match probe.await {
+            Ok((version, totals)) => {
+                let last = (totals.n > 0)
+                    .then(|| utc_from_timestamp(i64::from(totals.last)))
+                    .flatten();
+                let mut health = StoreHealth::new(self.backend_name(), true, totals.n, last);
+                health
+                    .details
+                    .insert("server_version".into(), version.into());
+                health
+            }
+            Err(e) => {
+                let mut health = StoreHealth::new(self.backend_name(), false, 0, None);
+                health.details.insert("error".into(), e.to_string().into());
+                health
+            }
+        };
+        health
+            .details
+            .insert("url".into(), self.origin.clone().into());
+        health
+            .details
+            .insert("database".into(), self.schema.database().into());
+        health
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "clickhouse"
+    }
+}
+
+#[async_trait]
+impl MetricsQuery for ClickHouseStore {
+    async fn pr_average(&self, repo: &RepoName) -> Result<PrAverage, StoreError> {
+        let row = self
+            .run(
+                self.schema
+                    .q_pr_average(&self.client, repo.as_str())
+                    .fetch_one::<PrRow>(),
+            )
+            .await?;
+        Ok(PrAverage::from_extremes(
+            repo.as_str(),
+            row.opened,
+            utc_from_timestamp(i64::from(row.first)),
+            utc_from_timestamp(i64::from(row.last)),
+        ))
+    }
+
+    async fn event_counts(&self, window: TimeWindow) -> Result<EventCounts, StoreError> {
+        let rows = self
+            .run(
+                self.schema
+                    .q_event_counts(
+                        &self.client,
+                        clamp_ts(window.since_ts()),
+                        clamp_ts(window.until_ts()),
+                    )
+                    .fetch_all::<CodeCount>(),
+            )
+            .await?;
+        Ok(EventCounts {
+            window,
+            counts: counts_from(rows),
+        })
+    }
+
+    async fn timeline(
+        &self,
+        window: TimeWindow,
+        bucket_seconds: i64,
+    ) -> Result<Timeline, StoreError> {
+        let starts = timeline_buckets(&window, bucket_seconds)?;
+        let first = starts.first().copied().unwrap_or(window.since_ts());
+        let rows = self
+            .run(
+                self.schema
+                    .q_timeline(
+                        &self.client,
+                        first,
+                        bucket_seconds,
+                        clamp_ts(window.since_ts()),
+                        clamp_ts(window.until_ts()),
+                    )
+                    .fetch_all::<BucketCount>(),
+            )
+            .await?;
+        let mut counts: [Vec<u64>; 3] = std::array::from_fn(|_| vec![0; starts.len()]);
+        for row in rows {
+            if let Some(t) = type_from_code(row.code)
+                && let Some(slot) = counts[t.index()].get_mut(row.bucket as usize)
+            {
+                *slot += row.n;
+            }
+        }
+        Ok(Timeline {
+            window,
+            bucket_seconds,
+            bucket_starts: starts.into_iter().filter_map(utc_from_timestamp).collect(),
+            counts,
+        })
+    }
+
+    async fn repo_event_counts(&self, repo: &RepoName) -> Result<RepoEventCounts, StoreError> {
+        let rows = self
+            .run(
+                self.schema
+                    .q_repo_event_counts(&self.client, repo.as_str())
+                    .fetch_all::<CodeCount>(),
+            )
+            .await?;
+        Ok(RepoEventCounts {
+            repository: repo.as_str().to_owned(),
+            counts: counts_from(rows),
+        })
+    }
+
+    async fn total_events(&self) -> Result<u64, StoreError> {
+        self.run(self.schema.q_total_events(&self.client).fetch_one::<u64>())
+            .await
+    }
+
+    async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .run(
+                self.schema
+                    .q_top_repositories(&self.client, limit as u64)
+                    .fetch_all::<RepoCountRow>(),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RepoEventCount {
+                repository: r.repo_name,
+                event_count: r.n,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_password_and_url_credentials() {
+        let config = ClickHouseConfig::new("http://alice:s3cret@db.example:8123/?x=1")
+            .with_credentials("bob", "hunter2");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("db.example:8123"), "{shown}");
+    }
+
+    #[test]
+    fn recent_ids_are_bounded_oldest_out() {
+        let mut recent = RecentIds::new(3);
+        for id in 1..=4 {
+            recent.insert(id);
+        }
+        assert!(!recent.contains(1));
+        assert!((2..=4).all(|id| recent.contains(id)));
+        recent.insert(3);
+        assert_eq!(recent.order.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn bad_configuration_is_refused_before_any_request() {
+        let err = ClickHouseStore::connect(ClickHouseConfig::default().with_database("x-y"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err}");
+        let err = ClickHouseStore::connect(ClickHouseConfig::new("tcp://localhost:9000"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_native_port_gets_a_message_saying_so() {
+        // Nothing listens on this port here, as for a 9000 that does not answer HTTP.
+        let config = ClickHouseConfig::new("http://127.0.0.1:9000")
+            .with_request_timeout(Duration::from_secs(5));
+        match ClickHouseStore::connect(config).await {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("native protocol"), "{message}");
+                assert!(message.contains("8123"), "{message}");
+            }
+            // A real HTTP server on 9000 would be fine; anything else is not.
+            Err(other) => panic!("unexpected error: {other}"),
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The ClickHouse schema and every SQL statement of the store, in one place.
+//!
+//! Nothing outside this module writes SQL: the cluster mode (DESIGN.md §8) switches engines and
+//! adds `ON CLUSTER` here, and the chDB check (`scripts/chdb_check.py`) runs exactly these
+//! statements on current ClickHouse.
+//!
+//! Every statement runs on ClickHouse 18.16 (Debian's package, what CI has) and on current
+//! releases: `DateTime` (not `DateTime64`), `Enum8` (not `LowCardinality`), the
+//! `ENGINE = …() PARTITION BY … ORDER BY …` syntax, no setting 18.16 lacks, no `IN [array]`
+//! (18.16 wants a tuple). Values are never spliced into the text: templates hold `?`
+//! placeholders that the `clickhouse` crate fills with escaped literals (`Query::bind`).
+//! Database and table names are validated identifiers.
+//!
+//! # Tables
+//!
+//! - `events`: one row per stored event. `ReplacingMergeTree` ordered by `(created_at, id)` and
+//!   partitioned by month: a time window prunes partitions and primary-key ranges, and copies of
+//!   one event (two writers racing) collapse when parts merge. Queries never rely on merges:
+//!   they count `uniqExact(id)`.
+//! - `pr_opened`: per repository, an `AggregatingMergeTree` of `uniqExactState(id)`,
+//!   `minState(created_at)` and `maxState(created_at)` of its opened pull requests, fed by the
+//!   materialized view `pr_opened_mv` on inserts into `events`. The states merge exactly (min and
+//!   max survive merges, the id set absorbs a second copy of an event), and the PR average reads
+//!   one primary-key range of it with `-Merge`.
+//! - `repo_counts`: per repository and type, `uniqExactState(id)`, fed by `repo_counts_mv`: the
+//!   per-repository counts without scanning `events`.
+//! - `schema_migrations`: the migration versions applied.
+
+use clickhouse::Client;
+use clickhouse::query::Query;
+
+use crate::event::EventType;
+use crate::store::StoreError;
+
+/// Longest database or table name accepted.
+pub const MAX_IDENTIFIER_LEN: usize = 64;
+
+/// Checks that `name` is a plain identifier: ASCII letters, digits and `_`, not starting with a
+/// digit, at most [`MAX_IDENTIFIER_LEN`] characters. Such a name needs no quoting in SQL.
+pub fn validate_identifier(kind: &str, name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_IDENTIFIER_LEN
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Config(format!(
+            "{kind} {name:?} is not a valid identifier: use ASCII letters, digits and '_', \
+             not starting with a digit, at most {MAX_IDENTIFIER_LEN} characters"
+        )))
+    }
+}
+
+/// The `Enum8` of event types: codes match [`type_code`].
+const EVENT_TYPE_ENUM: &str = "Enum8('WatchEvent' = 1, 'PullRequestEvent' = 2, 'IssuesEvent' = 3)";
+
+/// The `Enum8` code of an event type, as written in RowBinary and read back by the queries.
+pub fn type_code(t: EventType) -> i8 {
+    match t {
+        EventType::WatchEvent => 1,
+        EventType::PullRequestEvent => 2,
+        EventType::IssuesEvent => 3,
+    }
+}
+
+/// Inverse of [`type_code`].
+pub fn type_from_code(code: i8) -> Option<EventType> {
+    match code {
+        1 => Some(EventType::WatchEvent),
+        2 => Some(EventType::PullRequestEvent),
+        3 => Some(EventType::IssuesEvent),
+        _ => None,
+    }
+}
+
+/// One schema migration: statements that are each idempotent (`IF NOT EXISTS`), so a migration
+/// interrupted half-way, or run by two processes at once, is simply run again.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Increasing version number, recorded in `schema_migrations`.
+    pub version: u32,
+    /// What it does.
+    pub name: &'static str,
+    /// The statements, in order.
+    pub statements: Vec<String>,
+}
+
+/// The names the store's SQL uses, and the statements built from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    database: String,
+    cluster: Option<String>,
+}
+
+impl Schema {
+    /// The schema in `database`. `cluster` is reserved for the cluster mode and must be `None`
+    /// for now.
+    pub fn new(database: &str, cluster: Option<&str>) -> Result<Schema, StoreError> {
+        validate_identifier("database", database)?;
+        if let Some(cluster) = cluster {
+            validate_identifier("cluster", cluster)?;
+            return Err(StoreError::Config(
+                "cluster mode is not implemented yet: leave CLICKHOUSE_CLUSTER unset".into(),
+            ));
+        }
+        Ok(Schema {
+            database: database.to_owned(),
+            cluster: None,
+        })
+    }
+
+    /// The database name.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.database)
+    }
+
+    /// The table events are inserted into (`database.events`).
+    pub fn events_table(&self) -> String {
+        self.table("events")
+    }
+
+    /// `CREATE DATABASE IF NOT EXISTS`.
+    pub fn create_database(&self) -> String {
+        format!("CREATE DATABASE IF NOT EXISTS {}", self.database)
+    }
+
+    /// `DROP DATABASE IF EXISTS` (tests and benches).
+    pub fn drop_database(&self) -> String {
+        format!("DROP DATABASE IF EXISTS {}", self.database)
+    }
+
+    /// The table that records applied migrations. Two processes may both record a version: the
+    /// engine collapses the copies and readers use `DISTINCT`.
+    pub fn create_migrations_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (version UInt32, name String, applied_at DateTime) \
+             ENGINE = ReplacingMergeTree() ORDER BY version",
+            self.table("schema_migrations")
+        )
+    }
+
+    /// Versions applied so far; returns `version UInt32` rows.
+    pub fn applied_versions(&self) -> String {
+        format!(
+            "SELECT DISTINCT version FROM {} ORDER BY version",
+            self.table("schema_migrations")
+        )
+    }
+
+    /// Records a migration; binds: version (UInt32), name, applied_at (seconds).
+    pub fn record_migration(&self) -> String {
+        format!(
+            "INSERT INTO {} (version, name, applied_at) VALUES (?, ?, toDateTime(?))",
+            self.table("schema_migrations")
+        )
+    }
+
+    /// Every migration, oldest first.
+    pub fn migrations(&self) -> Vec<Migration> {
+        let events = self.table("events");
+        let pr_opened = self.table("pr_opened");
+        let repo_counts = self.table("repo_counts");
+        vec![Migration {
+            version: 1,
+            name: "events, pr_opened and repo_counts with their materialized views",
+            statements: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {events} (\
+                     id UInt64, \
+                     event_type {EVENT_TYPE_ENUM}, \
+                     repo_id UInt64, \
+                     repo_name String, \
+                     created_at DateTime, \
+                     action String\
+                     ) ENGINE = ReplacingMergeTree() \
+                     PARTITION BY toYYYYMM(created_at) \
+                     ORDER BY (created_at, id)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {pr_opened} (\
+                     repo_name String, \
+                     opened_ids AggregateFunction(uniqExact, UInt64), \
+                     first_opened AggregateFunction(min, DateTime), \
+                     last_opened AggregateFunction(max, DateTime)\
+                     ) ENGINE = AggregatingMergeTree() ORDER BY repo_name"
+                ),
+                format!(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {pr_opened} AS \
+                     SELECT repo_name, \
+                     uniqExactState(id) AS opened_ids, \
+                     minState(created_at) AS first_opened, \
+                     maxState(created_at) AS last_opened \
+                     FROM {events} \
+                     WHERE event_type = 'PullRequestEvent' AND action = 'opened' \
+                     GROUP BY repo_name",
+                    pr_opened
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {repo_counts} (\
+                     repo_name String, \
+                     event_type {EVENT_TYPE_ENUM}, \
+                     ids AggregateFunction(uniqExact, UInt64)\
+                     ) ENGINE = AggregatingMergeTree() ORDER BY (repo_name, event_type)"
+                ),
+                format!(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {repo_counts} AS \
+                     SELECT repo_name, event_type, uniqExactState(id) AS ids \
+                     FROM {events} GROUP BY repo_name, event_type",
+                    repo_counts
+                ),
+            ],
+        }]
+    }
+
+    /// Ids already stored among some; binds: since (seconds), until (seconds, inclusive), the
+    /// ids as a tuple. Reads one time range of `events`.
+    pub fn existing_ids(&self) -> String {
+        format!(
+            "SELECT DISTINCT id FROM {} \
+             WHERE created_at >= toDateTime(?) AND created_at <= toDateTime(?) AND id IN ?",
+            self.table("events")
+        )
+    }
+
+    /// Distinct events per type in `[since, until)`; binds: since, until (seconds). Returns
+    /// `(code Int8, n UInt64)` rows.
+    pub fn event_counts(&self) -> String {
+        format!(
+            "SELECT toInt8(event_type) AS code, uniqExact(id) AS n FROM {} \
+             WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
+             GROUP BY code ORDER BY code",
+            self.table("events")
+        )
+    }
+
+    /// Distinct events per type per bucket in `[since, until)`; binds: first bucket start,
+    /// bucket seconds, since, until. Returns `(code Int8, bucket UInt64, n UInt64)` rows, the
+    /// bucket as an index from the first.
+    pub fn timeline(&self) -> String {
+        format!(
+            "SELECT toInt8(event_type) AS code, \
+             toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, \
+             uniqExact(id) AS n FROM {} \
+             WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
+             GROUP BY code, bucket ORDER BY code, bucket",
+            self.table("events")
+        )
+    }
+
+    /// Opened pull requests of one repository; binds: repo name. Returns one
+    /// `(opened UInt64, first UInt32, last UInt32)` row, times in seconds (zeros when none:
+    /// 18.16 and current releases print a zero `DateTime` differently).
+    pub fn pr_average(&self) -> String {
+        format!(
+            "SELECT uniqExactMerge(opened_ids) AS opened, \
+             toUInt32(minMerge(first_opened)) AS first, \
+             toUInt32(maxMerge(last_opened)) AS last FROM {} WHERE repo_name = ?",
+            self.table("pr_opened")
+        )
+    }
+
+    /// Events of one repository per type; binds: repo name. Returns `(code Int8, n UInt64)`.
+    pub fn repo_event_counts(&self) -> String {
+        format!(
+            "SELECT toInt8(event_type) AS code, uniqExactMerge(ids) AS n FROM {} \
+             WHERE repo_name = ? GROUP BY code ORDER BY code",
+            self.table("repo_counts")
+        )
+    }
+
+    /// Distinct stored events. Returns one `UInt64`.
+    pub fn total_events(&self) -> String {
+        format!("SELECT uniqExact(id) FROM {}", self.table("events"))
+    }
+
+    /// Total and newest time, for health. Returns one `(n UInt64, last UInt32)` row.
+    pub fn health_totals(&self) -> String {
+        format!(
+            "SELECT uniqExact(id) AS n, toUInt32(max(created_at)) AS last FROM {}",
+            self.table("events")
+        )
+    }
+
+    /// The most active repositories; binds: limit. Returns `(repo_name String, n UInt64)`.
+    pub fn top_repositories(&self) -> String {
+        format!(
+            "SELECT repo_name, uniqExact(id) AS n FROM {} GROUP BY repo_name \
+             ORDER BY n DESC, repo_name ASC LIMIT ?",
+            self.table("events")
+        )
+    }
+
+    /// The server version. Returns one `String`.
+    pub fn server_version(&self) -> String {
+        "SELECT version()".to_owned()
+    }
+
+    /// `OPTIMIZE TABLE … FINAL` of every table (tests: merges must change no metric).
+    pub fn optimize_final(&self) -> Vec<String> {
+        ["events", "pr_opened", "repo_counts"]
+            .iter()
+            .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(t)))
+            .collect()
+    }
+
+    /// Whether a cluster is configured (reserved: always `false` for now).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+}
+
+/// The statements with their values bound, in the order their templates expect: the one place
+/// that pairs a template with its arguments (the store runs these; the chDB check prints them).
+impl Schema {
+    pub(crate) fn q_server_version(&self, client: &Client) -> Query {
+        client.query(&self.server_version())
+    }
+
+    pub(crate) fn q_applied_versions(&self, client: &Client) -> Query {
+        client.query(&self.applied_versions())
+    }
+
+    pub(crate) fn q_record_migration(
+        &self,
+        client: &Client,
+        migration: &Migration,
+        applied_at: u32,
+    ) -> Query {
+        client
+            .query(&self.record_migration())
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(applied_at)
+    }
+
+    pub(crate) fn q_existing_ids(&self, client: &Client, min: u32, max: u32, ids: &[u64]) -> Query {
+        client
+            .query(&self.existing_ids())
+            .bind(min)
+            .bind(max)
+            .bind(IdTuple(ids))
+    }
+
+    pub(crate) fn q_event_counts(&self, client: &Client, since: u32, until: u32) -> Query {
+        client.query(&self.event_counts()).bind(since).bind(until)
+    }
+
+    pub(crate) fn q_timeline(
+        &self,
+        client: &Client,
+        first_bucket: i64,
+        bucket_seconds: i64,
+        since: u32,
+        until: u32,
+    ) -> Query {
+        client
+            .query(&self.timeline())
+            .bind(first_bucket)
+            .bind(bucket_seconds)
+            .bind(since)
+            .bind(until)
+    }
+
+    pub(crate) fn q_pr_average(&self, client: &Client, repo: &str) -> Query {
+        client.query(&self.pr_average()).bind(repo)
+    }
+
+    pub(crate) fn q_repo_event_counts(&self, client: &Client, repo: &str) -> Query {
+        client.query(&self.repo_event_counts()).bind(repo)
+    }
+
+    pub(crate) fn q_total_events(&self, client: &Client) -> Query {
+        client.query(&self.total_events())
+    }
+
+    pub(crate) fn q_health_totals(&self, client: &Client) -> Query {
+        client.query(&self.health_totals())
+    }
+
+    pub(crate) fn q_top_repositories(&self, client: &Client, limit: u64) -> Query {
+        client.query(&self.top_repositories()).bind(limit)
+    }
+}
+
+/// A list of ids bound as a SQL tuple `(1, 2, 3)`: 18.16 refuses `IN [array]`.
+struct IdTuple<'a>(&'a [u64]);
+
+impl serde::Serialize for IdTuple<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for id in self.0 {
+            t.serialize_element(id)?;
+        }
+        t.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_validated() {
+        for ok in ["github_stats", "a", "_x1", "T_2"] {
+            validate_identifier("database", ok).unwrap();
+        }
+        for bad in ["", "1abc", "a-b", "a.b", "a b", "a`b", "é", &"x".repeat(65)] {
+            assert!(validate_identifier("database", bad).is_err(), "{bad:?}");
+        }
+        assert!(Schema::new("db; DROP TABLE x", None).is_err());
+        assert!(Schema::new("db", Some("c")).is_err());
+    }
+
+    #[test]
+    fn type_codes_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(type_from_code(type_code(t)), Some(t));
+            assert!(EVENT_TYPE_ENUM.contains(&format!("'{}' = {}", t.as_str(), type_code(t))));
+        }
+        assert_eq!(type_from_code(0), None);
+    }
+
+    /// The statements of the chDB check (`scripts/chdb_check.py`): the DDL, the recorded events
+    /// as `INSERT … VALUES`, and every query template filled with values from those events, as
+    /// JSON. Written to `$GITHUB_STATS_CHDB_SQL` when set; otherwise only checked to be complete.
+    #[test]
+    fn chdb_check_statements() {
+        use crate::conformance::fixtures;
+        use crate::event::Event;
+        use crate::parse::{RecordOutcome, parse_record};
+        use serde_json::json;
+
+        let out = std::env::var_os("GITHUB_STATS_CHDB_SQL");
+        let events: Vec<Event> = if out.is_some() {
+            fixtures::recorded_events()
+                .iter()
+                .filter_map(|v| match parse_record(v.to_string().as_bytes()) {
+                    RecordOutcome::Kept(e) => Some(e),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            let at = 1_700_000_000;
+            vec![
+                crate::conformance::event(1, EventType::PullRequestEvent, "o/r", at, "opened"),
+                crate::conformance::event(2, EventType::WatchEvent, "o'q/r?", at + 9, "started"),
+            ]
+        };
+        let schema = Schema::new("gs_chdb_check", None).unwrap();
+        let client = Client::default();
+        let sql = |q: Query| q.sql_display().to_string();
+
+        let mut setup = vec![
+            schema.drop_database(),
+            schema.create_database(),
+            schema.create_migrations_table(),
+        ];
+        for m in schema.migrations() {
+            setup.extend(m.statements.iter().cloned());
+            setup.push(sql(schema.q_record_migration(&client, &m, 1_700_000_000)));
+        }
+        let mut load = Vec::new();
+        for chunk in events.chunks(1000) {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|e| {
+                    sql(client
+                        .query("(?, ?, ?, ?, ?, ?)")
+                        .bind(e.id)
+                        .bind(e.event_type.as_str())
+                        .bind(e.repo_id)
+                        .bind(e.repo_name.as_str())
+                        .bind(e.timestamp() as u32)
+                        .bind(e.action.as_str()))
+                })
+                .collect();
+            load.push(format!(
+                "INSERT INTO {} (id, event_type, repo_id, repo_name, created_at, action) VALUES {}",
+                schema.events_table(),
+                rows.join(", ")
+            ));
+        }
+
+        let min = events.iter().map(Event::timestamp).min().unwrap() as u32;
+        let max = events.iter().map(Event::timestamp).max().unwrap() as u32;
+        let span = max - min;
+        let mut queries = vec![
+            json!({"name": "server_version", "sql": sql(schema.q_server_version(&client)), "compare": false}),
+            json!({"name": "applied_versions", "sql": sql(schema.q_applied_versions(&client))}),
+            json!({"name": "total_events", "sql": sql(schema.q_total_events(&client))}),
+            json!({"name": "health_totals", "sql": sql(schema.q_health_totals(&client))}),
+            json!({"name": "top_repositories_10", "sql": sql(schema.q_top_repositories(&client, 10))}),
+            json!({"name": "top_repositories_1000", "sql": sql(schema.q_top_repositories(&client, 1000))}),
+        ];
+        let mut ids: Vec<u64> = events.iter().take(500).map(|e| e.id).collect();
+        ids.extend([1, 2, u64::MAX]);
+        queries.push(json!({
+            "name": "existing_ids",
+            "sql": sql(schema.q_existing_ids(&client, min, max, &ids)),
+            "unordered": true,
+        }));
+        for (i, (since, until)) in [
+            (min, max + 1),
+            (min + span / 3, max - span / 3),
+            (min + 1, min + 61),
+            (max, max + 60),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            queries.push(json!({
+                "name": format!("event_counts_{i}"),
+                "sql": sql(schema.q_event_counts(&client, since, until)),
+            }));
+            let bucket = i64::from((until - since) / 7).max(1);
+            let first = i64::from(since).div_euclid(bucket) * bucket;
+            queries.push(json!({
+                "name": format!("timeline_{i}"),
+                "sql": sql(schema.q_timeline(&client, first, bucket, since, until)),
+            }));
+        }
+        let mut repos: Vec<&str> = events
+            .iter()
+            .filter(|e| e.is_pull_request_opened())
+            .map(|e| e.repo_name.as_str())
+            .collect();
+        repos.sort_unstable();
+        repos.dedup();
+        repos.truncate(25);
+        repos.push("nobody/nothing");
+        for repo in repos {
+            queries.push(json!({
+                "name": format!("pr_average {repo}"),
+                "sql": sql(schema.q_pr_average(&client, repo)),
+            }));
+            queries.push(json!({
+                "name": format!("repo_event_counts {repo}"),
+                "sql": sql(schema.q_repo_event_counts(&client, repo)),
+            }));
+        }
+        for q in &queries {
+            let text = q["sql"].as_str().unwrap();
+            assert!(
+                !text.contains('?') || text.contains("'o\\'q/r?'"),
+                "unbound placeholder in {text}"
+            );
+        }
+        let doc = json!({
+            "database": schema.database(),
+            "events": events.len(),
+            "setup": setup,
+            "load": load,
+            "queries": queries,
+            "optimize": schema.optimize_final(),
+        });
+        if let Some(out) = out {
+            std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The ClickHouse store against a real server: `CLICKHOUSE_URL` (set by `scripts/test.sh`).
+//! Unset, each test prints a notice and returns; set, a server that does not answer fails them.
+//! Every test (and every conformance case) works in a fresh database named after it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use github_stats_core::conformance::{self, event};
+use github_stats_core::parse::{RecordOutcome, parse_record};
+use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{
+    Event, EventStore, EventType, MetricsQuery, RepoName, SharedStore, StoreError, TimeWindow,
+};
+
+fn clickhouse_url(test: &str) -> Option<String> {
+    match std::env::var("CLICKHOUSE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("notice: CLICKHOUSE_URL is not set, skipping the ClickHouse test {test}");
+            None
+        }
+    }
+}
+
+fn config(url: &str, database: &str) -> ClickHouseConfig {
+    ClickHouseConfig::new(url)
+        .with_database(database)
+        .with_request_timeout(Duration::from_secs(60))
+}
+
+/// A store on an empty database `gs_it_<name>` (dropped first if a previous run left it).
+async fn fresh_store(url: &str, name: &str) -> ClickHouseStore {
+    let database = format!("gs_it_{name}");
+    let old = ClickHouseStore::connect(config(url, &database))
+        .await
+        .unwrap_or_else(|e| panic!("CLICKHOUSE_URL is set but ClickHouse does not answer: {e}"));
+    old.drop_database().await.expect("drop database");
+    ClickHouseStore::connect(config(url, &database))
+        .await
+        .expect("connect to a fresh database")
+}
+
+/// Runs one SQL statement over HTTP, outside the store; returns the answer's text.
+async fn sql(url: &str, query: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(query.to_owned())
+        .send()
+        .await
+        .expect("clickhouse answers");
+    let status = response.status();
+    let text = response.text().await.expect("answer body");
+    assert!(status.is_success(), "{query}: {status} {text}");
+    text
+}
+
+fn recorded_events() -> Vec<Event> {
+    conformance::fixtures::recorded_events()
+        .iter()
+        .filter_map(|v| match parse_record(v.to_string().as_bytes()) {
+            RecordOutcome::Kept(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn t(s: i64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp(s, 0).unwrap()
+}
+
+/// Every metric of a store over `events`, to compare before and after something.
+async fn snapshot(store: &dyn github_stats_core::Store, events: &[Event]) -> String {
+    let min = events.iter().map(Event::timestamp).min().unwrap();
+    let max = events.iter().map(Event::timestamp).max().unwrap();
+    let window = TimeWindow::new(t(min), t(max + 1)).unwrap();
+    let mut out = format!(
+        "total={} counts={:?} timeline={:?} top={:?}",
+        store.total_events().await.unwrap(),
+        store.event_counts(window).await.unwrap().counts,
+        store
+            .timeline(window, (max + 1 - min) / 50 + 1)
+            .await
+            .unwrap()
+            .counts,
+        store.top_repositories(25).await.unwrap(),
+    );
+    let mut repos: Vec<&str> = events.iter().map(|e| e.repo_name.as_str()).collect();
+    repos.sort_unstable();
+    repos.dedup();
+    for name in repos
+        .iter()
+        .filter_map(|r| r.parse::<RepoName>().ok())
+        .take(300)
+    {
+        let avg = store.pr_average(&name).await.unwrap();
+        let counts = store.repo_event_counts(&name).await.unwrap();
+        out.push_str(&format!(
+            "\n{name}: {} {:?} {:?} {:?}",
+            avg.opened_count, avg.first_opened_at, avg.last_opened_at, counts.counts
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_store_passes_the_conformance_suite() {
+    let Some(url) = clickhouse_url("clickhouse_store_passes_the_conformance_suite") else {
+        return;
+    };
+    conformance::run_suite(|case| {
+        let url = url.clone();
+        async move { Arc::new(fresh_store(&url, &format!("conformance_{case}")).await) as SharedStore }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_final_changes_no_metric_even_with_duplicate_rows() {
+    let name = "optimize_final_changes_no_metric";
+    let Some(url) = clickhouse_url(name) else {
+        return;
+    };
+    let store = fresh_store(&url, name).await;
+    let events = recorded_events();
+    store.insert_events(&events).await.unwrap();
+    let before = snapshot(&store, &events).await;
+    // What two writers racing leave behind: every row twice in `events`, and every state
+    // fed twice through the materialized views.
+    let db = store.schema().database().to_owned();
+    sql(
+        &url,
+        &format!("INSERT INTO {db}.events SELECT * FROM {db}.events"),
+    )
+    .await;
+    let rows = sql(&url, &format!("SELECT count() FROM {db}.events")).await;
+    assert_eq!(
+        rows.trim().parse::<usize>().unwrap(),
+        2 * events_distinct(&events)
+    );
+    assert_eq!(snapshot(&store, &events).await, before, "duplicate rows");
+    store.optimize_final().await.unwrap();
+    let rows = sql(&url, &format!("SELECT count() FROM {db}.events")).await;
+    assert_eq!(
+        rows.trim().parse::<usize>().unwrap(),
+        events_distinct(&events),
+        "merges collapse the copies"
+    );
+    assert_eq!(
+        snapshot(&store, &events).await,
+        before,
+        "after OPTIMIZE FINAL"
+    );
+}
+
+fn events_distinct(events: &[Event]) -> usize {
+    let mut ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_across_batches_and_reconnects_count_once() {
+    let name = "duplicates_across_batches_and_reconnects";
+    let Some(url) = clickhouse_url(name) else {
+        return;
+    };
+    let store = fresh_store(&url, name).await;
+    let events = recorded_events();
+    let distinct = events_distinct(&events) as u64;
+    let half = events.len() / 2;
+    let first = store.insert_events(&events[..half + 100]).await.unwrap();
+    let second = store.insert_events(&events[half..]).await.unwrap();
+    assert_eq!(first.inserted + second.inserted, distinct);
+    assert_eq!(
+        first.duplicates + second.duplicates,
+        events.len() as u64 + 100 - distinct
+    );
+    let before = snapshot(&store, &events).await;
+    drop(store);
+
+    // A restart: a new store on the same database, with an empty cache of recent ids.
+    let again = ClickHouseStore::connect(config(&url, &format!("gs_it_{name}")))
+        .await
+        .unwrap();
+    let outcome = again.insert_events(&events).await.unwrap();
+    assert_eq!(outcome.inserted, 0, "nothing is new after a reconnect");
+    assert_eq!(outcome.duplicates, events.len() as u64);
+    assert_eq!(again.total_events().await.unwrap(), distinct);
+    assert_eq!(snapshot(&again, &events).await, before);
+    let rows = sql(&url, &format!("SELECT count() FROM gs_it_{name}.events")).await;
+    assert_eq!(
+        rows.trim().parse::<u64>().unwrap(),
+        distinct,
+        "no row was written twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrating_at_once_both_succeed() {
+    let name = "two_processes_migrating_at_once";
+    let Some(url) = clickhouse_url(name) else {
+        return;
+    };
+    fresh_store(&url, name).await.drop_database().await.unwrap();
+    let database = format!("gs_it_{name}");
+    let (a, b) = tokio::join!(
+        ClickHouseStore::connect(config(&url, &database)),
+        ClickHouseStore::connect(config(&url, &database)),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.insert_events(&[event(
+        1,
+        EventType::PullRequestEvent,
+        "o/r",
+        1_700_000_000,
+        "opened",
+    )])
+    .await
+    .unwrap();
+    assert_eq!(b.total_events().await.unwrap(), 1);
+    assert_eq!(
+        b.pr_average(&"o/r".parse().unwrap())
+            .await
+            .unwrap()
+            .opened_count,
+        1
+    );
+    let versions = sql(
+        &url,
+        &format!("SELECT DISTINCT version FROM {database}.schema_migrations"),
+    )
+    .await;
+    assert_eq!(versions.trim(), "1");
+    let health = b.health().await;
+    assert!(health.connected);
+    assert_eq!(health.total_events, 1);
+    assert_eq!(health.last_event_at, Some(t(1_700_000_000)));
+    assert!(
+        health.details["server_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_names_with_quotes_backslashes_and_unicode_round_trip() {
+    let name = "repository_names_round_trip";
+    let Some(url) = clickhouse_url(name) else {
+        return;
+    };
+    let store = fresh_store(&url, name).await;
+    let odd = [
+        "o'neil/it's",
+        "back\\slash/x\\\\y",
+        "quote\"d/`tick`",
+        "日本語/ünïcödé-🦀",
+        "what?/q?uestion",
+        "tab\tnew\nline/x",
+    ];
+    let mut events = Vec::new();
+    for (i, repo) in odd.iter().enumerate() {
+        for j in 0..=i {
+            events.push(event(
+                (i * 10 + j) as u64 + 1,
+                EventType::IssuesEvent,
+                repo,
+                1_700_000_000 + j as i64,
+                "opened",
+            ));
+        }
+    }
+    store.insert_events(&events).await.unwrap();
+    let top = store.top_repositories(10).await.unwrap();
+    let got: Vec<(&str, u64)> = top
+        .iter()
+        .map(|r| (r.repository.as_str(), r.event_count))
+        .collect();
+    let expected: Vec<(&str, u64)> = odd
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, r)| (*r, i as u64 + 1))
+        .collect();
+    assert_eq!(got, expected);
+    // Inserting them again is recognised as duplicates (the existence query binds nothing
+    // from the names, but runs next to them).
+    let again = ClickHouseStore::connect(config(&url, &format!("gs_it_{name}")))
+        .await
+        .unwrap();
+    assert_eq!(again.insert_events(&events).await.unwrap().inserted, 0);
+}
+
+/// A throwaway clickhouse-server of this test's own, which it may stop and restart.
+struct OwnServer {
+    dir: tempfile::TempDir,
+    ports: [u16; 3],
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl OwnServer {
+    fn new() -> OwnServer {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["data", "tmp", "uf", "fs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        OwnServer {
+            dir,
+            ports: [free_port(), free_port(), free_port()],
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[0])
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    async fn start(&mut self) {
+        let arg = |name: &str, value: &Path| format!("--{name}={}/", value.display());
+        let child = Command::new("clickhouse-server")
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(arg("path", &self.path("data")))
+            .arg(arg("tmp_path", &self.path("tmp")))
+            .arg(arg("user_files_path", &self.path("uf")))
+            .arg(arg("format_schema_path", &self.path("fs")))
+            .arg(format!("--http_port={}", self.ports[0]))
+            .arg(format!("--tcp_port={}", self.ports[1]))
+            .arg(format!("--interserver_http_port={}", self.ports[2]))
+            .arg("--listen_host=127.0.0.1")
+            .arg(format!("--logger.log={}", self.path("log").display()))
+            .arg(format!(
+                "--logger.errorlog={}",
+                self.path("err.log").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server starts (is it installed?)");
+        self.child = Some(child);
+        let ping = format!("{}/ping", self.url());
+        for _ in 0..300 {
+            if let Ok(r) = reqwest::get(&ping).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "own clickhouse-server did not answer on {ping}; see {}",
+            self.path("err.log").display()
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill own clickhouse-server");
+            child.wait().expect("reap own clickhouse-server");
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_midway_gives_typed_errors_then_recovers() {
+    let name = "server_stopped_midway";
+    if clickhouse_url(name).is_none() {
+        return;
+    }
+    let mut server = OwnServer::new();
+    server.start().await;
+    let store = ClickHouseStore::connect(
+        ClickHouseConfig::new(server.url())
+            .with_database("gs_it_server_stopped")
+            .with_request_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    // Its native protocol port, given as the HTTP URL, is recognised.
+    let native = format!("http://127.0.0.1:{}", server.ports[1]);
+    match ClickHouseStore::connect(ClickHouseConfig::new(&native)).await {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("native protocol"), "{message}");
+            assert!(message.contains("8123"), "{message}");
+        }
+        Err(other) => panic!("native port: unexpected error {other}"),
+        Ok(_) => panic!("native port: connected over HTTP"),
+    }
+
+    let base = 1_700_000_000;
+    let batch = |from: u64| -> Vec<Event> {
+        (from..from + 10)
+            .map(|i| {
+                event(
+                    i,
+                    EventType::PullRequestEvent,
+                    "o/r",
+                    base + i as i64,
+                    "opened",
+                )
+            })
+            .collect()
+    };
+    assert_eq!(store.insert_events(&batch(0)).await.unwrap().inserted, 10);
+
+    server.kill();
+    let err = store.insert_events(&batch(100)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "insert: {err}");
+    let window = TimeWindow::new(t(base), t(base + 1000)).unwrap();
+    let err = store.event_counts(window).await.unwrap_err();
+    assert!(err.is_unavailable(), "event_counts: {err}");
+    let err = store.pr_average(&"o/r".parse().unwrap()).await.unwrap_err();
+    assert!(err.is_unavailable(), "pr_average: {err}");
+    let health = store.health().await;
+    assert!(!health.connected);
+    assert!(health.details.contains_key("error"));
+
+    server.start().await;
+    // The same store instance, no reconnect by hand.
+    let retried = store.insert_events(&batch(100)).await.unwrap();
+    assert_eq!(retried.inserted, 10);
+    assert_eq!(store.total_events().await.unwrap(), 20);
+    assert_eq!(
+        store.event_counts(window).await.unwrap().counts[EventType::PullRequestEvent],
+        20
+    );
+    let avg = store.pr_average(&"o/r".parse().unwrap()).await.unwrap();
+    assert_eq!(avg.opened_count, 20);
+    assert!(store.health().await.connected);
+}
