@@ -43,9 +43,9 @@ pub async fn json_errors_and_access_log<E: Endpoint>(
     let status = response.status().as_u16();
     let latency_us = started.elapsed().as_micros() as u64;
     if response.status().is_server_error() {
-        tracing::warn!(%method, path, status, latency_us, "request");
+        tracing::warn!(%method, %path, status, latency_us, "request");
     } else {
-        tracing::info!(%method, path, status, latency_us, "request");
+        tracing::info!(%method, %path, status, latency_us, "request");
     }
     Ok(response)
 }

@@ -1,0 +1,13 @@
+//! Tests of github-stats-server: one binary, a module per area.
+//!
+//! In process through poem's `TestClient` (`metrics`, `debug`, `health`, `errors`, `openapi`),
+//! and end to end over a socket, in process (`lifecycle`) and with the real binary (`binary`).
+
+mod binary;
+mod debug;
+mod errors;
+mod health;
+mod helpers;
+mod lifecycle;
+mod metrics;
+mod openapi;
