@@ -3,6 +3,7 @@
 //! up logging and calls [`startup::Application`]; the tests build the same application.
 
 pub mod api;
+pub mod chart;
 pub mod config;
 pub mod startup;
 pub mod telemetry;

@@ -1,9 +1,11 @@
 //! Tests of github-stats-server: one binary, a module per area.
 //!
-//! In process through poem's `TestClient` (`metrics`, `debug`, `health`, `errors`, `openapi`),
-//! and end to end over a socket, in process (`lifecycle`) and with the real binary (`binary`).
+//! In process through poem's `TestClient` (`metrics`, `debug`, `health`, `errors`, `openapi`,
+//! `visualization`), and end to end over a socket, in process (`lifecycle`, and `dashboard` in
+//! headless chromium) and with the real binary (`binary`).
 
 mod binary;
+mod dashboard;
 mod debug;
 mod errors;
 mod health;
@@ -11,3 +13,4 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod visualization;
