@@ -2,13 +2,13 @@
 //! over it, and an independent brute-force reading of the same JSON for expectations.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use github_stats_core::conformance::fixtures;
 use github_stats_core::parse::parse_document;
-use github_stats_core::{EventStore, MemoryStore, ParseStats, SharedStore};
+use github_stats_core::{Event, EventStore, MemoryStore, ParseStats, SharedStore};
 use github_stats_server::api::{self, AppState};
 use poem::Endpoint;
 use poem::http::StatusCode;
@@ -34,8 +34,13 @@ pub struct RawEvent {
     pub action: String,
 }
 
-/// The kept events of [`FILES`], distinct by id, read with serde_json only.
+/// The kept events of [`FILES`], distinct by id, read with serde_json only (once per process).
 pub fn raw_events() -> Vec<RawEvent> {
+    static RAW: OnceLock<Vec<RawEvent>> = OnceLock::new();
+    RAW.get_or_init(read_raw_events).clone()
+}
+
+fn read_raw_events() -> Vec<RawEvent> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for file in FILES {
@@ -83,14 +88,27 @@ pub fn window_counts(
     counts
 }
 
+/// The events of each file of [`FILES`], parsed by core's parser (once per process).
+fn parsed_files() -> &'static [(&'static str, Vec<Event>)] {
+    static PARSED: OnceLock<Vec<(&'static str, Vec<Event>)>> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        FILES
+            .iter()
+            .map(|file| {
+                let mut stats = ParseStats::default();
+                let mut events = Vec::new();
+                parse_document(&fixtures::read(file), &mut stats, &mut events);
+                (*file, events)
+            })
+            .collect()
+    })
+}
+
 /// Loads every file of [`FILES`] into `store`, twice (the second pass must add nothing).
 pub async fn load_recorded(store: &dyn EventStore) {
     for pass in 0..2 {
-        for file in FILES {
-            let mut stats = ParseStats::default();
-            let mut events = Vec::new();
-            parse_document(&fixtures::read(file), &mut stats, &mut events);
-            let outcome = store.insert_events(&events).await.unwrap();
+        for (file, events) in parsed_files() {
+            let outcome = store.insert_events(events).await.unwrap();
             if pass == 1 {
                 assert_eq!(outcome.inserted, 0, "second load of {file} added events");
             }
