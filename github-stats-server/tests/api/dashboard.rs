@@ -279,6 +279,43 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
         health["status"].as_str()
     );
 
+    // The live view (no `until`): a window ending now, empty here, still without a console
+    // message.
+    let profile = dir.path().join("profile-live");
+    let live_url = format!("{base}/");
+    let before = chrono::Utc::now().timestamp();
+    let (live, stderr) = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &profile,
+            &[
+                "--dump-dom".to_owned(),
+                "--virtual-time-budget=3000".to_owned(),
+            ],
+            &live_url,
+        )
+    })
+    .await
+    .unwrap();
+    let after = chrono::Utc::now().timestamp();
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "live view console:\n{}",
+        console.join("\n")
+    );
+    let chart_tag = opening_tag(&live, "chart");
+    assert_eq!(attribute(chart_tag, "data-loaded").as_deref(), Some("true"));
+    let live_until =
+        chrono::DateTime::parse_from_rfc3339(&attribute(chart_tag, "data-until").unwrap())
+            .unwrap()
+            .timestamp();
+    assert!(
+        before - 1 <= live_until && live_until <= after + 1,
+        "{live_until}"
+    );
+    assert_eq!(text_of(&live, "count-total"), "0");
+    assert!(live.contains("no events in this window"));
+
     // A screenshot for people to look at: target/dashboard.png.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
     let screenshot = target.join("dashboard.png");
