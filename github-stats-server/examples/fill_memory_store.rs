@@ -38,9 +38,10 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let first = base.iter().map(Event::timestamp).min().unwrap_or_default();
+    let span = base.iter().map(Event::timestamp).max().unwrap_or_default() - first;
     let copies = count.div_ceil(base.len()) as i64;
-    // Copy k is shifted so that the last copy's events end in the hour before now.
-    let anchor = Utc::now() - Duration::hours(copies + 1);
+    // Copy k is shifted by k hours, so that the last copy's events end just before now.
+    let anchor = Utc::now() - Duration::hours(copies) - Duration::seconds(span);
     let mut options = MemoryStoreOptions::default();
     options.sync_writes = false;
     let store =

@@ -23,6 +23,8 @@ use crate::config::{Backend, Config};
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
 /// Of [`SHUTDOWN_BUDGET`], how long requests in flight may take to finish.
 pub const REQUEST_DRAIN: Duration = Duration::from_secs(5);
+/// Of [`SHUTDOWN_BUDGET`], what is kept for the final store flush.
+pub const FLUSH_RESERVE: Duration = Duration::from_millis(1000);
 
 /// Why the application could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -150,20 +152,27 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then shuts down gracefully.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let token = self.shutdown.clone();
+        // When the shutdown began: the background tasks (cancelled by the same token) stop while
+        // the server drains, and the whole shutdown fits in SHUTDOWN_BUDGET from that moment.
+        let cancelled_at = Arc::new(std::sync::OnceLock::new());
         let signal = {
             let token = token.clone();
-            async move { token.cancelled().await }
+            let cancelled_at = cancelled_at.clone();
+            async move {
+                token.cancelled().await;
+                let _ = cancelled_at.set(Instant::now());
+            }
         };
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, signal, Some(REQUEST_DRAIN))
             .await;
         // The server returns on shutdown, or on an error: stop the background work either way.
         token.cancel();
-        let started = Instant::now();
+        let started = *cancelled_at.get_or_init(Instant::now);
         tracing::info!("shutting down: stopping background tasks and flushing the store");
         for (name, task) in self.background {
             let left = SHUTDOWN_BUDGET
-                .saturating_sub(REQUEST_DRAIN)
+                .saturating_sub(FLUSH_RESERVE)
                 .saturating_sub(started.elapsed());
             match tokio::time::timeout(left, task).await {
                 Ok(Ok(())) => tracing::info!(task = name, "stopped"),
@@ -171,10 +180,16 @@ impl Application {
                 Err(_) => tracing::error!(task = name, "did not stop in time, abandoned"),
             }
         }
-        if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e, "flushing the store failed");
+        let left = SHUTDOWN_BUDGET.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, self.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing the store failed"),
+            Err(_) => tracing::error!("flushing the store did not finish in time"),
         }
-        tracing::info!("stopped");
+        tracing::info!(
+            shutdown_ms = started.elapsed().as_millis() as u64,
+            "stopped"
+        );
         served.map_err(StartupError::Serve)
     }
 }
