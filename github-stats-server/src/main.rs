@@ -1,1 +1,53 @@
-fn main() {}
+//! `github-stats-server`: parses the configuration, sets up logging, and runs the application
+//! until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use github_stats_server::config::ConfigError;
+use github_stats_server::startup::shutdown_signal;
+use github_stats_server::{Application, Config, telemetry};
+
+fn main() -> ExitCode {
+    // Before any thread starts: `--dotenv` sets environment variables.
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Usage(e)) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("github-stats-server: {line}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log_level);
+    tracing::debug!(?config, "configuration");
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("github-stats-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let app = Application::build(config).await?;
+        let token = app.shutdown_token();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            token.cancel();
+        });
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}

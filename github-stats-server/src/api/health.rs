@@ -1,0 +1,132 @@
+//! `GET /health`: the store, and the poller and ingest loop when polling.
+
+use chrono::{DateTime, Utc};
+use github_stats_core::SharedStore;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use super::{ApiTags, AppState, StatusProbe};
+
+/// The overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The store answers and the poller (when running) is fine.
+    Ok,
+    /// The store answers, but the poller or the ingest loop reports trouble (errors, backlog).
+    Degraded,
+    /// The store cannot be reached.
+    Unavailable,
+}
+
+/// Health of the service. The first four fields are the Python service's.
+#[derive(Debug, Clone, Object)]
+pub struct HealthBody {
+    /// `ok`, `degraded` or `unavailable`.
+    pub status: HealthStatus,
+    /// Whether the store answers.
+    pub is_connected: bool,
+    /// `memory` or `clickhouse`.
+    pub backend_type: String,
+    /// Distinct stored events.
+    pub total_events: u64,
+    /// `created_at` of the newest stored event; `null` when empty.
+    pub last_event_ts: Option<DateTime<Utc>>,
+    /// Backend details (data file, server version, …).
+    pub store: serde_json::Value,
+    /// The GitHub poller: last poll, poll interval, rate limit left, last error, coverage
+    /// counters. Absent with `--no-poll`.
+    #[oai(skip_serializing_if_is_none)]
+    pub poller: Option<serde_json::Value>,
+    /// The ingest loop: buffered events, inserts, store errors. Absent with `--no-poll`.
+    #[oai(skip_serializing_if_is_none)]
+    pub ingest: Option<serde_json::Value>,
+    /// Why the status is not `ok`, when it is not.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
+
+/// Health answers.
+#[derive(Debug, ApiResponse)]
+pub enum HealthResponse {
+    /// The store answers (`status` is `ok` or `degraded`).
+    #[oai(status = 200)]
+    Ok(Json<HealthBody>),
+    /// The store cannot be reached (`status` is `unavailable`; `error` says why).
+    #[oai(status = 503)]
+    Unavailable(Json<HealthBody>),
+}
+
+/// Health.
+pub struct HealthApi {
+    store: SharedStore,
+    poller: Option<StatusProbe>,
+    ingest: Option<StatusProbe>,
+}
+
+impl HealthApi {
+    /// Health of `state`'s store and components.
+    pub fn new(state: &AppState) -> HealthApi {
+        HealthApi {
+            store: state.store.clone(),
+            poller: state.poller.clone(),
+            ingest: state.ingest.clone(),
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Health of the store and the poller
+    ///
+    /// 200 while the store answers, 503 when it cannot be reached.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> HealthResponse {
+        let store = self.store.health().await;
+        let poller = self.poller.as_ref().map(|probe| probe());
+        let ingest = self.ingest.as_ref().map(|probe| probe());
+        let troubled: Vec<&str> = [("poller", &poller), ("ingest loop", &ingest)]
+            .into_iter()
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.degraded))
+            .map(|(name, _)| name)
+            .collect();
+        let (status, error) = if !store.connected {
+            let reason = store
+                .details
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            (
+                HealthStatus::Unavailable,
+                Some(format!(
+                    "the {} store cannot be reached{reason}",
+                    store.backend
+                )),
+            )
+        } else if !troubled.is_empty() {
+            (
+                HealthStatus::Degraded,
+                Some(format!("{} reports trouble", troubled.join(" and "))),
+            )
+        } else {
+            (HealthStatus::Ok, None)
+        };
+        let body = HealthBody {
+            status,
+            is_connected: store.connected,
+            backend_type: store.backend,
+            total_events: store.total_events,
+            last_event_ts: store.last_event_at,
+            store: serde_json::Value::Object(store.details),
+            poller: poller.map(|s| s.snapshot),
+            ingest: ingest.map(|s| s.snapshot),
+            error,
+        };
+        if status == HealthStatus::Unavailable {
+            HealthResponse::Unavailable(Json(body))
+        } else {
+            HealthResponse::Ok(Json(body))
+        }
+    }
+}

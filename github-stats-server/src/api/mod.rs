@@ -1,0 +1,188 @@
+//! The REST API (DESIGN.md §5, a contract), with poem-openapi: one [`OpenApi`](poem_openapi::OpenApi)
+//! implementation per area, every answer and error documented in the generated spec.
+//!
+//! This layer maps core types to API types and nothing more: the metrics are computed by the
+//! store ([`github_stats_core::MetricsQuery`]).
+//!
+//! Errors are JSON everywhere, `{"error": "..."}`: the handlers' own errors are [`ApiError`], and
+//! [`middleware::json_errors_and_access_log`] turns everything else (parameter parse errors,
+//! unknown paths, timeouts, panics) into the same shape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use github_stats_core::{MemoryStore, RepoName, SharedStore, StoreError};
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
+
+pub mod debug;
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod visualization;
+
+/// The title of the generated spec.
+pub const API_TITLE: &str = "github-stats";
+
+/// Where the generated spec is committed, relative to the workspace.
+pub const COMMITTED_SPEC: &str = "docs/openapi.json";
+
+/// The error body of every answer that is not a success.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// What is wrong, for a human.
+    pub error: String,
+}
+
+/// The errors a handler answers with.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// Bad input: a parameter is missing, malformed or out of range; the message names it.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The store answered with an error that retrying will not fix.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The store cannot be reached right now; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(Json(ErrorBody {
+            error: message.into(),
+        }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        let body = |err: &StoreError| {
+            Json(ErrorBody {
+                error: err.to_string(),
+            })
+        };
+        if err.is_unavailable() {
+            tracing::warn!(error = %err, "store unavailable");
+            ApiError::Unavailable(body(&err))
+        } else if matches!(err, StoreError::InvalidQuery(_)) {
+            ApiError::BadRequest(body(&err))
+        } else {
+            tracing::error!(error = %err, "store query failed");
+            ApiError::Internal(body(&err))
+        }
+    }
+}
+
+/// The `{owner}/{repo}` path parameters as a validated repository name, or a 400 naming them.
+pub fn repository(owner: &str, repo: &str) -> Result<RepoName, ApiError> {
+    RepoName::new(owner, repo).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid repository {:?}: {e}",
+            format!("{owner}/{repo}")
+        ))
+    })
+}
+
+/// Groups of endpoints in the spec.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// The metrics: PR average, events by type.
+    Metrics,
+    /// Timeline and charts.
+    Visualization,
+    /// Health of the store and the poller.
+    Health,
+    /// Counts for debugging.
+    Debug,
+}
+
+/// A status snapshot of a background component (the poller, the ingest loop), shown in `/health`.
+#[derive(Debug, Clone)]
+pub struct ComponentStatus {
+    /// The component's own status, as JSON.
+    pub snapshot: serde_json::Value,
+    /// Whether the component is in trouble (errors, backlog): `/health` says `degraded`.
+    pub degraded: bool,
+}
+
+/// Reads a component's current status.
+pub type StatusProbe = Arc<dyn Fn() -> ComponentStatus + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store behind every metric.
+    pub store: SharedStore,
+    /// The poller's status, when polling.
+    pub poller: Option<StatusProbe>,
+    /// The ingest loop's status, when polling.
+    pub ingest: Option<StatusProbe>,
+}
+
+impl AppState {
+    /// A state with a store and no background components (`--no-poll`, tests).
+    pub fn new(store: SharedStore) -> AppState {
+        AppState {
+            store,
+            poller: None,
+            ingest: None,
+        }
+    }
+}
+
+/// The endpoint groups of the service.
+pub type Apis = (
+    metrics::MetricsApi,
+    visualization::VisualizationApi,
+    health::HealthApi,
+    debug::DebugApi,
+);
+
+/// The OpenAPI service over `state`.
+pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            metrics::MetricsApi::new(state),
+            visualization::VisualizationApi::new(state),
+            health::HealthApi::new(state),
+            debug::DebugApi::new(state),
+        ),
+        API_TITLE,
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Metrics over GitHub's public events (WatchEvent, PullRequestEvent, IssuesEvent). \
+         Every error is JSON: `{\"error\": \"...\"}` with status 400 (bad input), 404 (unknown \
+         path) or 503 (store unreachable).",
+    )
+}
+
+/// The generated spec, pretty-printed, as committed in [`COMMITTED_SPEC`] (with a final newline).
+pub fn spec_json() -> String {
+    let state = AppState::new(Arc::new(MemoryStore::new()));
+    let mut spec = service(&state).spec();
+    spec.push('\n');
+    spec
+}
+
+/// The whole HTTP application: the API, `/openapi.json`, `/docs`, with JSON errors, an access
+/// log, a timeout per request and panics caught.
+pub fn app(
+    state: AppState,
+    request_timeout: Duration,
+) -> impl Endpoint<Output = Response> + 'static {
+    let api = service(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api.into_endpoint())
+        .with(CatchPanic::new().with_handler(middleware::panic_response))
+        .around(move |ep, req| middleware::json_errors_and_access_log(ep, req, request_timeout))
+}

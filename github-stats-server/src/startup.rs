@@ -1,0 +1,249 @@
+//! Wiring: configuration → store → (poller + ingest loop) → HTTP server.
+//!
+//! [`Application::build`] opens the store, starts the background work and binds the listener
+//! (port 0 picks a free port: see [`Application::port`]); [`Application::run_until_stopped`]
+//! serves until the [`shutdown token`](Application::shutdown_token) is cancelled, then stops
+//! accepting, lets requests in flight finish, stops the poller and flushes the store, all within
+//! [`SHUTDOWN_BUDGET`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use github_stats_core::{MemoryStore, SharedStore, StoreError};
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{EndpointExt, Response, Server};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::{Backend, Config};
+
+/// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
+/// Of [`SHUTDOWN_BUDGET`], how long requests in flight may take to finish.
+pub const REQUEST_DRAIN: Duration = Duration::from_secs(5);
+/// Of [`SHUTDOWN_BUDGET`], what is kept for the final store flush.
+pub const FLUSH_RESERVE: Duration = Duration::from_millis(1000);
+
+/// Why the application could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// The store could not be opened.
+    #[error("cannot open the {backend} store: {source}")]
+    Store {
+        /// `memory` or `clickhouse`.
+        backend: &'static str,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// `BIND_ADDRESS`.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+    /// A background task could not be joined.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// The running pieces: store, background tasks, bound listener.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    address: SocketAddr,
+    endpoint: BoxEndpoint<'static, Response>,
+    store: SharedStore,
+    shutdown: CancellationToken,
+    background: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .field("backend", &self.store.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens the store, starts the poller and ingest loop (unless `no_poll`), binds the listener.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let backend = config
+            .backend()
+            .map_err(|e| StartupError::Unsupported(e.to_string()))?;
+        let store = open_store(&config, backend).await?;
+        let health = store.health().await;
+        tracing::info!(
+            backend = backend.as_str(),
+            total_events = health.total_events,
+            last_event_at = ?health.last_event_at,
+            "store open"
+        );
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(store.clone());
+        let background = Vec::new();
+        if config.no_poll {
+            tracing::info!("polling disabled (--no-poll): serving the API only");
+        } else {
+            tracing::warn!("the GitHub poller is not part of this build yet: serving the API only");
+        }
+
+        let address = config.bind_address.clone();
+        let acceptor = TcpListener::bind(address.as_str())
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let bound = acceptor
+            .local_addr()
+            .into_iter()
+            .find_map(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| StartupError::Bind {
+                address: address.clone(),
+                source: std::io::Error::other("the listener has no socket address"),
+            })?;
+        tracing::info!(address = %bound, "listening");
+        let endpoint = api::app(state, config.request_timeout()).boxed();
+        Ok(Application {
+            acceptor,
+            address: bound,
+            endpoint,
+            store,
+            shutdown,
+            background,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The store the application serves.
+    pub fn store(&self) -> SharedStore {
+        self.store.clone()
+    }
+
+    /// Cancelling this token stops the application (what SIGINT and SIGTERM do in `main`).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let token = self.shutdown.clone();
+        // When the shutdown began: the background tasks (cancelled by the same token) stop while
+        // the server drains, and the whole shutdown fits in SHUTDOWN_BUDGET from that moment.
+        let cancelled_at = Arc::new(std::sync::OnceLock::new());
+        let signal = {
+            let token = token.clone();
+            let cancelled_at = cancelled_at.clone();
+            async move {
+                token.cancelled().await;
+                let _ = cancelled_at.set(Instant::now());
+            }
+        };
+        let served = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.endpoint, signal, Some(REQUEST_DRAIN))
+            .await;
+        // The server returns on shutdown, or on an error: stop the background work either way.
+        token.cancel();
+        let started = *cancelled_at.get_or_init(Instant::now);
+        tracing::info!("shutting down: stopping background tasks and flushing the store");
+        for (name, task) in self.background {
+            let left = SHUTDOWN_BUDGET
+                .saturating_sub(FLUSH_RESERVE)
+                .saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, task).await {
+                Ok(Ok(())) => tracing::info!(task = name, "stopped"),
+                Ok(Err(e)) => tracing::error!(task = name, error = %e, "task failed"),
+                Err(_) => tracing::error!(task = name, "did not stop in time, abandoned"),
+            }
+        }
+        let left = SHUTDOWN_BUDGET.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, self.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing the store failed"),
+            Err(_) => tracing::error!("flushing the store did not finish in time"),
+        }
+        tracing::info!(
+            shutdown_ms = started.elapsed().as_millis() as u64,
+            "stopped"
+        );
+        served.map_err(StartupError::Serve)
+    }
+}
+
+async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, StartupError> {
+    match backend {
+        Backend::Memory => {
+            let dir = config.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || MemoryStore::open(dir))
+                .await
+                .map_err(|e| StartupError::Task(e.to_string()))?
+                .map_err(|source| StartupError::Store {
+                    backend: backend.as_str(),
+                    source,
+                })?;
+            let replay = store.replay_report();
+            tracing::info!(
+                data_dir = %config.data_dir.display(),
+                records = replay.records,
+                "memory store replayed its event file"
+            );
+            Ok(Arc::new(store))
+        }
+        Backend::ClickHouse => Err(StartupError::Unsupported(
+            "the clickhouse backend is not part of this build yet: use DATABASE_BACKEND=memory"
+                .to_owned(),
+        )),
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+    }
+}

@@ -1,0 +1,263 @@
+//! Every bad input of the issue gives a 400 in the `{"error"}` shape naming what is wrong;
+//! unknown paths a 404; an unreachable store a 503; a panic or a slow store never leaks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use github_stats_core::metrics::{
+    EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
+    TimeWindow, Timeline,
+};
+use github_stats_core::{Event, EventStore, MetricsQuery, RepoName, StoreError};
+use github_stats_server::api::AppState;
+use poem::http::StatusCode;
+
+use crate::helpers::{assert_error, client_for, client_with, get, recorded_store};
+
+#[tokio::test]
+async fn bad_offsets_are_400_naming_offset() {
+    let client = client_for(recorded_store().await);
+    for query in [
+        "",
+        "?offset=",
+        "?offset=abc",
+        "?offset=1.5",
+        "?offset=0",
+        "?offset=-1",
+        "?offset=-525600",
+        "?offset=525601",
+        "?offset=4294967296",
+        "?offset=99999999999999999999999",
+        "?until=2015-01-01T13:00:00Z",
+    ] {
+        let answer = get(&client, &format!("/metrics/events{query}")).await;
+        let message = assert_error(&answer, StatusCode::BAD_REQUEST, query);
+        assert!(message.contains("offset"), "{query}: {message}");
+    }
+    // The bounds themselves are fine.
+    for offset in [1, 525_600] {
+        let answer = get(&client, &format!("/metrics/events?offset={offset}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{offset}");
+    }
+}
+
+#[tokio::test]
+async fn bad_until_is_400_naming_until() {
+    let client = client_for(recorded_store().await);
+    for until in [
+        "yesterday",
+        "2021-07-21",
+        "2021-07-21T07:00:00",
+        "12345",
+        "2021-13-01T00:00:00Z",
+        "2021-07-21T07:00:00+01:00",
+        "2021-07-21T07:00:00%2001:00",
+        "2021-07-21T07:00:00.5",
+        "",
+    ] {
+        let query = format!("/metrics/events?offset=10&until={until}");
+        let answer = get(&client, &query).await;
+        let message = assert_error(&answer, StatusCode::BAD_REQUEST, &query);
+        assert!(message.contains("until"), "{query}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn bad_repositories_are_400() {
+    let client = client_for(recorded_store().await);
+    let long = format!("owner/{}", "r".repeat(140));
+    let bad: Vec<String> = vec![
+        "owner/repo/extra".into(),
+        "owner//repo".into(),
+        "/repo".into(),
+        "owner/".into(),
+        "owner".into(),
+        "".into(),
+        "own%00er/repo".into(),
+        "owner/re%00po".into(),
+        "o%27neil/repo".into(),
+        "owner/re%22po".into(),
+        "own%20er/repo".into(),
+        "owner/re%20po".into(),
+        "owner/..".into(),
+        "own.er/repo".into(),
+        "owner/r%C3%A9po".into(),
+        "owner%2Frepo/x".into(),
+        "own%3Ber/repo".into(),
+        long,
+    ];
+    for prefix in ["/metrics/pr-average/", "/debug/repo-events/"] {
+        for repo in &bad {
+            let uri = format!("{prefix}{repo}");
+            let answer = get(&client, &uri).await;
+            let message = assert_error(&answer, StatusCode::BAD_REQUEST, &uri);
+            assert!(message.contains("repository"), "{uri}: {message}");
+        }
+    }
+    // The longest name GitHub allows is fine.
+    let longest = format!("{}/{}", "o".repeat(39), "r".repeat(100));
+    let answer = get(&client, &format!("/metrics/pr-average/{longest}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn bad_limits_are_400_naming_limit() {
+    let client = client_for(recorded_store().await);
+    for limit in ["0", "1001", "-1", "abc", "1e3", "18446744073709551616"] {
+        let uri = format!("/debug/repos-by-event-count?limit={limit}");
+        let answer = get(&client, &uri).await;
+        let message = assert_error(&answer, StatusCode::BAD_REQUEST, &uri);
+        assert!(message.contains("limit"), "{uri}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_json() {
+    let client = client_for(recorded_store().await);
+    for path in [
+        "/nope",
+        "/metrics",
+        "/metrics/events/extra",
+        "/debug",
+        "/health/x",
+    ] {
+        let answer = get(&client, path).await;
+        assert_error(&answer, StatusCode::NOT_FOUND, path);
+    }
+    let response = client.post("/metrics/events?offset=5").send().await.0;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.into_body().into_vec().await.unwrap()).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+}
+
+/// A store that fails in a chosen way on every call.
+#[derive(Clone, Copy)]
+enum Failure {
+    Unreachable,
+    Panics,
+    Slow,
+}
+
+struct BrokenStore(Failure);
+
+impl BrokenStore {
+    async fn fail<T>(&self) -> Result<T, StoreError> {
+        match self.0 {
+            Failure::Unreachable => Err(StoreError::Unavailable(
+                "connection refused (127.0.0.1:9)".into(),
+            )),
+            Failure::Panics => panic!("the store exploded"),
+            Failure::Slow => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Err(StoreError::Unavailable("too late".into()))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for BrokenStore {
+    async fn insert_events(&self, _: &[Event]) -> Result<InsertOutcome, StoreError> {
+        self.fail().await
+    }
+    async fn health(&self) -> StoreHealth {
+        match self.0 {
+            Failure::Unreachable => {
+                let mut health = StoreHealth::new("broken", false, 0, None);
+                health
+                    .details
+                    .insert("error".into(), "connection refused".into());
+                health
+            }
+            _ => self.fail::<StoreHealth>().await.unwrap(),
+        }
+    }
+    fn backend_name(&self) -> &'static str {
+        "broken"
+    }
+}
+
+#[async_trait]
+impl MetricsQuery for BrokenStore {
+    async fn pr_average(&self, _: &RepoName) -> Result<PrAverage, StoreError> {
+        self.fail().await
+    }
+    async fn event_counts(&self, _: TimeWindow) -> Result<EventCounts, StoreError> {
+        self.fail().await
+    }
+    async fn timeline(&self, _: TimeWindow, _: i64) -> Result<Timeline, StoreError> {
+        self.fail().await
+    }
+    async fn repo_event_counts(&self, _: &RepoName) -> Result<RepoEventCounts, StoreError> {
+        self.fail().await
+    }
+    async fn total_events(&self) -> Result<u64, StoreError> {
+        self.fail().await
+    }
+    async fn top_repositories(&self, _: usize) -> Result<Vec<RepoEventCount>, StoreError> {
+        self.fail().await
+    }
+}
+
+const STORE_PATHS: &[&str] = &[
+    "/metrics/events?offset=10",
+    "/metrics/pr-average/rust-lang/rust",
+    "/debug/total-events",
+    "/debug/repo-events/rust-lang/rust",
+    "/debug/repos-by-event-count?limit=3",
+];
+
+#[tokio::test]
+async fn an_unreachable_store_is_503_json() {
+    let client = client_for(Arc::new(BrokenStore(Failure::Unreachable)));
+    for path in STORE_PATHS {
+        let answer = get(&client, path).await;
+        let message = assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, path);
+        assert!(message.contains("unavailable"), "{path}: {message}");
+    }
+    // Bad input is still bad input.
+    let answer = get(&client, "/metrics/events?offset=0").await;
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "offset=0 with the store down",
+    );
+    let health = get(&client, "/health").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.body["status"], "unavailable");
+    assert_eq!(health.body["is_connected"], false);
+    assert!(
+        health.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{}",
+        health.body
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_plain_500_json() {
+    let client = client_for(Arc::new(BrokenStore(Failure::Panics)));
+    for path in STORE_PATHS.iter().chain(&["/health"]) {
+        let answer = get(&client, path).await;
+        let message = assert_error(&answer, StatusCode::INTERNAL_SERVER_ERROR, path);
+        assert!(!message.contains("exploded"), "the panic leaked: {message}");
+    }
+    // The application still answers afterwards.
+    let answer = get(&client, "/metrics/events?offset=0").await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "after panics");
+}
+
+#[tokio::test]
+async fn a_slow_store_times_out_with_503_json() {
+    let state = AppState::new(Arc::new(BrokenStore(Failure::Slow)));
+    let client = client_with(state, Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let answer = get(&client, "/debug/total-events").await;
+    let message = assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "slow store");
+    assert!(message.contains("timed out"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

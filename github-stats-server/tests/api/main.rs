@@ -1,0 +1,16 @@
+//! Tests of github-stats-server: one binary, a module per area.
+//!
+//! In process through poem's `TestClient` (`metrics`, `debug`, `health`, `errors`, `openapi`,
+//! `visualization`), and end to end over a socket, in process (`lifecycle`, and `dashboard` in
+//! headless chromium) and with the real binary (`binary`).
+
+mod binary;
+mod dashboard;
+mod debug;
+mod errors;
+mod health;
+mod helpers;
+mod lifecycle;
+mod metrics;
+mod openapi;
+mod visualization;
