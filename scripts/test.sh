@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 source scripts/clickhouse.sh
 
 clickhouse_install
+# The dashboard's browser test (github-stats-server/tests/api/dashboard.rs) runs Debian's
+# chromium headless.
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium from Debian's packages (dashboard browser test)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 trap clickhouse_stop EXIT
 clickhouse_start test
 
