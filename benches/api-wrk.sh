@@ -24,7 +24,8 @@ DATA_DIR="$data" LOG_LEVEL=${API_BENCH_LOG_LEVEL:-warn} \
     "$target/release/github-stats-server" --no-poll --bind-address "127.0.0.1:$port" 2>"$data/server.log" &
 server_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-repo=$(curl -sf "http://127.0.0.1:$port/debug/repos-by-event-count?limit=1" | sed -E 's/.*"repository":"([^"]+)".*/\1/')
+# A repository with many opened pull requests in the recorded hours.
+repo=${API_BENCH_REPO:-KSP-CKAN/NetKAN}
 for path in "/metrics/events?offset=60" "/metrics/pr-average/$repo"; do
     echo "== GET $path"
     curl -sf "http://127.0.0.1:$port$path"; echo

@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let span = base.iter().map(Event::timestamp).max().unwrap_or_default() - first;
     let copies = count.div_ceil(base.len()) as i64;
     // Copy k is shifted by k hours, so that the last copy's events end just before now.
-    let anchor = Utc::now() - Duration::hours(copies) - Duration::seconds(span);
+    let anchor = Utc::now() - Duration::hours(copies - 1) - Duration::seconds(span + 60);
     let mut options = MemoryStoreOptions::default();
     options.sync_writes = false;
     let store =
