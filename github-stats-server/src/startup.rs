@@ -10,13 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use github_stats_core::{MemoryStore, SharedStore, StoreError};
+use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{
+    GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore, SourceError,
+    StoreError,
+};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Response, Server};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, ComponentStatus};
 use crate::config::{Backend, Config};
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
@@ -42,6 +46,9 @@ pub enum StartupError {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The GitHub poller could not be set up (bad API URL, token, events directory).
+    #[error("cannot set up the GitHub poller: {0}")]
+    Poller(#[source] SourceError),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -93,12 +100,52 @@ impl Application {
             "store open"
         );
         let shutdown = CancellationToken::new();
-        let state = AppState::new(store.clone());
-        let background = Vec::new();
+        let mut state = AppState::new(store.clone());
+        let mut background = Vec::new();
         if config.no_poll {
             tracing::info!("polling disabled (--no-poll): serving the API only");
         } else {
-            tracing::warn!("the GitHub poller is not part of this build yet: serving the API only");
+            let poller =
+                Arc::new(GitHubPoller::new(github_config(&config)).map_err(StartupError::Poller)?);
+            let poller_status = poller.status();
+            state.poller = Some(Arc::new(move || {
+                let snapshot = poller_status.snapshot();
+                ComponentStatus {
+                    degraded: snapshot.degraded,
+                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
+                }
+            }));
+            let mut ingest_config = IngestConfig::default();
+            // Inside SHUTDOWN_BUDGET, with the final flush below.
+            ingest_config.shutdown_timeout = Duration::from_secs(7);
+            ingest_config.store_flush_timeout = Duration::from_secs(1);
+            let ingest = Ingest::spawn(poller, store.clone(), ingest_config, shutdown.clone());
+            let ingest_status = ingest.status();
+            state.ingest = Some(Arc::new(move || {
+                let snapshot = ingest_status.snapshot();
+                ComponentStatus {
+                    degraded: snapshot.degraded,
+                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
+                }
+            }));
+            background.push((
+                "ingest",
+                tokio::spawn(async move {
+                    let report = ingest.join().await;
+                    tracing::info!(
+                        inserted = report.inserted,
+                        duplicates = report.duplicates,
+                        source_errors = report.source_errors,
+                        unflushed = report.unflushed,
+                        "ingest loop stopped"
+                    );
+                }),
+            ));
+            tracing::info!(
+                api_url = %config.github_api_url,
+                authenticated = config.github_token.is_some(),
+                "polling GitHub's public events"
+            );
         }
 
         let address = config.bind_address.clone();
@@ -213,11 +260,33 @@ async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, St
             );
             Ok(Arc::new(store))
         }
-        Backend::ClickHouse => Err(StartupError::Unsupported(
-            "the clickhouse backend is not part of this build yet: use DATABASE_BACKEND=memory"
-                .to_owned(),
-        )),
+        Backend::ClickHouse => {
+            let clickhouse = ClickHouseConfig::new(config.clickhouse_url())
+                .with_database(config.clickhouse_database.clone())
+                .with_credentials(
+                    config.clickhouse_user.clone(),
+                    config.clickhouse_password.clone(),
+                );
+            let store = ClickHouseStore::connect(clickhouse)
+                .await
+                .map_err(|source| StartupError::Store {
+                    backend: backend.as_str(),
+                    source,
+                })?;
+            Ok(Arc::new(store))
+        }
     }
+}
+
+/// The poller's settings from the server's configuration.
+fn github_config(config: &Config) -> GitHubConfig {
+    let mut github = GitHubConfig::new(config.github_api_url.clone());
+    github.token = config.github_token.clone();
+    github.state_file = Some(config.client_state_file.clone());
+    github.events_dir = config
+        .save_events_to_files
+        .then(|| config.events_directory.clone());
+    github
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM.

@@ -7,6 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
+use crate::fake_github;
+use crate::helpers::{KEPT, at};
 use crate::lifecycle::{prepare_data_dir, probe_all};
 
 const BIN: &str = env!("CARGO_BIN_EXE_github-stats-server");
@@ -185,4 +189,180 @@ async fn the_binary_serves_stops_on_sigterm_and_restarts_with_the_same_answers()
         "restart changed the answers"
     );
     server.stop();
+}
+
+/// The kept events the fake GitHub serves, distinct by id: `(type, repo, created_at)`.
+fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
+    let mut seen = std::collections::HashSet::new();
+    fake_github::served_events()
+        .into_iter()
+        .filter(|e| KEPT.contains(&e["type"].as_str().unwrap_or_default()))
+        .filter(|e| seen.insert(e["id"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["repo"]["name"].as_str().unwrap().to_owned(),
+                at(e["created_at"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.unwrap()
+}
+
+/// Waits until `GET url` gives `field == expected`, for at most 20 s.
+async fn wait_for(url: &str, field: &str, expected: u64, server: &Server) {
+    let started = Instant::now();
+    loop {
+        let body = get_json(url).await;
+        if body[field] == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{url}: {field} is {} not {expected}: {}",
+            body[field],
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts the binary polling a fake GitHub into `backend`, checks the metrics of what it
+/// stored, restarts it, and checks that the answers stay and the ETag is reused.
+async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
+    let fake = fake_github::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut command = command();
+        command
+            .env("GITHUB_API_URL", &fake.url)
+            .env("DATA_DIR", dir.path().join("data"))
+            .env(
+                "CLIENT_STATE_FILE",
+                dir.path().join("state/client-state.json"),
+            );
+        for (name, value) in backend_env {
+            command.env(name, value);
+        }
+        Server::start(command)
+    };
+    let kept = served_kept();
+    assert!(kept.len() >= 5, "the fake serves kept events");
+
+    let server = start();
+    let base = server.base.clone();
+    wait_for(
+        &format!("{base}/debug/total-events"),
+        "total_events",
+        kept.len() as u64,
+        &server,
+    )
+    .await;
+
+    // Events by type in the hour before the newest event (inclusive of it).
+    let newest = kept.iter().map(|e| e.2).max().unwrap();
+    let until = newest + chrono::Duration::seconds(1);
+    let since = until - chrono::Duration::minutes(60);
+    let query = format!(
+        "{base}/metrics/events?offset=60&until={}",
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let events = get_json(&query).await;
+    let mut in_window = 0;
+    for t in KEPT {
+        let expected = kept
+            .iter()
+            .filter(|e| e.0 == t && since <= e.2 && e.2 < until)
+            .count() as u64;
+        in_window += expected;
+        assert_eq!(events["event_counts"][t], expected, "{t}: {events}");
+    }
+    assert!(in_window > 0);
+    // Per repository.
+    let repo = &kept.iter().find(|e| e.0 == "PullRequestEvent").unwrap().1;
+    let repo_events = get_json(&format!("{base}/debug/repo-events/{repo}")).await;
+    let expected = kept.iter().filter(|e| &e.1 == repo).count() as u64;
+    assert_eq!(repo_events["event_count"], expected, "{repo_events}");
+
+    let health = get_json(&format!("{base}/health")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(
+        health["poller"]["counters"]["polls"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    assert_eq!(health["ingest"]["inserted"], kept.len() as u64, "{health}");
+    let first = probe_fake(&base, &query, repo).await;
+    server.stop();
+    assert!(fake.full_answers.load(Ordering::SeqCst) >= 1);
+
+    // A restart keeps the answers, and polls with the saved ETag (a 304: nothing new).
+    let server = start();
+    let base = server.base.clone();
+    let query = query.replace(&first.0, &base);
+    assert_eq!(probe_fake(&base, &query, repo).await.1, first.1);
+    let started = Instant::now();
+    while fake.not_modified.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no conditional poll after the restart: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for(
+        &format!("{base}/debug/total-events"),
+        "total_events",
+        kept.len() as u64,
+        &server,
+    )
+    .await;
+    server.stop();
+}
+
+async fn probe_fake(base: &str, query: &str, repo: &str) -> (String, Vec<serde_json::Value>) {
+    let mut answers = Vec::new();
+    for url in [
+        format!("{base}/debug/total-events"),
+        query.to_owned(),
+        format!("{base}/debug/repo-events/{repo}"),
+        format!("{base}/metrics/pr-average/{repo}"),
+        format!("{base}/debug/repos-by-event-count?limit=5"),
+    ] {
+        answers.push(get_json(&url).await);
+    }
+    (base.to_owned(), answers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_polls_a_fake_github_into_the_memory_store() {
+    polls_fake_github_into(&[("DATABASE_BACKEND", "memory".to_owned())]).await;
+}
+
+/// The same against the ClickHouse of `scripts/test.sh` (`CLICKHOUSE_URL`); without that
+/// variable there is no server to use and the test has nothing to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_polls_a_fake_github_into_clickhouse() {
+    let Ok(url) = std::env::var("CLICKHOUSE_URL") else {
+        eprintln!("CLICKHOUSE_URL is not set: scripts/test.sh runs this test against ClickHouse");
+        return;
+    };
+    let database = format!("github_stats_server_e2e_{}", std::process::id());
+    polls_fake_github_into(&[
+        ("DATABASE_BACKEND", "clickhouse".to_owned()),
+        ("CLICKHOUSE_URL", url.clone()),
+        ("CLICKHOUSE_DATABASE", database.clone()),
+    ])
+    .await;
+    let dropped = reqwest::Client::new()
+        .post(&url)
+        .body(format!("DROP DATABASE IF EXISTS {database}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(dropped.status().is_success());
 }

@@ -8,6 +8,7 @@ mod binary;
 mod dashboard;
 mod debug;
 mod errors;
+mod fake_github;
 mod health;
 mod helpers;
 mod lifecycle;
