@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "fatal");
+            // The whole chain on one line: "cannot open the memory store: data directory …".
             eprintln!("github-stats-server: {e:#}");
             ExitCode::FAILURE
         }

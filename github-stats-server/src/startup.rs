@@ -35,7 +35,7 @@ pub const FLUSH_RESERVE: Duration = Duration::from_millis(1000);
 #[non_exhaustive]
 pub enum StartupError {
     /// The store could not be opened.
-    #[error("cannot open the {backend} store: {source}")]
+    #[error("cannot open the {backend} store")]
     Store {
         /// `memory` or `clickhouse`.
         backend: &'static str,
@@ -47,10 +47,10 @@ pub enum StartupError {
     #[error("{0}")]
     Unsupported(String),
     /// The GitHub poller could not be set up (bad API URL, token, events directory).
-    #[error("cannot set up the GitHub poller: {0}")]
+    #[error("cannot set up the GitHub poller")]
     Poller(#[source] SourceError),
     /// The listener could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// `BIND_ADDRESS`.
         address: String,
@@ -59,7 +59,7 @@ pub enum StartupError {
         source: std::io::Error,
     },
     /// The server failed while running.
-    #[error("server error: {0}")]
+    #[error("server error")]
     Serve(#[source] std::io::Error),
     /// A background task could not be joined.
     #[error("background task failed: {0}")]

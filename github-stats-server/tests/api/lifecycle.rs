@@ -70,7 +70,8 @@ async fn serves_stops_gracefully_and_restarts_with_the_same_answers() {
     // The data directory is locked while the server runs.
     let second = Application::build(config(dir.path())).await.unwrap_err();
     assert!(matches!(second, StartupError::Store { .. }), "{second}");
-    assert!(second.to_string().contains("in use"), "{second}");
+    let cause = std::error::Error::source(&second).unwrap().to_string();
+    assert!(cause.contains("in use"), "{cause}");
 
     let stopping = Instant::now();
     token.cancel();
