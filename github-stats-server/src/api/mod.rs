@@ -1,4 +1,4 @@
-//! The REST API (DESIGN.md §5, a contract), with poem-openapi: one [`OpenApi`](poem_openapi::OpenApi)
+//! The REST API (DESIGN.md §5, a contract), with poem-openapi: one [`OpenApi`](trait@poem_openapi::OpenApi)
 //! implementation per area, every answer and error documented in the generated spec.
 //!
 //! This layer maps core types to API types and nothing more: the metrics are computed by the
