@@ -13,9 +13,10 @@
 //!
 //! 1. within the batch (the first copy wins);
 //! 2. against what is stored: ids in a bounded cache of recently stored ids (this process's
-//!    inserts and ids it found stored) are skipped without asking the server; for the others, one
-//!    query per 10,000 ids asks `events` which of them exist, restricted to the batch's
-//!    `created_at` range so that it reads only those partitions and primary-key ranges.
+//!    inserts and ids it found stored) are skipped without asking the server; for the others,
+//!    one query fetches the ids stored in the batch's `created_at` range (reading only those
+//!    partitions and primary-key ranges), or, when that range holds more than 500,000 events,
+//!    one query per 10,000 ids asks which of them exist.
 //!
 //! Inserts of one store instance are serialised, so within a process the [`InsertOutcome`]
 //! is exact.
@@ -83,6 +84,8 @@ pub struct ClickHouseConfig {
     pub recent_ids_capacity: usize,
     /// Most rows sent in one `INSERT`.
     pub max_rows_per_insert: usize,
+    /// Most ids the existence check fetches by time range before it asks by id instead.
+    pub range_scan_limit: usize,
 }
 
 impl Default for ClickHouseConfig {
@@ -96,6 +99,7 @@ impl Default for ClickHouseConfig {
             cluster: None,
             recent_ids_capacity: 500_000,
             max_rows_per_insert: 100_000,
+            range_scan_limit: 500_000,
         }
     }
 }
@@ -156,6 +160,7 @@ impl fmt::Debug for ClickHouseConfig {
             .field("cluster", &self.cluster)
             .field("recent_ids_capacity", &self.recent_ids_capacity)
             .field("max_rows_per_insert", &self.max_rows_per_insert)
+            .field("range_scan_limit", &self.range_scan_limit)
             .finish()
     }
 }
@@ -252,6 +257,7 @@ pub struct ClickHouseStore {
     native_port_hint: bool,
     timeout: Duration,
     max_rows_per_insert: usize,
+    range_scan_limit: usize,
     /// Serialises inserts and holds the recent-ids cache.
     writer: tokio::sync::Mutex<RecentIds>,
 }
@@ -299,6 +305,7 @@ impl ClickHouseStore {
             native_port_hint,
             timeout: config.request_timeout,
             max_rows_per_insert: config.max_rows_per_insert.max(1),
+            range_scan_limit: config.range_scan_limit,
             writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
         };
         let version = match store.server_version().await {
@@ -459,17 +466,39 @@ impl ClickHouseStore {
     }
 
     /// Ids among `candidates` (no repeats, none cached) already in `events`.
+    ///
+    /// First every id stored in the candidates' time range, when there are at most
+    /// `range_scan_limit`: one round trip, and nothing to read for new hours. Past that
+    /// (a batch spanning a long, full history), the candidates sorted by time are looked up
+    /// [`IDS_PER_LOOKUP`] at a time, each chunk in its own time range.
     async fn stored_among(&self, candidates: &[&Event]) -> Result<HashSet<u64>, StoreError> {
-        let mut found = HashSet::new();
-        for chunk in candidates.chunks(IDS_PER_LOOKUP) {
-            let (mut min, mut max) = (u32::MAX, 0u32);
-            let mut ids = Vec::with_capacity(chunk.len());
-            for e in chunk {
+        let range = |events: &[&Event]| {
+            events.iter().fold((u32::MAX, 0u32), |(min, max), e| {
                 let ts = e.timestamp() as u32;
-                min = min.min(ts);
-                max = max.max(ts);
-                ids.push(e.id);
-            }
+                (min.min(ts), max.max(ts))
+            })
+        };
+        let (min, max) = range(candidates);
+        let in_range = self
+            .run(
+                self.schema
+                    .q_ids_in_range(&self.client, min, max, self.range_scan_limit as u64 + 1)
+                    .fetch_all::<u64>(),
+            )
+            .await?;
+        if in_range.len() <= self.range_scan_limit {
+            let wanted: HashSet<u64> = candidates.iter().map(|e| e.id).collect();
+            return Ok(in_range
+                .into_iter()
+                .filter(|id| wanted.contains(id))
+                .collect());
+        }
+        let mut sorted = candidates.to_vec();
+        sorted.sort_unstable_by_key(|e| e.timestamp());
+        let mut found = HashSet::new();
+        for chunk in sorted.chunks(IDS_PER_LOOKUP) {
+            let (min, max) = range(chunk);
+            let ids: Vec<u64> = chunk.iter().map(|e| e.id).collect();
             let rows = self
                 .run(
                     self.schema

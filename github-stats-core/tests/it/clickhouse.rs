@@ -192,6 +192,32 @@ async fn duplicates_across_batches_and_reconnects_count_once() {
     assert_eq!(outcome.duplicates, events.len() as u64);
     assert_eq!(again.total_events().await.unwrap(), distinct);
     assert_eq!(snapshot(&again, &events).await, before);
+    // The same through the lookups by id, as for a batch whose time range holds more stored
+    // events than the range scan fetches.
+    let mut by_id = config(&url, &format!("gs_it_{name}"));
+    by_id.range_scan_limit = 10;
+    let by_id = ClickHouseStore::connect(by_id).await.unwrap();
+    let outcome = by_id.insert_events(&events).await.unwrap();
+    assert_eq!(
+        (outcome.inserted, outcome.duplicates),
+        (0, events.len() as u64),
+        "lookups by id"
+    );
+    let mut seen = std::collections::HashSet::new();
+    let fresh_events: Vec<Event> = events
+        .iter()
+        .filter(|e| seen.insert(e.id))
+        .take(50)
+        .map(|e| Event {
+            id: e.id + (1 << 40),
+            ..e.clone()
+        })
+        .collect();
+    let outcome = by_id.insert_events(&fresh_events).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (50, 0));
+    let outcome = again.insert_events(&fresh_events).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (0, 50));
+    let distinct = distinct + 50;
     let rows = sql(&url, &format!("SELECT count() FROM gs_it_{name}.events")).await;
     assert_eq!(
         rows.trim().parse::<u64>().unwrap(),
