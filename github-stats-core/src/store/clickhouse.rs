@@ -910,7 +910,8 @@ impl EventStore for ClickHouseStore {
         if let Some(cluster) = self.schema.cluster() {
             let nodes = self.node_health().await;
             let up = nodes.iter().filter(|n| n["up"] == true).count();
-            let degraded = health.connected && (up < nodes.len() || health.details.contains_key("error"));
+            let degraded =
+                health.connected && (up < nodes.len() || health.details.contains_key("error"));
             health.details.insert("cluster".into(), cluster.into());
             health
                 .details

@@ -544,7 +544,10 @@ mod tests {
         assert!(Schema::new("db; DROP TABLE x", None, false).is_err());
         assert!(Schema::new("db", Some("c-1"), false).is_err());
         assert!(Schema::new("db", Some("c'1"), true).is_err());
-        assert!(Schema::new("db", None, true).is_err(), "replicated needs a cluster");
+        assert!(
+            Schema::new("db", None, true).is_err(),
+            "replicated needs a cluster"
+        );
         Schema::new("db", Some("c_1"), true).unwrap();
     }
 
@@ -609,7 +612,11 @@ mod tests {
         // Queries read the Distributed tables; OPTIMIZE goes to the local ones.
         assert!(schema.event_counts().contains("FROM db.events WHERE"));
         assert!(schema.pr_average().contains("FROM db.pr_opened WHERE"));
-        assert!(schema.repo_event_counts().contains("FROM db.repo_counts WHERE"));
+        assert!(
+            schema
+                .repo_event_counts()
+                .contains("FROM db.repo_counts WHERE")
+        );
         assert!(
             schema
                 .optimize_final()
