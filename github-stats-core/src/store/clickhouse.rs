@@ -31,6 +31,18 @@
 //!   second copy; `min` and `max` of the opening times are unaffected by a repeated value.
 //!
 //! So every metric is exact before and after merges; only disk space is briefly spent twice.
+//!
+//! # Cluster mode
+//!
+//! With [`ClickHouseConfig::cluster`] set, the store reads the cluster's nodes from
+//! `system.clusters` at connect, creates the local tables and the `Distributed` tables over
+//! them on every node (see [`Schema`]), and sends everything through the node at `url`:
+//! inserts into the `Distributed` `events` table (synchronous where the server has
+//! `insert_distributed_sync`), queries on the `Distributed` tables. A shard that does not
+//! answer makes the queries that need it fail with [`StoreError::Unavailable`] within the
+//! request timeout; [`EventStore::health`] lists every node and whether it answers, and says
+//! `degraded` when one does not. Deduplication reads every shard, so it is as exact as on one
+//! server.
 
 pub mod schema;
 
@@ -938,7 +950,7 @@ impl EventStore for ClickHouseStore {
 }
 
 /// How long health waits for one node of the cluster.
-const NODE_PING_TIMEOUT: Duration = Duration::from_secs(3);
+const NODE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClickHouseStore {
     /// Cluster mode: pings every node at once; one JSON object per node, in `system.clusters`

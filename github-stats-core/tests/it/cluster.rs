@@ -383,7 +383,7 @@ async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
         shard.wait_ready().await;
     }
     let urls: Vec<String> = shards.iter().map(Shard::url).collect();
-    let timeout = Duration::from_secs(5);
+    let timeout = Duration::from_secs(10);
     let store = ClickHouseStore::connect(config("own_pair", &urls, "gs_cl_shard_down", timeout))
         .await
         .unwrap();

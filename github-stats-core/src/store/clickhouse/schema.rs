@@ -1,7 +1,7 @@
 //! The ClickHouse schema and every SQL statement of the store, in one place.
 //!
-//! Nothing outside this module writes SQL: the cluster mode (DESIGN.md §8) switches engines and
-//! adds `ON CLUSTER` here, and the chDB check (`scripts/chdb_check.py`) runs exactly these
+//! Nothing outside this module writes SQL: the cluster mode (DESIGN.md §8) switches to local
+//! tables with `Distributed` ones over them here (see [`Schema`]), and the chDB check (`scripts/chdb_check.py`) runs exactly these
 //! statements on current ClickHouse.
 //!
 //! Every statement runs on ClickHouse 18.16 (Debian's package, what CI has) and on current
