@@ -236,12 +236,64 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     }
     assert!(checked >= 10, "only {checked} repositories with opened PRs");
 
+    // Merges on every node change nothing.
+    let before = (
+        store.event_counts(window).await.unwrap().counts,
+        store.top_repositories(10).await.unwrap(),
+    );
+    store.optimize_final().await.unwrap();
+    assert_eq!(store.total_events().await.unwrap(), total);
+    assert_eq!(
+        (
+            store.event_counts(window).await.unwrap().counts,
+            store.top_repositories(10).await.unwrap(),
+        ),
+        before
+    );
+
     let health = store.health().await;
     assert!(health.connected);
     assert_eq!(health.total_events, total);
     assert_eq!(health.details["degraded"], false);
     assert_eq!(health.details["nodes_up"], 2);
     assert_eq!(health.details["cluster"], cluster.name.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misconfigured_cluster_is_a_config_error() {
+    let name = "misconfigured";
+    let Some(cluster) = cluster(name) else {
+        return;
+    };
+    let timeout = Duration::from_secs(30);
+    let database = format!("gs_cl_{name}");
+    match ClickHouseStore::connect(config("no_such_cluster", &cluster.urls, &database, timeout))
+        .await
+    {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("no_such_cluster"), "{message}");
+            assert!(message.contains("remote_servers"), "{message}");
+        }
+        other => panic!("unknown cluster: {:?}", other.map(|_| ())),
+    }
+    match ClickHouseStore::connect(config(
+        &cluster.name,
+        &cluster.urls[..1],
+        &database,
+        timeout,
+    ))
+    .await
+    {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("CLICKHOUSE_CLUSTER_NODES"), "{message}");
+        }
+        other => panic!("one URL for two nodes: {:?}", other.map(|_| ())),
+    }
+    let err = ClickHouseStore::connect(config("bad-name", &cluster.urls, &database, timeout))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err}");
 }
 
 /// A clickhouse-server of the shard-down test, with a config directory of its own declaring
