@@ -273,8 +273,14 @@ async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, St
                 .as_deref()
                 .filter(|c| !c.is_empty())
             {
-                clickhouse =
-                    clickhouse.with_cluster(cluster, config.clickhouse_cluster_nodes.clone());
+                clickhouse = clickhouse.with_cluster(
+                    cluster,
+                    config
+                        .clickhouse_cluster_nodes
+                        .iter()
+                        .map(|u| u.trim())
+                        .filter(|u| !u.is_empty()),
+                );
             }
             let store = ClickHouseStore::connect(clickhouse)
                 .await
