@@ -433,7 +433,13 @@ impl ClickHouseStore {
                 .map(|u| u.scheme().to_owned())
                 .unwrap_or_else(|_| "http".to_owned());
             rows.iter()
-                .map(|r| format!("{scheme}://{}:8123", r.host))
+                .map(|r| {
+                    if r.host.contains(':') {
+                        format!("{scheme}://[{}]:8123", r.host)
+                    } else {
+                        format!("{scheme}://{}:8123", r.host)
+                    }
+                })
                 .collect()
         } else if config.cluster_nodes.len() == rows.len() {
             config.cluster_nodes.clone()
