@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/clickhouse.sh
+source scripts/clickhouse-cluster.sh
 
 clickhouse_install
 # The dashboard's browser test (github-stats-server/tests/api/dashboard.rs) runs Debian's
@@ -14,8 +15,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-trap clickhouse_stop EXIT
+trap 'clickhouse_stop; clickhouse_cluster_stop' EXIT
 clickhouse_start test
+clickhouse_cluster_start
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check

@@ -67,6 +67,20 @@ pub struct Config {
     )]
     pub clickhouse_password: String,
 
+    /// ClickHouse cluster mode: a cluster of the servers' remote_servers; local tables on every
+    /// node with Distributed tables over them (docs/operations.md, "Running on a cluster").
+    #[arg(long, env = "CLICKHOUSE_CLUSTER")]
+    pub clickhouse_cluster: Option<String>,
+
+    /// Cluster mode: the nodes' HTTP URLs, comma-separated, in system.clusters order
+    /// [default: http://HOST:8123 for each host of system.clusters].
+    #[arg(long, env = "CLICKHOUSE_CLUSTER_NODES", value_delimiter = ',')]
+    pub clickhouse_cluster_nodes: Vec<String>,
+
+    /// Cluster mode: replicated local tables (needs ZooKeeper or ClickHouse Keeper).
+    #[arg(long, env = "CLICKHOUSE_REPLICATED")]
+    pub clickhouse_replicated: bool,
+
     /// GitHub token, optional (alias GITHUB_READ_TOKEN; never logged).
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
@@ -301,6 +315,12 @@ impl fmt::Debug for Config {
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clickhouse_user", &self.clickhouse_user)
             .field("clickhouse_password", &redact(&self.clickhouse_password))
+            .field("clickhouse_cluster", &self.clickhouse_cluster)
+            .field(
+                "clickhouse_cluster_nodes",
+                &self.clickhouse_cluster_nodes.len(),
+            )
+            .field("clickhouse_replicated", &self.clickhouse_replicated)
             .field(
                 "github_token",
                 &self.github_token.as_deref().map(redact).unwrap_or("<none>"),
@@ -351,6 +371,27 @@ mod tests {
         let mut all = vec!["github-stats-server"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).expect("arguments parse")
+    }
+
+    #[test]
+    fn cluster_settings_parse() {
+        let config = parse(&[
+            "--clickhouse-cluster",
+            "two",
+            "--clickhouse-cluster-nodes",
+            "http://a:8123,http://b:8124",
+            "--clickhouse-replicated",
+        ]);
+        assert_eq!(config.clickhouse_cluster.as_deref(), Some("two"));
+        assert_eq!(
+            config.clickhouse_cluster_nodes,
+            ["http://a:8123", "http://b:8124"]
+        );
+        assert!(config.clickhouse_replicated);
+        let single = parse(&[]);
+        assert_eq!(single.clickhouse_cluster, None);
+        assert!(single.clickhouse_cluster_nodes.is_empty());
+        assert!(!single.clickhouse_replicated);
     }
 
     #[test]

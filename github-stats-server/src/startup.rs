@@ -261,12 +261,27 @@ async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, St
             Ok(Arc::new(store))
         }
         Backend::ClickHouse => {
-            let clickhouse = ClickHouseConfig::new(config.clickhouse_url())
+            let mut clickhouse = ClickHouseConfig::new(config.clickhouse_url())
                 .with_database(config.clickhouse_database.clone())
                 .with_credentials(
                     config.clickhouse_user.clone(),
                     config.clickhouse_password.clone(),
+                )
+                .with_replication(config.clickhouse_replicated);
+            if let Some(cluster) = config
+                .clickhouse_cluster
+                .as_deref()
+                .filter(|c| !c.is_empty())
+            {
+                clickhouse = clickhouse.with_cluster(
+                    cluster,
+                    config
+                        .clickhouse_cluster_nodes
+                        .iter()
+                        .map(|u| u.trim())
+                        .filter(|u| !u.is_empty()),
                 );
+            }
             let store = ClickHouseStore::connect(clickhouse)
                 .await
                 .map_err(|source| StartupError::Store {

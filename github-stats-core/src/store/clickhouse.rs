@@ -32,6 +32,18 @@
 //!   second copy; `min` and `max` of the opening times are unaffected by a repeated value.
 //!
 //! So every metric is exact before and after merges; only disk space is briefly spent twice.
+//!
+//! # Cluster mode
+//!
+//! With [`ClickHouseConfig::cluster`] set, the store reads the cluster's nodes from
+//! `system.clusters` at connect, creates the local tables and the `Distributed` tables over
+//! them on every node (see [`Schema`]), and sends everything through the node at `url`:
+//! inserts into the `Distributed` `events` table (synchronous where the server has
+//! `insert_distributed_sync`), queries on the `Distributed` tables. A shard that does not
+//! answer makes the queries that need it fail with [`StoreError::Unavailable`] within the
+//! request timeout; [`EventStore::health`] lists every node and whether it answers, and says
+//! `degraded` when one does not. Deduplication reads every shard, so it is as exact as on one
+//! server.
 
 pub mod schema;
 
@@ -78,8 +90,17 @@ pub struct ClickHouseConfig {
     pub password: String,
     /// Limit on every request to the server; past it the store reports itself unavailable.
     pub request_timeout: Duration,
-    /// Reserved for the cluster mode (`CLICKHOUSE_CLUSTER`); must be `None` for now.
+    /// Cluster mode (`CLICKHOUSE_CLUSTER`): the name of a cluster in the servers'
+    /// `remote_servers`. `url` is then the node the store sends queries and inserts to; the
+    /// schema is created on every node of the cluster. See [`Schema`].
     pub cluster: Option<String>,
+    /// Cluster mode: make the local tables `Replicated…MergeTree` (`CLICKHOUSE_REPLICATED`);
+    /// needs ZooKeeper or ClickHouse Keeper and the `{shard}`/`{replica}` macros on each node.
+    pub replicated: bool,
+    /// Cluster mode: the HTTP URLs of the cluster's nodes (`CLICKHOUSE_CLUSTER_NODES`), in the
+    /// order of `system.clusters` (by shard, then replica). Empty: `http://HOST:8123` for each
+    /// host of `system.clusters`, which lists the native protocol's ports only.
+    pub cluster_nodes: Vec<String>,
     /// How many recently stored ids are remembered to skip the existence query.
     pub recent_ids_capacity: usize,
     /// Most rows sent in one `INSERT`.
@@ -97,6 +118,8 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             request_timeout: Duration::from_secs(30),
             cluster: None,
+            replicated: false,
+            cluster_nodes: Vec::new(),
             recent_ids_capacity: 500_000,
             max_rows_per_insert: 100_000,
             range_scan_limit: 500_000,
@@ -135,6 +158,25 @@ impl ClickHouseConfig {
         self
     }
 
+    /// The same configuration in cluster mode on the cluster `name` (see
+    /// [`ClickHouseConfig::cluster`]), with the nodes' HTTP URLs (empty: derived from
+    /// `system.clusters`).
+    pub fn with_cluster(
+        mut self,
+        name: impl Into<String>,
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> ClickHouseConfig {
+        self.cluster = Some(name.into());
+        self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The same configuration with replicated local tables or not (cluster mode).
+    pub fn with_replication(mut self, replicated: bool) -> ClickHouseConfig {
+        self.replicated = replicated;
+        self
+    }
+
     /// The same configuration with another request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> ClickHouseConfig {
         self.request_timeout = timeout;
@@ -158,6 +200,15 @@ impl fmt::Debug for ClickHouseConfig {
             )
             .field("request_timeout", &self.request_timeout)
             .field("cluster", &self.cluster)
+            .field("replicated", &self.replicated)
+            .field(
+                "cluster_nodes",
+                &self
+                    .cluster_nodes
+                    .iter()
+                    .map(|u| redacted_origin(u))
+                    .collect::<Vec<_>>(),
+            )
             .field("recent_ids_capacity", &self.recent_ids_capacity)
             .field("max_rows_per_insert", &self.max_rows_per_insert)
             .field("range_scan_limit", &self.range_scan_limit)
@@ -249,10 +300,32 @@ struct RepoCountRow {
     n: u64,
 }
 
+#[derive(clickhouse::Row, Deserialize)]
+struct ClusterRow {
+    shard: u32,
+    replica: u32,
+    host: String,
+    port: u16,
+}
+
+/// One node of the cluster (cluster mode).
+struct Node {
+    shard: u32,
+    replica: u32,
+    /// Host and native port, as in `system.clusters`.
+    host: String,
+    port: u16,
+    /// Its HTTP interface, without credentials.
+    origin: String,
+    client: Client,
+}
+
 /// The ClickHouse store; see the [module documentation](self).
 pub struct ClickHouseStore {
     client: Client,
     schema: Schema,
+    /// Cluster mode: every node of the cluster, in `system.clusters` order; empty otherwise.
+    nodes: Vec<Node>,
     origin: String,
     native_port_hint: bool,
     timeout: Duration,
@@ -278,7 +351,11 @@ impl ClickHouseStore {
     /// [`StoreError::Unavailable`] when the server does not answer (the message says so when
     /// the URL points at the native protocol's port 9000 instead of the HTTP one, 8123).
     pub async fn connect(config: ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
-        let schema = Schema::new(&config.database, config.cluster.as_deref())?;
+        let schema = Schema::new(
+            &config.database,
+            config.cluster.as_deref(),
+            config.replicated,
+        )?;
         let url = reqwest::Url::parse(&config.url).map_err(|e| {
             StoreError::Config(format!(
                 "CLICKHOUSE_URL {:?} is not a URL: {e}",
@@ -298,9 +375,10 @@ impl ClickHouseStore {
             .with_user(config.user.as_str())
             .with_password(config.password.as_str())
             .with_validation(false);
-        let store = ClickHouseStore {
+        let mut store = ClickHouseStore {
             client,
             schema,
+            nodes: Vec::new(),
             origin: url.origin().ascii_serialization(),
             native_port_hint,
             timeout: config.request_timeout,
@@ -324,8 +402,130 @@ impl ClickHouseStore {
             server_version = %version,
             "connected to clickhouse"
         );
-        store.migrate().await?;
+        if let Some(cluster) = store.schema.cluster().map(str::to_owned) {
+            store.join_cluster(&cluster, &config).await?;
+            for node in &store.nodes {
+                store.migrate(&node.client, &node.origin).await?;
+            }
+        } else {
+            store.migrate(&store.client, &store.origin).await?;
+        }
         Ok(store)
+    }
+
+    /// Cluster mode: reads the cluster's nodes from `system.clusters`, pairs them with their
+    /// HTTP URLs, and sets the query settings that bound a shard's failure (and make inserts
+    /// through `Distributed` synchronous where the server supports it).
+    async fn join_cluster(
+        &mut self,
+        cluster: &str,
+        config: &ClickHouseConfig,
+    ) -> Result<(), StoreError> {
+        let rows = self
+            .run(
+                self.schema
+                    .q_cluster_nodes(&self.client, cluster)
+                    .fetch_all::<ClusterRow>(),
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::Config(format!(
+                "CLICKHOUSE_CLUSTER {cluster:?} is not a cluster of {}: declare it in the \
+                 servers' remote_servers configuration (see system.clusters)",
+                self.origin
+            )));
+        }
+        let urls: Vec<String> = if config.cluster_nodes.is_empty() {
+            let scheme = reqwest::Url::parse(&config.url)
+                .map(|u| u.scheme().to_owned())
+                .unwrap_or_else(|_| "http".to_owned());
+            rows.iter()
+                .map(|r| {
+                    if r.host.contains(':') {
+                        format!("{scheme}://[{}]:8123", r.host)
+                    } else {
+                        format!("{scheme}://{}:8123", r.host)
+                    }
+                })
+                .collect()
+        } else if config.cluster_nodes.len() == rows.len() {
+            config.cluster_nodes.clone()
+        } else {
+            return Err(StoreError::Config(format!(
+                "CLICKHOUSE_CLUSTER_NODES lists {} URLs but cluster {cluster:?} has {} nodes \
+                 in system.clusters: give one HTTP URL per node, by shard then replica",
+                config.cluster_nodes.len(),
+                rows.len()
+            )));
+        };
+        // Bounded failures: a shard that does not answer fails a query within about the
+        // request timeout instead of the default five minutes. Both settings exist in 18.16
+        // and current releases.
+        let seconds = self.timeout.as_secs().max(1).to_string();
+        let mut options = vec![
+            ("receive_timeout", seconds.clone()),
+            ("send_timeout", seconds),
+        ];
+        // Inserts through `Distributed` are queued and sent in the background by default:
+        // make them synchronous so that an insert that succeeds is stored on its shard (and a
+        // shard that is down fails the insert instead of piling up a queue).
+        let sync = self
+            .run(
+                self.schema
+                    .q_setting_exists(&self.client, "insert_distributed_sync")
+                    .fetch_one::<u64>(),
+            )
+            .await?
+            > 0;
+        if sync {
+            options.push(("insert_distributed_sync", "1".to_owned()));
+        } else {
+            tracing::warn!(
+                origin = %self.origin,
+                "clickhouse lacks insert_distributed_sync: inserts reach the shards asynchronously"
+            );
+        }
+        for (name, value) in &options {
+            self.client = self.client.clone().with_setting(*name, value.as_str());
+        }
+        for (row, url) in rows.into_iter().zip(urls) {
+            let parsed = reqwest::Url::parse(&url).map_err(|e| {
+                StoreError::Config(format!(
+                    "CLICKHOUSE_CLUSTER_NODES entry {:?} is not a URL: {e}",
+                    redacted_origin(&url)
+                ))
+            })?;
+            // A copy of the main client (credentials, settings) for this node.
+            let client = self.client.clone().with_url(url.as_str());
+            self.nodes.push(Node {
+                shard: row.shard,
+                replica: row.replica,
+                host: row.host,
+                port: row.port,
+                origin: parsed.origin().ascii_serialization(),
+                client,
+            });
+        }
+        tracing::info!(
+            cluster,
+            nodes = self.nodes.len(),
+            insert_distributed_sync = sync,
+            replicated = self.schema.is_replicated(),
+            "clickhouse cluster mode"
+        );
+        Ok(())
+    }
+
+    /// Clients of every node holding tables: the cluster's nodes, or the one server.
+    fn table_holders(&self) -> Vec<(&Client, &str)> {
+        if self.nodes.is_empty() {
+            vec![(&self.client, self.origin.as_str())]
+        } else {
+            self.nodes
+                .iter()
+                .map(|n| (&n.client, n.origin.as_str()))
+                .collect()
+        }
     }
 
     /// The schema (names and statements) this store uses.
@@ -346,34 +546,47 @@ impl ClickHouseStore {
     /// Runs `OPTIMIZE TABLE … FINAL` on every table: merges everything now. Metrics do not
     /// depend on it (tests check that); it only reclaims space.
     pub async fn optimize_final(&self) -> Result<(), StoreError> {
-        for sql in self.schema.optimize_final() {
-            self.execute(&sql).await?;
+        for (client, origin) in self.table_holders() {
+            for sql in self.schema.optimize_final() {
+                self.execute_on(client, origin, &sql).await?;
+            }
         }
         Ok(())
     }
 
-    /// Drops the whole database (tests, benches). The store is unusable afterwards.
+    /// Drops the whole database, on every node in cluster mode (tests, benches). The store is
+    /// unusable afterwards.
     pub async fn drop_database(&self) -> Result<(), StoreError> {
-        self.execute(&self.schema.drop_database()).await
+        for (client, origin) in self.table_holders() {
+            self.execute_on(client, origin, &self.schema.drop_database())
+                .await?;
+        }
+        Ok(())
     }
 
-    async fn execute(&self, sql: &str) -> Result<(), StoreError> {
-        self.run(self.client.query(sql).execute()).await
+    /// Cluster mode: the HTTP URLs (without credentials) of the cluster's nodes, in
+    /// `system.clusters` order; empty on one server.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.origin.clone()).collect()
+    }
+
+    async fn execute_on(&self, client: &Client, origin: &str, sql: &str) -> Result<(), StoreError> {
+        self.run_at(origin, client.query(sql).execute()).await
     }
 
     /// Applies the migrations not recorded yet. Every statement is idempotent, so a race with
     /// another process applying the same migration only repeats work; a statement that fails
     /// because the other process is creating the same table is retried.
-    async fn migrate(&self) -> Result<(), StoreError> {
-        self.execute_retrying(&self.schema.create_database())
+    /// In cluster mode this runs on each node in turn, each recording its own versions.
+    async fn migrate(&self, client: &Client, origin: &str) -> Result<(), StoreError> {
+        self.execute_retrying(client, origin, &self.schema.create_database())
             .await?;
-        self.execute_retrying(&self.schema.create_migrations_table())
+        self.execute_retrying(client, origin, &self.schema.create_migrations_table())
             .await?;
         let applied: HashSet<u32> = self
-            .run(
-                self.schema
-                    .q_applied_versions(&self.client)
-                    .fetch_all::<u32>(),
+            .run_at(
+                origin,
+                self.schema.q_applied_versions(client).fetch_all::<u32>(),
             )
             .await?
             .into_iter()
@@ -383,18 +596,20 @@ impl ClickHouseStore {
                 continue;
             }
             tracing::info!(
+                origin,
                 database = self.schema.database(),
                 version = migration.version,
                 name = migration.name,
                 "applying clickhouse migration"
             );
             for sql in &migration.statements {
-                self.execute_retrying(sql).await?;
+                self.execute_retrying(client, origin, sql).await?;
             }
             let now = clamp_ts(Utc::now().timestamp());
-            self.run(
+            self.run_at(
+                origin,
                 self.schema
-                    .q_record_migration(&self.client, &migration, now)
+                    .q_record_migration(client, &migration, now)
                     .execute(),
             )
             .await?;
@@ -404,10 +619,15 @@ impl ClickHouseStore {
 
     /// Runs an idempotent DDL statement, retrying a few times when it fails for another reason
     /// than an outage (two processes creating the same table at once).
-    async fn execute_retrying(&self, sql: &str) -> Result<(), StoreError> {
+    async fn execute_retrying(
+        &self,
+        client: &Client,
+        origin: &str,
+        sql: &str,
+    ) -> Result<(), StoreError> {
         let mut attempt = 0;
         loop {
-            match self.execute(sql).await {
+            match self.execute_on(client, origin, sql).await {
                 Err(StoreError::Backend(message)) if attempt < 5 => {
                     attempt += 1;
                     tracing::debug!(attempt, error = %message, "retrying schema statement");
@@ -418,22 +638,31 @@ impl ClickHouseStore {
         }
     }
 
-    /// Awaits a request with the configured timeout, mapping errors.
+    /// Awaits a request to the main server with the configured timeout, mapping errors.
     async fn run<T>(
         &self,
         request: impl Future<Output = clickhouse::error::Result<T>>,
     ) -> Result<T, StoreError> {
+        self.run_at(&self.origin, request).await
+    }
+
+    /// Awaits a request to the server at `origin` with the configured timeout, mapping errors.
+    async fn run_at<T>(
+        &self,
+        origin: &str,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.map_error(e)),
+            Ok(Err(e)) => Err(self.map_error(origin, e)),
             Err(_) => Err(StoreError::Unavailable(format!(
-                "clickhouse at {} did not answer within {:?}",
-                self.origin, self.timeout
+                "clickhouse at {origin} did not answer within {:?}",
+                self.timeout
             ))),
         }
     }
 
-    fn map_error(&self, e: clickhouse::error::Error) -> StoreError {
+    fn map_error(&self, origin: &str, e: clickhouse::error::Error) -> StoreError {
         use clickhouse::error::Error;
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -446,7 +675,14 @@ impl ClickHouseStore {
             source = cause.source();
         }
         if message.contains("is for clickhouse-client") {
-            return native_port_error(&self.origin, &message);
+            return native_port_error(origin, &message);
+        }
+        if let Some(code) = server_error_code(&message)
+            && UNAVAILABLE_CODES.contains(&code)
+        {
+            return StoreError::Unavailable(format!(
+                "clickhouse at {origin} could not reach part of the cluster: {message}"
+            ));
         }
         match e {
             Error::Network(_) | Error::TimedOut => {
@@ -457,8 +693,7 @@ impl ClickHouseStore {
                     ""
                 };
                 StoreError::Unavailable(format!(
-                    "clickhouse at {} unreachable: {message}{hint}",
-                    self.origin
+                    "clickhouse at {origin} unreachable: {message}{hint}"
                 ))
             }
             _ => StoreError::Backend(message),
@@ -543,6 +778,23 @@ impl ClickHouseStore {
         }
         Ok(())
     }
+}
+
+/// Server error codes that mean another server (a shard of the cluster) could not be reached,
+/// not that the query is wrong: `NETWORK_ERROR` (210), `SOCKET_TIMEOUT` (209),
+/// `ALL_CONNECTION_TRIES_FAILED` (279) and `ALL_REPLICAS_ARE_STALE` (369); the same codes in
+/// 18.16 and current releases.
+const UNAVAILABLE_CODES: [u32; 4] = [209, 210, 279, 369];
+
+/// The `Code: N` of a server's error message (`Code: 279, e.displayText() = …` in 18.16,
+/// `Code: 279. DB::NetException: …` in current releases).
+fn server_error_code(message: &str) -> Option<u32> {
+    let at = message.find("Code: ")? + "Code: ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 fn native_port_error(origin: &str, answer: &str) -> StoreError {
@@ -672,11 +924,26 @@ impl EventStore for ClickHouseStore {
                         .q_health_totals(&self.client)
                         .fetch_one::<TotalsRow>(),
                 )
-                .await?;
+                .await;
             Ok::<_, StoreError>((version, totals))
         };
         let mut health = match probe.await {
-            Ok((version, totals)) => {
+            // In cluster mode the node the store talks to answers but a shard does not: the
+            // store is up, degraded; queries needing that shard give `Unavailable`.
+            Ok((version, Err(e))) if self.schema.is_clustered() => {
+                let mut health = StoreHealth::new(self.backend_name(), true, 0, None);
+                health
+                    .details
+                    .insert("server_version".into(), version.into());
+                health.details.insert("error".into(), e.to_string().into());
+                health
+            }
+            Ok((_, Err(e))) | Err(e) => {
+                let mut health = StoreHealth::new(self.backend_name(), false, 0, None);
+                health.details.insert("error".into(), e.to_string().into());
+                health
+            }
+            Ok((version, Ok(totals))) => {
                 let last = (totals.n > 0)
                     .then(|| utc_from_timestamp(i64::from(totals.last)))
                     .flatten();
@@ -686,12 +953,23 @@ impl EventStore for ClickHouseStore {
                     .insert("server_version".into(), version.into());
                 health
             }
-            Err(e) => {
-                let mut health = StoreHealth::new(self.backend_name(), false, 0, None);
-                health.details.insert("error".into(), e.to_string().into());
-                health
-            }
         };
+        if let Some(cluster) = self.schema.cluster() {
+            let nodes = self.node_health().await;
+            let up = nodes.iter().filter(|n| n["up"] == true).count();
+            let degraded =
+                health.connected && (up < nodes.len() || health.details.contains_key("error"));
+            health.details.insert("cluster".into(), cluster.into());
+            health
+                .details
+                .insert("replicated".into(), self.schema.is_replicated().into());
+            health.details.insert("nodes_up".into(), up.into());
+            health
+                .details
+                .insert("nodes_total".into(), nodes.len().into());
+            health.details.insert("nodes".into(), nodes.into());
+            health.details.insert("degraded".into(), degraded.into());
+        }
         health
             .details
             .insert("url".into(), self.origin.clone().into());
@@ -703,6 +981,51 @@ impl EventStore for ClickHouseStore {
 
     fn backend_name(&self) -> &'static str {
         "clickhouse"
+    }
+}
+
+/// How long health waits for one node of the cluster.
+const NODE_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ClickHouseStore {
+    /// Cluster mode: pings every node at once; one JSON object per node, in `system.clusters`
+    /// order: `shard`, `replica`, `host`, `port` (native), `url` (HTTP), `up`, and `error`
+    /// when down.
+    async fn node_health(&self) -> Vec<serde_json::Value> {
+        let limit = self.timeout.min(NODE_PING_TIMEOUT);
+        let pings: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let query = self.schema.q_ping(&node.client);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limit, query.fetch_one::<u8>()).await {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(_) => Some(format!("no answer within {limit:?}")),
+                    }
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(pings.len());
+        for (node, ping) in self.nodes.iter().zip(pings) {
+            let error = ping
+                .await
+                .unwrap_or_else(|e| Some(format!("health probe failed: {e}")));
+            let mut entry = serde_json::json!({
+                "shard": node.shard,
+                "replica": node.replica,
+                "host": node.host,
+                "port": node.port,
+                "url": node.origin,
+                "up": error.is_none(),
+            });
+            if let Some(error) = error {
+                entry["error"] = error.into();
+            }
+            out.push(entry);
+        }
+        out
     }
 }
 

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
+#[cfg(feature = "clickhouse")]
+mod cluster;
 mod fake_github;
 mod ingest;
 mod memory;

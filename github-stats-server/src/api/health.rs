@@ -104,6 +104,21 @@ impl HealthApi {
                     store.backend
                 )),
             )
+        } else if store.details.get("degraded") == Some(&serde_json::Value::Bool(true)) {
+            // A cluster with a node down: the store answers, queries needing it get 503.
+            let reason = store
+                .details
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            (
+                HealthStatus::Degraded,
+                Some(format!(
+                    "part of the {} store does not answer{reason}",
+                    store.backend
+                )),
+            )
         } else if !troubled.is_empty() {
             (
                 HealthStatus::Degraded,

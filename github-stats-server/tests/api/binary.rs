@@ -366,3 +366,45 @@ async fn the_binary_polls_a_fake_github_into_clickhouse() {
         .unwrap();
     assert!(dropped.status().is_success());
 }
+
+/// The same through the two-shard ClickHouse cluster of `scripts/test.sh`
+/// (`CLICKHOUSE_CLUSTER_NAME`, `CLICKHOUSE_CLUSTER_URLS`), in cluster mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_polls_a_fake_github_into_a_clickhouse_cluster() {
+    let (Ok(cluster), Ok(urls)) = (
+        std::env::var("CLICKHOUSE_CLUSTER_NAME"),
+        std::env::var("CLICKHOUSE_CLUSTER_URLS"),
+    ) else {
+        eprintln!(
+            "CLICKHOUSE_CLUSTER_NAME/CLICKHOUSE_CLUSTER_URLS are not set: scripts/test.sh runs \
+             this test against a ClickHouse cluster"
+        );
+        return;
+    };
+    let database = format!("github_stats_server_cluster_e2e_{}", std::process::id());
+    let first = urls.split(',').next().unwrap().to_owned();
+    polls_fake_github_into(&[
+        ("DATABASE_BACKEND", "clickhouse".to_owned()),
+        ("CLICKHOUSE_URL", first),
+        ("CLICKHOUSE_DATABASE", database.clone()),
+        ("CLICKHOUSE_CLUSTER", cluster),
+        ("CLICKHOUSE_CLUSTER_NODES", urls.clone()),
+    ])
+    .await;
+    for url in urls.split(',') {
+        let counted = reqwest::Client::new()
+            .post(url)
+            .body(format!("SELECT count() FROM {database}.events_local"))
+            .send()
+            .await
+            .unwrap();
+        assert!(counted.status().is_success(), "{database} on {url}");
+        let dropped = reqwest::Client::new()
+            .post(url)
+            .body(format!("DROP DATABASE IF EXISTS {database}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(dropped.status().is_success());
+    }
+}

@@ -136,6 +136,8 @@ async fn unknown_paths_and_methods_are_json() {
 #[derive(Clone, Copy)]
 enum Failure {
     Unreachable,
+    /// A ClickHouse cluster with one shard down: the store answers, its queries do not.
+    ShardDown,
     Panics,
     Slow,
 }
@@ -147,6 +149,9 @@ impl BrokenStore {
         match self.0 {
             Failure::Unreachable => Err(StoreError::Unavailable(
                 "connection refused (127.0.0.1:9)".into(),
+            )),
+            Failure::ShardDown => Err(StoreError::Unavailable(
+                "could not reach part of the cluster: All connection tries failed".into(),
             )),
             Failure::Panics => panic!("the store exploded"),
             Failure::Slow => {
@@ -169,6 +174,18 @@ impl EventStore for BrokenStore {
                 health
                     .details
                     .insert("error".into(), "connection refused".into());
+                health
+            }
+            Failure::ShardDown => {
+                let mut health = StoreHealth::new("broken", true, 0, None);
+                health.details.insert("degraded".into(), true.into());
+                health
+                    .details
+                    .insert("error".into(), "shard 2 does not answer".into());
+                health.details.insert(
+                    "nodes".into(),
+                    serde_json::json!([{"shard": 1, "up": true}, {"shard": 2, "up": false}]),
+                );
                 health
             }
             _ => self.fail::<StoreHealth>().await.unwrap(),
@@ -208,6 +225,22 @@ const STORE_PATHS: &[&str] = &[
     "/debug/repo-events/rust-lang/rust",
     "/debug/repos-by-event-count?limit=3",
 ];
+
+#[tokio::test]
+async fn a_cluster_with_a_shard_down_is_degraded_and_its_queries_503() {
+    let client = client_for(Arc::new(BrokenStore(Failure::ShardDown)));
+    for path in STORE_PATHS {
+        let answer = get(&client, path).await;
+        assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, path);
+    }
+    let health = get(&client, "/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "degraded");
+    assert_eq!(health.body["is_connected"], true);
+    assert_eq!(health.body["store"]["nodes"][1]["up"], false);
+    let error = health.body["error"].as_str().unwrap();
+    assert!(error.contains("shard 2 does not answer"), "{error}");
+}
 
 #[tokio::test]
 async fn an_unreachable_store_is_503_json() {

@@ -1,7 +1,7 @@
 //! The ClickHouse schema and every SQL statement of the store, in one place.
 //!
-//! Nothing outside this module writes SQL: the cluster mode (DESIGN.md §8) switches engines and
-//! adds `ON CLUSTER` here, and the chDB check (`scripts/chdb_check.py`) runs exactly these
+//! Nothing outside this module writes SQL: the cluster mode (DESIGN.md §8) switches to local
+//! tables with `Distributed` ones over them here (see [`Schema`]), and the chDB check (`scripts/chdb_check.py`) runs exactly these
 //! statements on current ClickHouse.
 //!
 //! Every statement runs on ClickHouse 18.16 (Debian's package, what CI has) and on current
@@ -52,6 +52,11 @@ pub fn validate_identifier(kind: &str, name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// How inserts into the `Distributed` `events` table pick a shard: a hash of the repository
+/// name, so that all events of a repository are on one shard (`cityHash64` exists in 18.16 and
+/// current releases).
+pub const SHARDING_KEY: &str = "cityHash64(repo_name)";
+
 /// The `Enum8` of event types: codes match [`type_code`].
 const EVENT_TYPE_ENUM: &str = "Enum8('WatchEvent' = 1, 'PullRequestEvent' = 2, 'IssuesEvent' = 3)";
 
@@ -92,26 +97,46 @@ pub struct Migration {
 }
 
 /// The names the store's SQL uses, and the statements built from them.
+///
+/// On one server (no cluster) the tables are as listed in the [module documentation](self).
+/// In cluster mode (`CLICKHOUSE_CLUSTER`), every node holds the *local* tables `events_local`,
+/// `pr_opened_local` and `repo_counts_local` (`MergeTree` family, or its `Replicated` variant
+/// when replicated) with the materialized views between them, and `events`, `pr_opened` and
+/// `repo_counts` are `Distributed` tables over them: inserts into `events` are sharded by
+/// `cityHash64(repo_name)`, so each repository lives on one shard and its pre-aggregated rows
+/// are exact there; every query reads the `Distributed` tables under the same names as on one
+/// server. The store applies the DDL on each node itself (no `ON CLUSTER`, so no ZooKeeper).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     database: String,
     cluster: Option<String>,
+    replicated: bool,
 }
 
 impl Schema {
-    /// The schema in `database`. `cluster` is reserved for the cluster mode and must be `None`
-    /// for now.
-    pub fn new(database: &str, cluster: Option<&str>) -> Result<Schema, StoreError> {
+    /// The schema in `database`, on one server (`cluster` `None`) or on the cluster of that
+    /// name in `remote_servers`; `replicated` (cluster only) makes the local tables
+    /// `Replicated…MergeTree`, which needs ZooKeeper (ClickHouse Keeper) and the `{shard}` and
+    /// `{replica}` macros on every node.
+    pub fn new(
+        database: &str,
+        cluster: Option<&str>,
+        replicated: bool,
+    ) -> Result<Schema, StoreError> {
         validate_identifier("database", database)?;
         if let Some(cluster) = cluster {
             validate_identifier("cluster", cluster)?;
+        } else if replicated {
             return Err(StoreError::Config(
-                "cluster mode is not implemented yet: leave CLICKHOUSE_CLUSTER unset".into(),
+                "CLICKHOUSE_REPLICATED needs CLICKHOUSE_CLUSTER: replicated tables are a \
+                 cluster layout"
+                    .into(),
             ));
         }
         Ok(Schema {
             database: database.to_owned(),
-            cluster: None,
+            cluster: cluster.map(str::to_owned),
+            replicated,
         })
     }
 
@@ -120,13 +145,39 @@ impl Schema {
         &self.database
     }
 
+    /// The cluster name, in cluster mode.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// Whether the local tables are replicated (cluster mode only).
+    pub fn is_replicated(&self) -> bool {
+        self.replicated
+    }
+
     fn table(&self, name: &str) -> String {
         format!("{}.{name}", self.database)
     }
 
-    /// The table events are inserted into (`database.events`).
+    /// The name of the table holding the rows of `name` on each node: `name_local` in cluster
+    /// mode, `name` itself on one server.
+    fn local_name(&self, name: &str) -> String {
+        if self.cluster.is_some() {
+            format!("{name}_local")
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// The table events are inserted into (`database.events`; `Distributed` in cluster mode).
     pub fn events_table(&self) -> String {
         self.table("events")
+    }
+
+    /// The table holding the events stored on one node (`database.events_local` in cluster
+    /// mode, `database.events` on one server).
+    pub fn local_events_table(&self) -> String {
+        self.table(&self.local_name("events"))
     }
 
     /// `CREATE DATABASE IF NOT EXISTS`.
@@ -140,7 +191,8 @@ impl Schema {
     }
 
     /// The table that records applied migrations. Two processes may both record a version: the
-    /// engine collapses the copies and readers use `DISTINCT`.
+    /// engine collapses the copies and readers use `DISTINCT`. In cluster mode each node has
+    /// its own: the store migrates each node.
     pub fn create_migrations_table(&self) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS {} (version UInt32, name String, applied_at DateTime) \
@@ -165,63 +217,126 @@ impl Schema {
         )
     }
 
-    /// Every migration, oldest first.
+    /// `ENGINE = …` of a local table of the `MergeTree` family `kind` (`ReplacingMergeTree`,
+    /// `AggregatingMergeTree`): replicated in a replicated cluster, with one ZooKeeper path per
+    /// shard, database and table.
+    fn engine(&self, kind: &str, local_table: &str) -> String {
+        if self.replicated {
+            format!(
+                "ENGINE = Replicated{kind}('/clickhouse/tables/{{shard}}/{}/{local_table}', \
+                 '{{replica}}')",
+                self.database
+            )
+        } else {
+            format!("ENGINE = {kind}()")
+        }
+    }
+
+    /// `CREATE TABLE` of the `Distributed` table `name` over `name_local` (cluster mode).
+    fn create_distributed(&self, cluster: &str, name: &str, sharding_key: Option<&str>) -> String {
+        let key = sharding_key.map(|k| format!(", {k}")).unwrap_or_default();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} AS {} ENGINE = Distributed({cluster}, {}, {}{key})",
+            self.table(name),
+            self.table(&self.local_name(name)),
+            self.database,
+            self.local_name(name),
+        )
+    }
+
+    /// Every migration, oldest first. In cluster mode these run on every node.
     pub fn migrations(&self) -> Vec<Migration> {
-        let events = self.table("events");
-        let pr_opened = self.table("pr_opened");
-        let repo_counts = self.table("repo_counts");
+        let (events_name, pr_name, counts_name) = (
+            self.local_name("events"),
+            self.local_name("pr_opened"),
+            self.local_name("repo_counts"),
+        );
+        let events = self.table(&events_name);
+        let pr_opened = self.table(&pr_name);
+        let repo_counts = self.table(&counts_name);
+        let mut statements = vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {events} (\
+                 id UInt64, \
+                 event_type {EVENT_TYPE_ENUM}, \
+                 repo_id UInt64, \
+                 repo_name String, \
+                 created_at DateTime, \
+                 action String\
+                 ) {} \
+                 PARTITION BY toYYYYMM(created_at) \
+                 ORDER BY (created_at, id)",
+                self.engine("ReplacingMergeTree", &events_name)
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {pr_opened} (\
+                 repo_name String, \
+                 opened_ids AggregateFunction(uniqExact, UInt64), \
+                 first_opened AggregateFunction(min, DateTime), \
+                 last_opened AggregateFunction(max, DateTime)\
+                 ) {} ORDER BY repo_name \
+                 SETTINGS index_granularity = {STATE_GRANULARITY}",
+                self.engine("AggregatingMergeTree", &pr_name)
+            ),
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {pr_opened} AS \
+                 SELECT repo_name, \
+                 uniqExactState(id) AS opened_ids, \
+                 minState(created_at) AS first_opened, \
+                 maxState(created_at) AS last_opened \
+                 FROM {events} \
+                 WHERE event_type = 'PullRequestEvent' AND action = 'opened' \
+                 GROUP BY repo_name",
+                self.table("pr_opened_mv")
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {repo_counts} (\
+                 repo_name String, \
+                 event_type {EVENT_TYPE_ENUM}, \
+                 ids AggregateFunction(uniqExact, UInt64)\
+                 ) {} ORDER BY (repo_name, event_type) \
+                 SETTINGS index_granularity = {STATE_GRANULARITY}",
+                self.engine("AggregatingMergeTree", &counts_name)
+            ),
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {repo_counts} AS \
+                 SELECT repo_name, event_type, uniqExactState(id) AS ids \
+                 FROM {events} GROUP BY repo_name, event_type",
+                self.table("repo_counts_mv")
+            ),
+        ];
+        if let Some(cluster) = &self.cluster {
+            statements.extend([
+                self.create_distributed(cluster, "events", Some(SHARDING_KEY)),
+                self.create_distributed(cluster, "pr_opened", None),
+                self.create_distributed(cluster, "repo_counts", None),
+            ]);
+        }
         vec![Migration {
             version: 1,
             name: "events, pr_opened and repo_counts with their materialized views",
-            statements: vec![
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {events} (\
-                     id UInt64, \
-                     event_type {EVENT_TYPE_ENUM}, \
-                     repo_id UInt64, \
-                     repo_name String, \
-                     created_at DateTime, \
-                     action String\
-                     ) ENGINE = ReplacingMergeTree() \
-                     PARTITION BY toYYYYMM(created_at) \
-                     ORDER BY (created_at, id)"
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {pr_opened} (\
-                     repo_name String, \
-                     opened_ids AggregateFunction(uniqExact, UInt64), \
-                     first_opened AggregateFunction(min, DateTime), \
-                     last_opened AggregateFunction(max, DateTime)\
-                     ) ENGINE = AggregatingMergeTree() ORDER BY repo_name \
-                     SETTINGS index_granularity = {STATE_GRANULARITY}"
-                ),
-                format!(
-                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {pr_opened} AS \
-                     SELECT repo_name, \
-                     uniqExactState(id) AS opened_ids, \
-                     minState(created_at) AS first_opened, \
-                     maxState(created_at) AS last_opened \
-                     FROM {events} \
-                     WHERE event_type = 'PullRequestEvent' AND action = 'opened' \
-                     GROUP BY repo_name",
-                    pr_opened
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {repo_counts} (\
-                     repo_name String, \
-                     event_type {EVENT_TYPE_ENUM}, \
-                     ids AggregateFunction(uniqExact, UInt64)\
-                     ) ENGINE = AggregatingMergeTree() ORDER BY (repo_name, event_type) \
-                     SETTINGS index_granularity = {STATE_GRANULARITY}"
-                ),
-                format!(
-                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {repo_counts} AS \
-                     SELECT repo_name, event_type, uniqExactState(id) AS ids \
-                     FROM {events} GROUP BY repo_name, event_type",
-                    repo_counts
-                ),
-            ],
+            statements,
         }]
+    }
+
+    /// The nodes of the configured cluster, from the `system.clusters` of any node; binds: the
+    /// cluster name. Returns `(shard UInt32, replica UInt32, host String, port UInt16)` rows,
+    /// `port` being the native protocol's.
+    pub fn cluster_nodes(&self) -> String {
+        "SELECT toUInt32(shard_num) AS shard, toUInt32(replica_num) AS replica, \
+         host_name AS host, toUInt16(port) AS port FROM system.clusters \
+         WHERE cluster = ? ORDER BY shard, replica"
+            .to_owned()
+    }
+
+    /// Whether the server knows a setting; binds: its name. Returns one `UInt64` (0 or 1).
+    pub fn setting_exists(&self) -> String {
+        "SELECT count() FROM system.settings WHERE name = ?".to_owned()
+    }
+
+    /// A trivial query, to see that a node answers. Returns one `UInt8`.
+    pub fn ping(&self) -> String {
+        "SELECT toUInt8(1)".to_owned()
     }
 
     /// Every id stored in a time range, up to a limit; binds: since (seconds), until (seconds,
@@ -321,15 +436,16 @@ impl Schema {
         "SELECT version()".to_owned()
     }
 
-    /// `OPTIMIZE TABLE … FINAL` of every table (tests: merges must change no metric).
+    /// `OPTIMIZE TABLE … FINAL` of every table holding rows (tests: merges must change no
+    /// metric); in cluster mode the local tables, to run on every node.
     pub fn optimize_final(&self) -> Vec<String> {
         ["events", "pr_opened", "repo_counts"]
             .iter()
-            .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(t)))
+            .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(&self.local_name(t))))
             .collect()
     }
 
-    /// Whether a cluster is configured (reserved: always `false` for now).
+    /// Whether a cluster is configured.
     pub fn is_clustered(&self) -> bool {
         self.cluster.is_some()
     }
@@ -340,6 +456,18 @@ impl Schema {
 impl Schema {
     pub(crate) fn q_server_version(&self, client: &Client) -> Query {
         client.query(&self.server_version())
+    }
+
+    pub(crate) fn q_cluster_nodes(&self, client: &Client, cluster: &str) -> Query {
+        client.query(&self.cluster_nodes()).bind(cluster)
+    }
+
+    pub(crate) fn q_setting_exists(&self, client: &Client, setting: &str) -> Query {
+        client.query(&self.setting_exists()).bind(setting)
+    }
+
+    pub(crate) fn q_ping(&self, client: &Client) -> Query {
+        client.query(&self.ping())
     }
 
     pub(crate) fn q_applied_versions(&self, client: &Client) -> Query {
@@ -428,8 +556,114 @@ mod tests {
         for bad in ["", "1abc", "a-b", "a.b", "a b", "a`b", "é", &"x".repeat(65)] {
             assert!(validate_identifier("database", bad).is_err(), "{bad:?}");
         }
-        assert!(Schema::new("db; DROP TABLE x", None).is_err());
-        assert!(Schema::new("db", Some("c")).is_err());
+        assert!(Schema::new("db; DROP TABLE x", None, false).is_err());
+        assert!(Schema::new("db", Some("c-1"), false).is_err());
+        assert!(Schema::new("db", Some("c'1"), true).is_err());
+        assert!(
+            Schema::new("db", None, true).is_err(),
+            "replicated needs a cluster"
+        );
+        Schema::new("db", Some("c_1"), true).unwrap();
+    }
+
+    #[test]
+    fn one_server_has_no_distributed_table() {
+        let schema = Schema::new("db", None, false).unwrap();
+        assert!(!schema.is_clustered());
+        assert_eq!(schema.events_table(), "db.events");
+        assert_eq!(schema.local_events_table(), "db.events");
+        let ddl = schema.migrations()[0].statements.join("\n");
+        assert!(!ddl.contains("Distributed"), "{ddl}");
+        assert!(!ddl.contains("_local"), "{ddl}");
+        assert!(!ddl.contains("Replicated"), "{ddl}");
+        assert!(ddl.contains("CREATE TABLE IF NOT EXISTS db.events (id UInt64"));
+        assert!(ddl.contains("ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(created_at)"));
+        assert!(ddl.contains("TO db.pr_opened AS SELECT"));
+        assert!(ddl.contains("FROM db.events WHERE"));
+    }
+
+    #[test]
+    fn cluster_mode_has_local_tables_and_distributed_ones_over_them() {
+        let schema = Schema::new("db", Some("two"), false).unwrap();
+        assert!(schema.is_clustered());
+        assert_eq!(schema.cluster(), Some("two"));
+        assert_eq!(schema.events_table(), "db.events");
+        assert_eq!(schema.local_events_table(), "db.events_local");
+        let statements = &schema.migrations()[0].statements;
+        let ddl = statements.join("\n");
+        for local in ["events_local", "pr_opened_local", "repo_counts_local"] {
+            assert!(
+                ddl.contains(&format!("CREATE TABLE IF NOT EXISTS db.{local} (")),
+                "{local}: {ddl}"
+            );
+        }
+        // The views read and feed the local tables: each shard aggregates its own rows.
+        assert!(ddl.contains(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS db.pr_opened_mv TO db.pr_opened_local"
+        ));
+        assert!(ddl.contains(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS db.repo_counts_mv TO db.repo_counts_local"
+        ));
+        assert_eq!(ddl.matches("FROM db.events_local").count(), 2, "{ddl}");
+        assert!(!ddl.contains("FROM db.events "), "{ddl}");
+        // Distributed tables last (they need the local ones), events sharded by repository.
+        let tail: Vec<&str> = statements[statements.len() - 3..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "CREATE TABLE IF NOT EXISTS db.events AS db.events_local \
+                 ENGINE = Distributed(two, db, events_local, cityHash64(repo_name))",
+                "CREATE TABLE IF NOT EXISTS db.pr_opened AS db.pr_opened_local \
+                 ENGINE = Distributed(two, db, pr_opened_local)",
+                "CREATE TABLE IF NOT EXISTS db.repo_counts AS db.repo_counts_local \
+                 ENGINE = Distributed(two, db, repo_counts_local)",
+            ]
+        );
+        assert!(!ddl.contains("Replicated"), "{ddl}");
+        assert!(!ddl.contains("ON CLUSTER"), "applied per node: {ddl}");
+        // Queries read the Distributed tables; OPTIMIZE goes to the local ones.
+        assert!(schema.event_counts().contains("FROM db.events WHERE"));
+        assert!(schema.pr_average().contains("FROM db.pr_opened WHERE"));
+        assert!(
+            schema
+                .repo_event_counts()
+                .contains("FROM db.repo_counts WHERE")
+        );
+        assert!(
+            schema
+                .optimize_final()
+                .iter()
+                .all(|s| s.ends_with("_local FINAL"))
+        );
+    }
+
+    #[test]
+    fn replicated_cluster_mode_uses_replicated_engines_per_shard() {
+        let schema = Schema::new("db", Some("two"), true).unwrap();
+        assert!(schema.is_replicated());
+        let ddl = schema.migrations()[0].statements.join("\n");
+        assert!(ddl.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/events_local', \
+             '{replica}') PARTITION BY toYYYYMM(created_at)"
+        ));
+        assert!(ddl.contains(
+            "ENGINE = ReplicatedAggregatingMergeTree(\
+             '/clickhouse/tables/{shard}/db/pr_opened_local', '{replica}') ORDER BY repo_name"
+        ));
+        assert!(ddl.contains(
+            "ENGINE = ReplicatedAggregatingMergeTree(\
+             '/clickhouse/tables/{shard}/db/repo_counts_local', '{replica}')"
+        ));
+        assert_eq!(ddl.matches("ENGINE = Distributed(two, db,").count(), 3);
+        // The migrations table is per node, never replicated.
+        assert!(
+            schema
+                .create_migrations_table()
+                .contains("ENGINE = ReplacingMergeTree()")
+        );
     }
 
     #[test]
@@ -467,7 +701,7 @@ mod tests {
                 crate::conformance::event(2, EventType::WatchEvent, "o'q/r?", at + 9, "started"),
             ]
         };
-        let schema = Schema::new("gs_chdb_check", None).unwrap();
+        let schema = Schema::new("gs_chdb_check", None, false).unwrap();
         let client = Client::default();
         let sql = |q: Query| q.sql_display().to_string();
 

@@ -1,0 +1,535 @@
+//! The ClickHouse store in cluster mode, against a real two-shard cluster:
+//! `CLICKHOUSE_CLUSTER_NAME` and `CLICKHOUSE_CLUSTER_URLS` (the nodes' HTTP URLs, shard 1
+//! first), set by `scripts/clickhouse-cluster.sh`. Unset, each test prints a notice and
+//! returns; set, a cluster that does not answer fails them. Every test (and every conformance
+//! case) works in a fresh database named after it.
+//!
+//! The shard-down test starts a two-server cluster of its own, which it may stop.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use github_stats_core::conformance::{self, event};
+use github_stats_core::parse::{ParseStats, parse_json_lines};
+use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{
+    Event, EventStore, EventType, MetricsQuery, RepoName, SharedStore, StoreError, TimeWindow,
+};
+
+/// The cluster of `scripts/clickhouse-cluster.sh`: its name and its nodes' HTTP URLs.
+struct Cluster {
+    name: String,
+    urls: Vec<String>,
+}
+
+fn cluster(test: &str) -> Option<Cluster> {
+    let name = std::env::var("CLICKHOUSE_CLUSTER_NAME").unwrap_or_default();
+    let urls = std::env::var("CLICKHOUSE_CLUSTER_URLS").unwrap_or_default();
+    if name.is_empty() || urls.is_empty() {
+        eprintln!(
+            "notice: CLICKHOUSE_CLUSTER_NAME/CLICKHOUSE_CLUSTER_URLS are not set, skipping the \
+             ClickHouse cluster test {test}"
+        );
+        return None;
+    }
+    let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).collect();
+    assert_eq!(
+        urls.len(),
+        2,
+        "CLICKHOUSE_CLUSTER_URLS: two shards expected"
+    );
+    Some(Cluster { name, urls })
+}
+
+fn config(cluster: &str, urls: &[String], database: &str, timeout: Duration) -> ClickHouseConfig {
+    ClickHouseConfig::new(&urls[0])
+        .with_database(database)
+        .with_request_timeout(timeout)
+        .with_cluster(cluster, urls.iter().cloned())
+}
+
+/// A cluster-mode store on an empty database `gs_cl_<name>` (dropped first on every node).
+async fn fresh_store(cluster: &Cluster, name: &str) -> ClickHouseStore {
+    let database = format!("gs_cl_{name}");
+    let timeout = Duration::from_secs(60);
+    let old = ClickHouseStore::connect(config(&cluster.name, &cluster.urls, &database, timeout))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("CLICKHOUSE_CLUSTER_URLS is set but the cluster does not answer: {e}")
+        });
+    old.drop_database().await.expect("drop database");
+    ClickHouseStore::connect(config(&cluster.name, &cluster.urls, &database, timeout))
+        .await
+        .expect("connect to a fresh database")
+}
+
+/// Runs one SQL statement on one node over HTTP, outside the store; returns the answer's text.
+async fn sql(url: &str, query: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(query.to_owned())
+        .send()
+        .await
+        .expect("clickhouse answers");
+    let status = response.status();
+    let text = response.text().await.expect("answer body");
+    assert!(status.is_success(), "{query}: {status} {text}");
+    text
+}
+
+async fn sql_u64(url: &str, query: &str) -> u64 {
+    let text = sql(url, query).await;
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{query}: {text:?}: {e}"))
+}
+
+fn t(s: i64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp(s, 0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_store_passes_the_conformance_suite() {
+    let Some(cluster) = cluster("cluster_store_passes_the_conformance_suite") else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    conformance::run_suite(|case| {
+        let cluster = cluster.clone();
+        async move { Arc::new(fresh_store(&cluster, &format!("conf_{case}")).await) as SharedStore }
+    })
+    .await;
+}
+
+/// The recorded GH Archive hour, inserted as the backfill does (large batches), gives the
+/// metrics an independent count of the parsed events gives, with the events spread over both
+/// shards and each repository on one shard only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
+    let name = "gh_archive_hour";
+    let Some(cluster) = cluster(name) else {
+        return;
+    };
+    let store = fresh_store(&cluster, name).await;
+    let mut stats = ParseStats::default();
+    let mut events = Vec::new();
+    parse_json_lines(
+        &conformance::fixtures::read("gharchive/2015-01-01-12.json.gz"),
+        &mut stats,
+        &mut events,
+    );
+    assert!(events.len() > 1000, "{} events parsed", events.len());
+
+    // The independent count: distinct ids, per type, per repository, PR openings.
+    let mut by_id: HashMap<u64, &Event> = HashMap::new();
+    for e in &events {
+        by_id.entry(e.id).or_insert(e);
+    }
+    let distinct: Vec<&Event> = by_id.values().copied().collect();
+    let mut per_type = [0u64; 3];
+    let mut per_repo: HashMap<&str, [u64; 3]> = HashMap::new();
+    let mut opened: HashMap<&str, (u64, i64, i64)> = HashMap::new();
+    for e in &distinct {
+        per_type[e.event_type.index()] += 1;
+        per_repo.entry(&e.repo_name).or_default()[e.event_type.index()] += 1;
+        if e.is_pull_request_opened() {
+            let o = opened
+                .entry(&e.repo_name)
+                .or_insert((0, i64::MAX, i64::MIN));
+            o.0 += 1;
+            o.1 = o.1.min(e.timestamp());
+            o.2 = o.2.max(e.timestamp());
+        }
+    }
+
+    // Backfill-style: big batches, then the whole hour again (all duplicates).
+    let mut inserted = 0;
+    for chunk in events.chunks(20_000) {
+        inserted += store.insert_events(chunk).await.unwrap().inserted;
+    }
+    assert_eq!(inserted, distinct.len() as u64);
+    assert_eq!(store.insert_events(&events).await.unwrap().inserted, 0);
+
+    // Spread: both shards hold events, together all of them, each repository on one.
+    let db = store.schema().database().to_owned();
+    let mut on_shard = Vec::new();
+    let mut repos_on_shard = Vec::new();
+    for url in &cluster.urls {
+        on_shard.push(sql_u64(url, &format!("SELECT count() FROM {db}.events_local")).await);
+        repos_on_shard.push(
+            sql_u64(
+                url,
+                &format!("SELECT uniqExact(repo_name) FROM {db}.events_local"),
+            )
+            .await,
+        );
+    }
+    let total = distinct.len() as u64;
+    assert_eq!(
+        on_shard.iter().sum::<u64>(),
+        total,
+        "rows per shard {on_shard:?}"
+    );
+    for (i, n) in on_shard.iter().enumerate() {
+        assert!(
+            *n > total / 5,
+            "shard {} holds {n} of {total} events: not spread",
+            i + 1
+        );
+    }
+    assert_eq!(
+        repos_on_shard.iter().sum::<u64>(),
+        per_repo.len() as u64,
+        "a repository is on one shard only ({repos_on_shard:?})"
+    );
+
+    // Metrics through the Distributed tables against the independent count.
+    assert_eq!(store.total_events().await.unwrap(), total);
+    let min = distinct.iter().map(|e| e.timestamp()).min().unwrap();
+    let max = distinct.iter().map(|e| e.timestamp()).max().unwrap();
+    let window = TimeWindow::new(t(min), t(max + 1)).unwrap();
+    let counts = store.event_counts(window).await.unwrap().counts;
+    for ty in EventType::ALL {
+        assert_eq!(counts[ty], per_type[ty.index()], "{ty:?}");
+    }
+    let timeline = store.timeline(window, 600).await.unwrap();
+    for ty in EventType::ALL {
+        assert_eq!(
+            timeline.counts[ty.index()].iter().sum::<u64>(),
+            per_type[ty.index()],
+            "timeline {ty:?}"
+        );
+    }
+    let top = store.top_repositories(10).await.unwrap();
+    let mut expected_top: Vec<(&str, u64)> = per_repo
+        .iter()
+        .map(|(r, c)| (*r, c.iter().sum::<u64>()))
+        .collect();
+    expected_top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let got_top: Vec<(&str, u64)> = top
+        .iter()
+        .map(|r| (r.repository.as_str(), r.event_count))
+        .collect();
+    assert_eq!(got_top, expected_top[..10]);
+    let mut checked = 0;
+    let mut repos: Vec<&&str> = opened.keys().collect();
+    repos.sort();
+    for repo in repos.into_iter().take(40) {
+        let Ok(name) = repo.parse::<RepoName>() else {
+            continue;
+        };
+        let (n, first, last) = opened[*repo];
+        let avg = store.pr_average(&name).await.unwrap();
+        assert_eq!(avg.opened_count, n, "{repo}");
+        assert_eq!(avg.first_opened_at, Some(t(first)), "{repo}");
+        assert_eq!(avg.last_opened_at, Some(t(last)), "{repo}");
+        let counts = store.repo_event_counts(&name).await.unwrap().counts;
+        for ty in EventType::ALL {
+            assert_eq!(counts[ty], per_repo[*repo][ty.index()], "{repo} {ty:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} repositories with opened PRs");
+
+    // Merges on every node change nothing.
+    let before = (
+        store.event_counts(window).await.unwrap().counts,
+        store.top_repositories(10).await.unwrap(),
+    );
+    store.optimize_final().await.unwrap();
+    assert_eq!(store.total_events().await.unwrap(), total);
+    assert_eq!(
+        (
+            store.event_counts(window).await.unwrap().counts,
+            store.top_repositories(10).await.unwrap(),
+        ),
+        before
+    );
+
+    let health = store.health().await;
+    assert!(health.connected);
+    assert_eq!(health.total_events, total);
+    assert_eq!(health.details["degraded"], false);
+    assert_eq!(health.details["nodes_up"], 2);
+    assert_eq!(health.details["cluster"], cluster.name.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misconfigured_cluster_is_a_config_error() {
+    let name = "misconfigured";
+    let Some(cluster) = cluster(name) else {
+        return;
+    };
+    let timeout = Duration::from_secs(30);
+    let database = format!("gs_cl_{name}");
+    match ClickHouseStore::connect(config("no_such_cluster", &cluster.urls, &database, timeout))
+        .await
+    {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("no_such_cluster"), "{message}");
+            assert!(message.contains("remote_servers"), "{message}");
+        }
+        other => panic!("unknown cluster: {:?}", other.map(|_| ())),
+    }
+    match ClickHouseStore::connect(config(
+        &cluster.name,
+        &cluster.urls[..1],
+        &database,
+        timeout,
+    ))
+    .await
+    {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("CLICKHOUSE_CLUSTER_NODES"), "{message}");
+        }
+        other => panic!("one URL for two nodes: {:?}", other.map(|_| ())),
+    }
+    let err = ClickHouseStore::connect(config("bad-name", &cluster.urls, &database, timeout))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err}");
+}
+
+/// A clickhouse-server of the shard-down test, with a config directory of its own declaring
+/// the two-shard cluster `own_pair`.
+struct Shard {
+    dir: tempfile::TempDir,
+    http: u16,
+    tcp: u16,
+    inter: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Shard {
+    fn new() -> Shard {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["data", "tmp", "uf", "fs", "etc/config.d"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        for file in ["config.xml", "users.xml"] {
+            std::fs::copy(
+                Path::new("/etc/clickhouse-server").join(file),
+                dir.path().join("etc").join(file),
+            )
+            .expect("clickhouse-server's packaged configuration in /etc/clickhouse-server");
+        }
+        Shard {
+            dir,
+            http: free_port(),
+            tcp: free_port(),
+            inter: free_port(),
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    fn declare_cluster(&self, name: &str, tcp_ports: &[u16]) {
+        let shards: String = tcp_ports
+            .iter()
+            .map(|p| {
+                format!("<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>")
+            })
+            .collect();
+        std::fs::write(
+            self.path("etc/config.d/cluster.xml"),
+            format!("<yandex><remote_servers><{name}>{shards}</{name}></remote_servers></yandex>"),
+        )
+        .unwrap();
+    }
+
+    fn spawn(&mut self) {
+        let arg = |name: &str, value: &Path| format!("--{name}={}/", value.display());
+        let child = Command::new("clickhouse-server")
+            .arg(format!(
+                "--config-file={}",
+                self.path("etc/config.xml").display()
+            ))
+            .arg("--")
+            .arg(arg("path", &self.path("data")))
+            .arg(arg("tmp_path", &self.path("tmp")))
+            .arg(arg("user_files_path", &self.path("uf")))
+            .arg(arg("format_schema_path", &self.path("fs")))
+            .arg(format!("--http_port={}", self.http))
+            .arg(format!("--tcp_port={}", self.tcp))
+            .arg(format!("--interserver_http_port={}", self.inter))
+            .arg("--listen_host=127.0.0.1")
+            .arg(format!("--logger.log={}", self.path("log").display()))
+            .arg(format!(
+                "--logger.errorlog={}",
+                self.path("err.log").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server starts (is it installed?)");
+        self.child = Some(child);
+    }
+
+    async fn wait_ready(&self) {
+        let ping = format!("{}/ping", self.url());
+        for _ in 0..300 {
+            if let Ok(r) = reqwest::get(&ping).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "own clickhouse-server did not answer on {ping}; see {}",
+            self.path("err.log").display()
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill own clickhouse-server");
+            child.wait().expect("reap own clickhouse-server");
+        }
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One shard stopped: health says which node is down and that the store is degraded; queries
+/// and inserts that need the shard fail with `Unavailable` within the timeout, not a hang;
+/// when it is back, the same store works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
+    let name = "shard_down";
+    if cluster(name).is_none() {
+        return;
+    }
+    let mut shards = [Shard::new(), Shard::new()];
+    let tcp: Vec<u16> = shards.iter().map(|s| s.tcp).collect();
+    for shard in &mut shards {
+        shard.declare_cluster("own_pair", &tcp);
+        shard.spawn();
+    }
+    for shard in &shards {
+        shard.wait_ready().await;
+    }
+    let urls: Vec<String> = shards.iter().map(Shard::url).collect();
+    let timeout = Duration::from_secs(10);
+    let store = ClickHouseStore::connect(config("own_pair", &urls, "gs_cl_shard_down", timeout))
+        .await
+        .unwrap();
+    assert_eq!(store.node_urls(), urls);
+
+    let base = 1_700_000_000;
+    let batch = |from: u64| -> Vec<Event> {
+        (from..from + 40)
+            .map(|i| {
+                event(
+                    i,
+                    EventType::PullRequestEvent,
+                    &format!("o/r{}", i % 8),
+                    base + i as i64,
+                    "opened",
+                )
+            })
+            .collect()
+    };
+    assert_eq!(store.insert_events(&batch(0)).await.unwrap().inserted, 40);
+    let on_second = sql_u64(
+        &urls[1],
+        "SELECT count() FROM gs_cl_shard_down.events_local",
+    )
+    .await;
+    assert!(
+        on_second > 0 && on_second < 40,
+        "{on_second} of 40 on shard 2"
+    );
+
+    // Stop shard 2; the store talks to shard 1.
+    shards[1].kill();
+    let window = TimeWindow::new(t(base), t(base + 1000)).unwrap();
+    let repo: RepoName = "o/r1".parse().unwrap();
+    let started = Instant::now();
+    let err = store.event_counts(window).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)),
+        "event_counts: {err}"
+    );
+    let err = store.pr_average(&repo).await.unwrap_err();
+    assert!(err.is_unavailable(), "pr_average: {err}");
+    let err = store.total_events().await.unwrap_err();
+    assert!(err.is_unavailable(), "total_events: {err}");
+    let err = store.insert_events(&batch(100)).await.unwrap_err();
+    assert!(err.is_unavailable(), "insert: {err}");
+    assert!(
+        started.elapsed() < 4 * timeout,
+        "four failures took {:?}",
+        started.elapsed()
+    );
+
+    let health = store.health().await;
+    assert!(health.connected, "shard 1 answers: {:?}", health.details);
+    assert_eq!(health.details["degraded"], true);
+    assert_eq!(health.details["nodes_up"], 1);
+    assert_eq!(health.details["nodes_total"], 2);
+    let nodes = health.details["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["up"], true);
+    assert_eq!(nodes[0]["shard"], 1);
+    assert_eq!(nodes[1]["up"], false);
+    assert_eq!(nodes[1]["shard"], 2);
+    assert_eq!(nodes[1]["url"], urls[1].as_str());
+    assert!(nodes[1]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(health.details.contains_key("error"));
+
+    // Back: the same store instance, no reconnect by hand.
+    shards[1].spawn();
+    shards[1].wait_ready().await;
+    let mut retried = None;
+    for _ in 0..50 {
+        match store.insert_events(&batch(100)).await {
+            Ok(outcome) => {
+                retried = Some(outcome);
+                break;
+            }
+            Err(e) if e.is_unavailable() => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("insert after recovery: {e}"),
+        }
+    }
+    assert_eq!(retried.expect("shard 2 is used again").inserted, 40);
+    assert_eq!(store.total_events().await.unwrap(), 80);
+    assert_eq!(
+        store.event_counts(window).await.unwrap().counts[EventType::PullRequestEvent],
+        80
+    );
+    let expected: HashSet<u64> = (0..40).chain(100..140).filter(|i| i % 8 == 1).collect();
+    assert_eq!(
+        store.pr_average(&repo).await.unwrap().opened_count,
+        expected.len() as u64
+    );
+    let health = store.health().await;
+    assert!(health.connected);
+    assert_eq!(health.details["degraded"], false);
+    assert_eq!(health.details["nodes_up"], 2);
+    assert_eq!(health.total_events, 80);
+}
