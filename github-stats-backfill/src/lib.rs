@@ -1,0 +1,339 @@
+//! `github-stats-backfill`: imports saved GitHub event files (the poller's poll files, GH
+//! Archive hours) into a github-stats store.
+//!
+//! The binary is a thin shell around [`run`]: it parses the command line ([`cli`]), sets up
+//! logging and Ctrl-C, and prints the [`Summary`]. Tests call [`run`] in process.
+//!
+//! # How it goes fast
+//!
+//! One reader thread reads files in chronological order, in chunks of whole lines
+//! ([`EventFileReader::read_raw_chunk`](github_stats_core::source::file::EventFileReader::read_raw_chunk),
+//! gzip decompressed on the way); `jobs` parser threads parse chunks in parallel (dropped event
+//! types are recognised without a JSON parse); the inserter puts the parsed chunks back in order
+//! and inserts large batches while the parsers work on the next chunks. A bounded number of
+//! chunks is in flight, so memory stays flat whatever the input size.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use github_stats_core::source::file::{DEFAULT_CHUNK_BYTES, collect_event_files};
+use github_stats_core::store::memory::MemoryStoreOptions;
+use github_stats_core::{Event, MemoryStore, SharedStore, StoreError};
+use tokio_util::sync::CancellationToken;
+
+pub mod cli;
+mod pipeline;
+mod progress;
+mod summary;
+
+pub use summary::{FileFailure, Summary};
+
+/// What to import, where, and how.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Files and directories (walked recursively).
+    pub inputs: Vec<PathBuf>,
+    /// Parse and report, write nothing.
+    pub dry_run: bool,
+    /// The store.
+    pub store: StoreConfig,
+    /// Kept events per insert.
+    pub batch_size: usize,
+    /// Parallel parser threads.
+    pub jobs: usize,
+    /// Bytes of JSON lines per parsed chunk.
+    pub chunk_bytes: usize,
+    /// How progress is shown.
+    pub progress: ProgressMode,
+}
+
+impl Config {
+    /// A configuration with the defaults of the command line: batches of 100,000 events, one
+    /// parser per CPU, no progress output.
+    pub fn new(inputs: Vec<PathBuf>, store: StoreConfig) -> Config {
+        Config {
+            inputs,
+            dry_run: false,
+            store,
+            batch_size: 100_000,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            progress: ProgressMode::Off,
+        }
+    }
+}
+
+/// The store to import into.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The memory store persisted in `data_dir` (`DATA_DIR`), which the server loads.
+    Memory {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// ClickHouse over HTTP.
+    ClickHouse(ClickHouseConfig),
+}
+
+/// How to reach ClickHouse. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct ClickHouseConfig {
+    /// HTTP interface, e.g. `http://localhost:8123`.
+    pub url: String,
+    /// Database, created if missing.
+    pub database: String,
+    /// User.
+    pub user: String,
+    /// Password (never logged).
+    pub password: String,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How progress is shown while importing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A progress bar on stderr (when stderr is a terminal).
+    Bar,
+    /// A log line every `every`.
+    Log {
+        /// Interval between lines.
+        every: Duration,
+    },
+    /// Nothing until the summary.
+    Off,
+}
+
+/// Imports the files of `config` into its store and reports what happened.
+///
+/// Files that cannot be read are listed in [`Summary::failed`], not errors; an error is a store
+/// that cannot be opened or fails for good. When `cancel` fires (Ctrl-C), the events already
+/// parsed are inserted as the last batch and the import stops ([`Summary::interrupted`]); a
+/// re-run completes it, as stores skip events they already hold.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let (files, missing) = collect_event_files(&config.inputs);
+    let mut summary = Summary::new(config.dry_run);
+    summary.files = files.len() + missing.len();
+    for error in missing {
+        let (path, message) = match &error {
+            github_stats_core::SourceError::File { path, source } => {
+                (path.clone(), source.to_string())
+            }
+            other => (PathBuf::new(), other.to_string()),
+        };
+        tracing::warn!(file = %path.display(), error = %message, "cannot read input, skipped");
+        summary.failed.push(FileFailure {
+            path,
+            error: message,
+        });
+    }
+
+    let store = open_store(&config).await?;
+    summary.backend = store.backend_name();
+    tracing::info!(
+        files = files.len(),
+        backend = summary.backend,
+        dry_run = config.dry_run,
+        jobs = config.jobs,
+        batch_size = config.batch_size,
+        "backfill starting"
+    );
+
+    let result = import(&config, files, &store, &cancel, &mut summary).await;
+    // Whatever happened, make what was stored durable.
+    let flushed = store.flush().await;
+    summary.elapsed = started.elapsed();
+    result?;
+    flushed.context("cannot flush the store")?;
+    Ok(summary)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    if config.dry_run {
+        // Deduplicates within the input, like a real store would, and writes nothing.
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    match &config.store {
+        StoreConfig::Memory { data_dir } => {
+            let dir = data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                let mut options = MemoryStoreOptions::default();
+                // One sync at the end (and at Ctrl-C) instead of one per batch: a crash in the
+                // middle loses at most what a re-run puts back.
+                options.sync_writes = false;
+                MemoryStore::open_with(&dir, options)
+            })
+            .await
+            .context("store opening task failed")?
+            .with_context(|| format!("cannot open the memory store in {}", data_dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::ClickHouse(ch) => {
+            anyhow::bail!(
+                "the ClickHouse backend is not available in this build yet ({}); use --backend memory",
+                ch.url
+            )
+        }
+    }
+}
+
+async fn import(
+    config: &Config,
+    files: Vec<PathBuf>,
+    store: &SharedStore,
+    cancel: &CancellationToken,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let mut progress = progress::Progress::new(config.progress, &files);
+    let mut pipeline = pipeline::start(
+        files.clone(),
+        config.chunk_bytes,
+        config.jobs.max(1),
+        cancel.clone(),
+    );
+    let batch_size = config.batch_size.max(1);
+    let mut batch: Vec<Event> = Vec::with_capacity(batch_size.min(1 << 20));
+    let mut finished = vec![false; files.len()];
+    let mut started = vec![false; files.len()];
+    let mut cancelled = false;
+
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => { cancelled = true; break; }
+            item = pipeline.next() => item,
+        };
+        let Some(item) = item else { break };
+        match item {
+            pipeline::Item::Chunk {
+                file,
+                events,
+                stats,
+                bytes,
+            } => {
+                started[file] = true;
+                summary.stats.merge(&stats);
+                summary.bytes += bytes;
+                progress.chunk(file, bytes, summary);
+                if batch.is_empty() && events.len() >= batch_size {
+                    let mut events = events;
+                    insert(store.as_ref(), &mut events, summary, cancel).await?;
+                } else {
+                    batch.extend(events);
+                }
+                if batch.len() >= batch_size {
+                    insert(store.as_ref(), &mut batch, summary, cancel).await?;
+                }
+            }
+            pipeline::Item::FileDone { file } => {
+                finished[file] = true;
+                summary.files_read += 1;
+                summary.file_bytes += std::fs::metadata(&files[file]).map_or(0, |m| m.len());
+                progress.file_done(file, summary);
+            }
+            pipeline::Item::FileFailed { file, error } => {
+                finished[file] = true;
+                progress.suspend(|| {
+                    tracing::warn!(file = %files[file].display(), error = %error, "cannot read file, skipped")
+                });
+                summary.failed.push(FileFailure {
+                    path: files[file].clone(),
+                    error,
+                });
+            }
+        }
+    }
+    // The current batch: what is parsed is stored, also after Ctrl-C.
+    if !batch.is_empty() {
+        insert(store.as_ref(), &mut batch, summary, cancel).await?;
+    }
+    progress.finish();
+    if cancelled {
+        summary.interrupted = true;
+        summary.unfinished = files
+            .iter()
+            .zip(finished.iter().zip(&started))
+            .filter(|(_, (finished, _))| !**finished)
+            .map(|(path, (_, started))| (path.clone(), *started))
+            .collect();
+        tracing::warn!(
+            unfinished_files = summary.unfinished.len(),
+            "interrupted: stopped after the current batch; run the same command again to complete the import"
+        );
+    }
+    Ok(())
+}
+
+/// Inserts `events` (emptied on success). Events the store refuses one by one (a time it cannot
+/// represent) are counted as rejected and left out; an unreachable store is retried with
+/// backoff for about a minute before giving up.
+async fn insert(
+    store: &dyn github_stats_core::Store,
+    events: &mut Vec<Event>,
+    summary: &mut Summary,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        let result = store.insert_events(events).await;
+        summary.insert_time += started.elapsed();
+        match result {
+            Ok(outcome) => {
+                summary.inserted += outcome.inserted;
+                summary.duplicates += outcome.duplicates;
+                summary.batches += 1;
+                tracing::debug!(
+                    events = events.len(),
+                    inserted = outcome.inserted,
+                    duplicates = outcome.duplicates,
+                    "batch stored"
+                );
+                events.clear();
+                return Ok(());
+            }
+            Err(StoreError::InvalidEvent { id, reason }) => {
+                let before = events.len();
+                events.retain(|e| e.id != id);
+                let removed = before - events.len();
+                if removed == 0 {
+                    anyhow::bail!(
+                        "the store refused event {id} ({reason}), which is not in the batch"
+                    );
+                }
+                tracing::warn!(id, reason = %reason, "the store refused an event, skipped");
+                summary.rejected += removed as u64;
+                if events.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.is_unavailable() && attempt < 6 && !cancel.is_cancelled() => {
+                let wait = Duration::from_millis(500 << attempt);
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "store unavailable, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot store a batch of {} events; run the same command again to complete the import",
+                    events.len()
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! What an import did: the numbers behind the final report and the exit code.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use github_stats_core::{EventType, ParseStats};
+
+/// A file that could not be read (or not to its end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFailure {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub error: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Whether nothing was written (`--dry-run`).
+    pub dry_run: bool,
+    /// The store written to (`memory`, `clickhouse`).
+    pub backend: &'static str,
+    /// Files found (named, or in the directories walked), readable or not.
+    pub files: usize,
+    /// Files read to their end.
+    pub files_read: usize,
+    /// Files that could not be read, or not to their end: the import goes on without them.
+    pub failed: Vec<FileFailure>,
+    /// After an interruption, the files not finished, and whether each was started.
+    pub unfinished: Vec<(PathBuf, bool)>,
+    /// On-disk bytes of the files read to their end.
+    pub file_bytes: u64,
+    /// Uncompressed bytes parsed.
+    pub bytes: u64,
+    /// What the records were: lines (or array elements), kept by type, other types, bad lines,
+    /// unsupported (pre-2015) events.
+    pub stats: ParseStats,
+    /// Kept events stored for the first time.
+    pub inserted: u64,
+    /// Kept events the store already held (or repeated in the input), skipped.
+    pub duplicates: u64,
+    /// Kept events the store refused (a time it cannot represent), skipped.
+    pub rejected: u64,
+    /// Inserts made.
+    pub batches: u64,
+    /// Wall time of the import.
+    pub elapsed: Duration,
+    /// Time spent inside the store's insert calls (the rest overlaps with parsing).
+    pub insert_time: Duration,
+    /// Whether Ctrl-C stopped the import before the end.
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub(crate) fn new(dry_run: bool) -> Summary {
+        Summary {
+            dry_run,
+            ..Summary::default()
+        }
+    }
+
+    /// The process exit code: 0 when every file was read, 1 when some were not, 130 when
+    /// interrupted. (Usage errors exit with 2 before an import starts.)
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            130
+        } else if !self.failed.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Kept events per second of wall time.
+    pub fn kept_per_second(&self) -> f64 {
+        per_second(self.stats.kept_total() as f64, self.elapsed)
+    }
+
+    /// Records (lines) per second of wall time.
+    pub fn records_per_second(&self) -> f64 {
+        per_second(self.stats.records as f64, self.elapsed)
+    }
+
+    /// Uncompressed megabytes (10^6 bytes) parsed per second of wall time.
+    pub fn megabytes_per_second(&self) -> f64 {
+        per_second(self.bytes as f64 / 1e6, self.elapsed)
+    }
+}
+
+fn per_second(amount: f64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { amount / secs } else { 0.0 }
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        let state = if self.interrupted {
+            "interrupted"
+        } else {
+            "finished"
+        };
+        let mode = if self.dry_run {
+            "dry run, nothing written".to_string()
+        } else {
+            format!("{} store", self.backend)
+        };
+        writeln!(
+            f,
+            "backfill {state} in {:.2} s ({mode})",
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  files       {} of {} read, {} failed{}",
+            self.files_read,
+            self.files,
+            self.failed.len(),
+            if self.interrupted {
+                format!(", {} not finished", self.unfinished.len())
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(
+            f,
+            "  input       {:.1} MB parsed ({:.1} MB on disk)",
+            self.bytes as f64 / 1e6,
+            self.file_bytes as f64 / 1e6
+        )?;
+        writeln!(
+            f,
+            "  lines       {} ({} of other types, {} bad lines, {} unsupported pre-2015 events)",
+            thousands(s.records),
+            thousands(s.other_types),
+            thousands(s.malformed),
+            thousands(s.unsupported)
+        )?;
+        let by_type: Vec<String> = EventType::ALL
+            .iter()
+            .map(|t| format!("{t} {}", thousands(s.kept[t.index()])))
+            .collect();
+        writeln!(
+            f,
+            "  kept        {}: {}",
+            thousands(s.kept_total()),
+            by_type.join(", ")
+        )?;
+        writeln!(
+            f,
+            "  stored      {} new, {} duplicates skipped{}",
+            thousands(self.inserted),
+            thousands(self.duplicates),
+            if self.rejected > 0 {
+                format!(", {} refused by the store", thousands(self.rejected))
+            } else {
+                String::new()
+            }
+        )?;
+        write!(
+            f,
+            "  throughput  {:.1} MB/s, {} lines/s, {} kept events/s",
+            self.megabytes_per_second(),
+            thousands(self.records_per_second() as u64),
+            thousands(self.kept_per_second() as u64)
+        )?;
+        if !self.failed.is_empty() {
+            write!(f, "\nfiles not read (exit code 1):")?;
+            for failure in &self.failed {
+                write!(f, "\n  {}: {}", failure.path.display(), failure.error)?;
+            }
+        }
+        if self.interrupted {
+            write!(
+                f,
+                "\ninterrupted: {} files not finished; run the same command again to complete the import",
+                self.unfinished.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let mut s = Summary::new(false);
+        assert_eq!(s.exit_code(), 0);
+        s.failed.push(FileFailure {
+            path: "x".into(),
+            error: "gone".into(),
+        });
+        assert_eq!(s.exit_code(), 1);
+        s.interrupted = true;
+        assert_eq!(s.exit_code(), 130);
+    }
+}
