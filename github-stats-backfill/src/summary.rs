@@ -173,6 +173,13 @@ impl fmt::Display for Summary {
                 String::new()
             }
         )?;
+        writeln!(
+            f,
+            "  inserts     {} batches, {:.2} s in the store ({} kept events/s while inserting)",
+            self.batches,
+            self.insert_time.as_secs_f64(),
+            thousands(per_second(self.stats.kept_total() as f64, self.insert_time) as u64)
+        )?;
         write!(
             f,
             "  throughput  {:.1} MB/s, {} lines/s, {} kept events/s",

@@ -1,0 +1,1 @@
+//! The real binary: exit codes, the dotenv file, and Ctrl-C.

@@ -1,0 +1,104 @@
+//! A directory mixing every format, with a corrupt gzip, a truncated line and an empty file.
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use github_stats_core::{MemoryStore, MetricsQuery};
+
+use crate::common::{Expected, assert_counts, data, memory_config, plain_bytes, run};
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Builds the directory; returns what its readable files hold and the corrupt file's path.
+fn mixed_directory(dir: &Path) -> (Expected, std::path::PathBuf) {
+    let poll = plain_bytes(&data("api-responses/events-2020-04-25/01.body.json"));
+    let poll_2017 = plain_bytes(&data("api-responses/events-2017-12-29/01.body.json"));
+    let lines_2021 = plain_bytes(&data("samples/2021-07-21-few-hours.jsonl"));
+    let hour = std::fs::read(data("gharchive/2015-01-01-12.json.gz")).unwrap();
+    let old = plain_bytes(&data("samples/2011-2021-sampled.jsonl"));
+
+    // A JSON-lines file whose last line is cut in the middle (a crash while writing).
+    let lines: Vec<&[u8]> = old
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut truncated = lines[..200].join(&b'\n');
+    truncated.push(b'\n');
+    truncated.extend_from_slice(&lines[200][..lines[200].len() / 2]);
+
+    // Corrupt gzip: a valid header, then garbage.
+    let mut corrupt = gzip(&lines_2021)[..10].to_vec();
+    corrupt.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+
+    let nested = dir.join("2020/04");
+    std::fs::create_dir_all(&nested).unwrap();
+    let files: Vec<(std::path::PathBuf, Vec<u8>)> = vec![
+        // Poll files: a JSON array, plain and gzipped (the same events: duplicates).
+        (dir.join("2020-04-25T10-00-00.json"), poll.clone()),
+        (nested.join("2020-04-25T10-01-00.json.gz"), gzip(&poll)),
+        (dir.join("2017-12-29T09-00-00.json"), poll_2017),
+        // JSON lines, plain (.jsonl and .ndjson) and gzipped (a GH Archive hour as it is).
+        (dir.join("2021-07-21-6.jsonl"), lines_2021),
+        (dir.join("2015-01-01-12.json.gz"), hour),
+        (dir.join("2011-sampled.ndjson"), truncated),
+        (dir.join("2019-01-01T00-00-00.json"), Vec::new()),
+        (dir.join("2018-06-01-3.json.gz"), corrupt),
+        // Not an event file: ignored in directories.
+        (dir.join("README.txt"), b"not events".to_vec()),
+    ];
+    let mut expected = Expected::default();
+    for (path, bytes) in &files {
+        std::fs::write(path, bytes).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if name != "README.txt" && name != "2018-06-01-3.json.gz" {
+            expected.add_file(path);
+        }
+    }
+    (expected, dir.join("2018-06-01-3.json.gz"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_format_is_read_and_bad_files_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    let (expected, corrupt) = mixed_directory(&events);
+    assert!(expected.malformed >= 1, "the truncated line is a bad line");
+    let missing = dir.path().join("no-such-file.json");
+    let data_dir = dir.path().join("data");
+
+    let summary = run(memory_config(
+        vec![events.clone(), missing.clone()],
+        &data_dir,
+    ))
+    .await;
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    assert_eq!(summary.files, 9, "8 event files and the missing one");
+    assert_eq!(summary.files_read, 7);
+    let mut failed: Vec<_> = summary.failed.iter().map(|f| f.path.clone()).collect();
+    failed.sort();
+    let mut want = vec![corrupt, missing];
+    want.sort();
+    assert_eq!(failed, want);
+    assert_counts(&summary, &expected);
+    assert_eq!(summary.inserted, expected.distinct.len() as u64);
+    assert_eq!(
+        summary.duplicates,
+        expected.kept_total() - expected.distinct.len() as u64
+    );
+    assert!(
+        summary.duplicates > 0,
+        "the gzipped poll file repeats the plain one"
+    );
+
+    let store = MemoryStore::open(&data_dir).unwrap();
+    assert_eq!(
+        store.total_events().await.unwrap(),
+        expected.distinct.len() as u64
+    );
+}

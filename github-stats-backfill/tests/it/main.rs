@@ -1,0 +1,6 @@
+//! Integration tests of github-stats-backfill: in process through `run`, and the real binary.
+
+mod binary;
+mod common;
+mod formats;
+mod real_data;
