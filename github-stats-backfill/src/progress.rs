@@ -158,10 +158,12 @@ impl Progress {
 
 /// The uncompressed size of `path`, estimated (see the module documentation).
 fn estimate_uncompressed(path: &Path) -> u64 {
-    let Ok(mut file) = File::open(path) else {
-        return 0;
+    // Only regular files: opening a named pipe would block, and reading it would steal bytes.
+    let len = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return 0,
     };
-    let Ok(len) = file.metadata().map(|m| m.len()) else {
+    let Ok(mut file) = File::open(path) else {
         return 0;
     };
     let mut magic = [0u8; 2];

@@ -1,1 +1,262 @@
 //! The real binary: exit codes, the dotenv file, and Ctrl-C.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use github_stats_core::{MemoryStore, MetricsQuery};
+
+use crate::common::{Expected, data};
+
+/// The binary, run in `cwd`, with none of the variables it reads inherited from the test's
+/// environment.
+fn backfill(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_github-stats-backfill"));
+    cmd.current_dir(cwd);
+    for var in [
+        "DATABASE_BACKEND",
+        "DATA_DIR",
+        "EVENTS_DIRECTORY",
+        "RUST_LOG",
+        "LOG_LEVEL",
+        "CLICKHOUSE_URL",
+        "CLICKHOUSE_HOST",
+        "CLICKHOUSE_PORT",
+        "CLICKHOUSE_DATABASE",
+        "CLICKHOUSE_USER",
+        "CLICKHOUSE_PASSWORD",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn stored_events(data_dir: &Path) -> u64 {
+    MemoryStore::open(data_dir)
+        .unwrap()
+        .total_events()
+        .await
+        .unwrap()
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--no-such-flag"][..],
+        &["--batch-size", "0"],
+        &["--batch-size", "many"],
+        &["--jobs", "0"],
+        &["--backend", "nosql"],
+        &["--dotenv", "missing.env"],
+    ] {
+        let out = output(backfill(dir.path()).args(args));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?} says what is wrong");
+    }
+    let out = output(backfill(dir.path()).env("DATABASE_BACKEND", "nosql"));
+    assert_eq!(out.status.code(), Some(2), "a bad DATABASE_BACKEND");
+    let out = output(backfill(dir.path()).arg("--help"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("--dry-run"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_code_0_when_every_file_is_read_and_1_when_some_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Expected::default();
+    expected.add_file(&data("gharchive/2015-01-01-0.json.gz"));
+    expected.add_file(&data("gharchive/2015-01-01-12.json.gz"));
+
+    let out = output(
+        backfill(dir.path())
+            .env("DATA_DIR", "store")
+            .arg(data("gharchive")),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("backfill finished"));
+    assert_eq!(
+        stored_events(&dir.path().join("store")).await,
+        expected.distinct.len() as u64
+    );
+
+    let missing = dir.path().join("2015-01-01-13.json.gz");
+    let out = output(
+        backfill(dir.path())
+            .args(["--data-dir", "store"])
+            .arg(data("gharchive"))
+            .arg(&missing),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&missing.display().to_string()), "{stdout}");
+    assert_eq!(
+        stored_events(&dir.path().join("store")).await,
+        expected.distinct.len() as u64,
+        "the re-run added nothing"
+    );
+
+    // No FILES and no events directory: nothing to import is an error, not a success.
+    let out = output(backfill(dir.path()).env("DATA_DIR", "store"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("downloaded-events"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dotenv_file_supplies_the_environment_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("saved");
+    std::fs::create_dir(&events).unwrap();
+    std::fs::copy(
+        data("api-responses/events-2020-04-25/01.body.json"),
+        events.join("2020-04-25T10-00-00.json"),
+    )
+    .unwrap();
+    let mut expected = Expected::default();
+    expected.add_file(&events.join("2020-04-25T10-00-00.json"));
+    assert!(!expected.distinct.is_empty());
+
+    // The default gh.env: its EVENTS_DIRECTORY and DATA_DIR are used.
+    std::fs::write(
+        dir.path().join("gh.env"),
+        "EVENTS_DIRECTORY=saved\nDATA_DIR=from-default-dotenv\n",
+    )
+    .unwrap();
+    let out = output(&mut backfill(dir.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        stored_events(&dir.path().join("from-default-dotenv")).await,
+        expected.distinct.len() as u64
+    );
+
+    // A named dotenv file; a variable already in the environment wins over it.
+    std::fs::write(
+        dir.path().join("other.env"),
+        "EVENTS_DIRECTORY=saved\nDATA_DIR=from-named-dotenv\n",
+    )
+    .unwrap();
+    let out = output(backfill(dir.path()).args(["--dotenv", "other.env"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        dir.path()
+            .join("from-named-dotenv")
+            .join("events.log")
+            .exists()
+    );
+    let out = output(
+        backfill(dir.path())
+            .args(["--dotenv", "other.env"])
+            .env("DATA_DIR", "from-environment"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        dir.path()
+            .join("from-environment")
+            .join("events.log")
+            .exists()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_after_the_current_batch_and_a_rerun_completes_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = crate::common::plain_bytes(&data("gharchive/2015-01-01-12.json.gz"));
+    let mut expected = Expected::default();
+    expected.add_document(&hour);
+
+    // The first run reads a named pipe that the test feeds with half the hour and then keeps
+    // open: the import is certainly in the middle when Ctrl-C arrives.
+    let fifo = dir.path().join("2015-01-01-12.json");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let mut child = backfill(dir.path())
+        .args([
+            "--batch-size",
+            "100",
+            "--chunk-bytes",
+            "4096",
+            "--jobs",
+            "1",
+        ])
+        .arg(&fifo)
+        .env("LOG_LEVEL", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let half = hour.len() / 2;
+    pipe.write_all(&hour[..half]).unwrap();
+    loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a batch is stored within a minute");
+        if line.contains("batch stored") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    drop(pipe);
+    let stderr = stderr_reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        text(&out.stdout).contains("interrupted"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(stderr.contains("interrupt"), "{stderr}");
+
+    let data_dir = dir.path().join("data");
+    let partial = stored_events(&data_dir).await;
+    assert!(partial > 0, "the batches before Ctrl-C are stored");
+    assert!(
+        partial < expected.distinct.len() as u64,
+        "only part of the hour was fed: {partial}"
+    );
+
+    // The re-run, on the whole hour, completes the work.
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(&fifo, &hour).unwrap();
+    let out = output(backfill(dir.path()).arg(&fifo));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        stored_events(&data_dir).await,
+        expected.distinct.len() as u64
+    );
+}
