@@ -8,7 +8,7 @@ use github_stats_core::{EventType, MemoryStore, MetricsQuery, RepoName, TimeWind
 
 use crate::common::{Expected, assert_counts, data, memory_config, run};
 
-fn real_inputs() -> Vec<PathBuf> {
+pub fn real_inputs() -> Vec<PathBuf> {
     vec![
         data("gharchive"),
         data("samples/2021-07-21-few-hours.jsonl"),
@@ -19,7 +19,7 @@ fn real_inputs() -> Vec<PathBuf> {
     ]
 }
 
-fn expected_of_real_inputs() -> Expected {
+pub fn expected_of_real_inputs() -> Expected {
     let mut expected = Expected::default();
     for name in ["2015-01-01-0.json.gz", "2015-01-01-12.json.gz"] {
         expected.add_file(&data(&format!("gharchive/{name}")));
@@ -61,6 +61,42 @@ async fn real_files_into_memory_match_an_independent_count_and_a_rerun_adds_noth
 
     // What the server does: open the same DATA_DIR and answer the metrics.
     let store = MemoryStore::open(&data_dir).unwrap();
+    assert_metrics(&store, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_reports_the_same_counts_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let expected = expected_of_real_inputs();
+    let mut config = memory_config(real_inputs(), &data_dir);
+    config.dry_run = true;
+    let summary = run(config).await;
+    assert!(summary.dry_run);
+    assert_eq!(summary.exit_code(), 0);
+    assert_counts(&summary, &expected);
+    assert_eq!(summary.inserted, expected.distinct.len() as u64);
+    assert!(!data_dir.exists(), "a dry run creates no data directory");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_large_batch_and_one_parser_give_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = expected_of_real_inputs();
+    let mut config = memory_config(real_inputs(), &dir.path().join("data"));
+    config.jobs = 1;
+    config.batch_size = 1_000_000;
+    config.chunk_bytes = 16 << 20;
+    let summary = run(config).await;
+    assert_counts(&summary, &expected);
+    assert_eq!(summary.inserted, expected.distinct.len() as u64);
+    assert_eq!(summary.batches, 1);
+}
+
+/// Asserts that `store` answers the metrics of what `expected` holds: totals, counts by type,
+/// the PR average of the repository with the most opened PRs, per-repository counts.
+pub async fn assert_metrics(store: &dyn MetricsQuery, expected: &Expected) {
     assert_eq!(
         store.total_events().await.unwrap(),
         expected.distinct.len() as u64
@@ -112,34 +148,4 @@ async fn real_files_into_memory_match_an_independent_count_and_a_rerun_adds_noth
         let want = events.values().filter(|&&e| e == t).count() as u64;
         assert_eq!(counts.counts[t], want, "{busiest} {t}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn dry_run_reports_the_same_counts_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let expected = expected_of_real_inputs();
-    let mut config = memory_config(real_inputs(), &data_dir);
-    config.dry_run = true;
-    let summary = run(config).await;
-    assert!(summary.dry_run);
-    assert_eq!(summary.exit_code(), 0);
-    assert_counts(&summary, &expected);
-    assert_eq!(summary.inserted, expected.distinct.len() as u64);
-    assert!(!data_dir.exists(), "a dry run creates no data directory");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn one_large_batch_and_one_parser_give_the_same_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let expected = expected_of_real_inputs();
-    let mut config = memory_config(real_inputs(), &dir.path().join("data"));
-    config.jobs = 1;
-    config.batch_size = 1_000_000;
-    config.chunk_bytes = 16 << 20;
-    let summary = run(config).await;
-    assert_counts(&summary, &expected);
-    assert_eq!(summary.inserted, expected.distinct.len() as u64);
-    assert_eq!(summary.batches, 1);
 }
