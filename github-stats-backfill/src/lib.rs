@@ -6,12 +6,13 @@
 //!
 //! # How it goes fast
 //!
-//! One reader thread reads files in chronological order, in chunks of whole lines
+//! Reader threads read files in chunks of whole lines
 //! ([`EventFileReader::read_raw_chunk`](github_stats_core::source::file::EventFileReader::read_raw_chunk),
-//! gzip decompressed on the way); `jobs` parser threads parse chunks in parallel (dropped event
-//! types are recognised without a JSON parse); the inserter puts the parsed chunks back in order
-//! and inserts large batches while the parsers work on the next chunks. A bounded number of
-//! chunks is in flight, so memory stays flat whatever the input size.
+//! gzip decompressed on the way), several files at once; `jobs` parser threads parse chunks in
+//! parallel (dropped event types are recognised without a JSON parse); the inserter puts the
+//! parsed chunks back in chronological order and inserts large batches while the parsers work on
+//! the next chunks. A bounded number of chunks is in flight, so memory stays flat whatever the
+//! input size.
 
 use std::path::PathBuf;
 use std::sync::Arc;

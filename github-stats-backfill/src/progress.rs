@@ -43,9 +43,10 @@ impl Progress {
             let bar = ProgressBar::new(estimates.iter().sum());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} {binary_bytes_per_sec} ETA {eta}",
+                    "{spinner} {elapsed_precise} [{bar:25}] {percent:>3}% · {msg} · {binary_bytes_per_sec} · ETA {eta}",
                 )
-                .expect("a valid template"),
+                .expect("a valid template")
+                .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
