@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use github_stats_core::source::file::{DEFAULT_CHUNK_BYTES, collect_event_files};
+use github_stats_core::store::clickhouse::{
+    ClickHouseConfig as ClickHouseStoreConfig, ClickHouseStore,
+};
 use github_stats_core::store::memory::MemoryStoreOptions;
 use github_stats_core::{Event, MemoryStore, SharedStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -182,10 +185,13 @@ async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             Ok(Arc::new(store))
         }
         StoreConfig::ClickHouse(ch) => {
-            anyhow::bail!(
-                "the ClickHouse backend is not available in this build yet ({}); use --backend memory",
-                ch.url
-            )
+            let config = ClickHouseStoreConfig::new(ch.url.clone())
+                .with_database(ch.database.clone())
+                .with_credentials(ch.user.clone(), ch.password.clone());
+            let store = ClickHouseStore::connect(config)
+                .await
+                .context("cannot open the ClickHouse store")?;
+            Ok(Arc::new(store))
         }
     }
 }

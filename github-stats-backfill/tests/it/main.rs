@@ -1,6 +1,7 @@
 //! Integration tests of github-stats-backfill: in process through `run`, and the real binary.
 
 mod binary;
+mod clickhouse;
 mod common;
 mod formats;
 mod real_data;
