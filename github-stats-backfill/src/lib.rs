@@ -212,6 +212,11 @@ async fn import(
     );
     let batch_size = config.batch_size.max(1);
     let mut batch: Vec<Event> = Vec::with_capacity(batch_size.min(1 << 20));
+    let mut inserter = Inserter {
+        store: Arc::clone(store),
+        cancel: cancel.clone(),
+        running: None,
+    };
     let mut finished = vec![false; files.len()];
     let mut started = vec![false; files.len()];
     let mut cancelled = false;
@@ -234,14 +239,15 @@ async fn import(
                 summary.stats.merge(&stats);
                 summary.bytes += bytes;
                 progress.chunk(file, bytes, summary);
-                if batch.is_empty() && events.len() >= batch_size {
-                    let mut events = events;
-                    insert(store.as_ref(), &mut events, summary, cancel).await?;
+                if batch.is_empty() {
+                    batch = events;
                 } else {
                     batch.extend(events);
                 }
                 if batch.len() >= batch_size {
-                    insert(store.as_ref(), &mut batch, summary, cancel).await?;
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(batch_size.min(1 << 20)));
+                    inserter.submit(full, summary).await?;
                 }
             }
             pipeline::Item::FileDone { file } => {
@@ -264,8 +270,9 @@ async fn import(
     }
     // The current batch: what is parsed is stored, also after Ctrl-C.
     if !batch.is_empty() {
-        insert(store.as_ref(), &mut batch, summary, cancel).await?;
+        inserter.submit(batch, summary).await?;
     }
+    inserter.finish(summary).await?;
     progress.finish();
     if cancelled {
         summary.interrupted = true;
@@ -283,33 +290,74 @@ async fn import(
     Ok(())
 }
 
-/// Inserts `events` (emptied on success). Events the store refuses one by one (a time it cannot
-/// represent) are counted as rejected and left out; an unreachable store is retried with
-/// backoff for about a minute before giving up.
+/// Inserts batches in a task of their own, one at a time, so that the next batch fills (and
+/// the parsers keep going) while the store works on the previous one.
+struct Inserter {
+    store: SharedStore,
+    cancel: CancellationToken,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<InsertReport>>>,
+}
+
+impl Inserter {
+    /// Waits for the batch being inserted, then starts inserting `events`.
+    async fn submit(&mut self, events: Vec<Event>, summary: &mut Summary) -> anyhow::Result<()> {
+        self.finish(summary).await?;
+        let store = Arc::clone(&self.store);
+        let cancel = self.cancel.clone();
+        self.running = Some(tokio::spawn(async move {
+            insert(store.as_ref(), events, &cancel).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the batch being inserted, if any, and counts it.
+    async fn finish(&mut self, summary: &mut Summary) -> anyhow::Result<()> {
+        if let Some(running) = self.running.take() {
+            let report = running.await.context("insert task failed")??;
+            summary.inserted += report.inserted;
+            summary.duplicates += report.duplicates;
+            summary.rejected += report.rejected;
+            summary.batches += 1;
+            summary.insert_time += report.time;
+        }
+        Ok(())
+    }
+}
+
+/// What inserting one batch did.
+#[derive(Debug, Default)]
+struct InsertReport {
+    inserted: u64,
+    duplicates: u64,
+    rejected: u64,
+    time: Duration,
+}
+
+/// Inserts `events`. Events the store refuses one by one (a time it cannot represent) are
+/// counted as rejected and left out; an unreachable store is retried with backoff for about
+/// half a minute before giving up.
 async fn insert(
     store: &dyn github_stats_core::Store,
-    events: &mut Vec<Event>,
-    summary: &mut Summary,
+    mut events: Vec<Event>,
     cancel: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<InsertReport> {
+    let mut report = InsertReport::default();
     let mut attempt = 0u32;
     loop {
         let started = Instant::now();
-        let result = store.insert_events(events).await;
-        summary.insert_time += started.elapsed();
+        let result = store.insert_events(&events).await;
+        report.time += started.elapsed();
         match result {
             Ok(outcome) => {
-                summary.inserted += outcome.inserted;
-                summary.duplicates += outcome.duplicates;
-                summary.batches += 1;
+                report.inserted = outcome.inserted;
+                report.duplicates = outcome.duplicates;
                 tracing::debug!(
                     events = events.len(),
                     inserted = outcome.inserted,
                     duplicates = outcome.duplicates,
                     "batch stored"
                 );
-                events.clear();
-                return Ok(());
+                return Ok(report);
             }
             Err(StoreError::InvalidEvent { id, reason }) => {
                 let before = events.len();
@@ -321,9 +369,9 @@ async fn insert(
                     );
                 }
                 tracing::warn!(id, reason = %reason, "the store refused an event, skipped");
-                summary.rejected += removed as u64;
+                report.rejected += removed as u64;
                 if events.is_empty() {
-                    return Ok(());
+                    return Ok(report);
                 }
             }
             Err(e) if e.is_unavailable() && attempt < 6 && !cancel.is_cancelled() => {
