@@ -221,11 +221,14 @@ async fn import(
     let mut started = vec![false; files.len()];
     let mut cancelled = false;
 
+    let mut ticks = tokio::time::interval(progress.tick_every());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => { cancelled = true; break; }
             item = pipeline.next() => item,
+            _ = ticks.tick() => { progress.tick(summary); continue; }
         };
         let Some(item) = item else { break };
         match item {
@@ -247,7 +250,7 @@ async fn import(
                 if batch.len() >= batch_size {
                     let full =
                         std::mem::replace(&mut batch, Vec::with_capacity(batch_size.min(1 << 20)));
-                    inserter.submit(full, summary).await?;
+                    inserter.submit(full, summary, &mut progress).await?;
                 }
             }
             pipeline::Item::FileDone { file } => {
@@ -270,9 +273,9 @@ async fn import(
     }
     // The current batch: what is parsed is stored, also after Ctrl-C.
     if !batch.is_empty() {
-        inserter.submit(batch, summary).await?;
+        inserter.submit(batch, summary, &mut progress).await?;
     }
-    inserter.finish(summary).await?;
+    inserter.finish(summary, &mut progress).await?;
     progress.finish();
     if cancelled {
         summary.interrupted = true;
@@ -300,8 +303,13 @@ struct Inserter {
 
 impl Inserter {
     /// Waits for the batch being inserted, then starts inserting `events`.
-    async fn submit(&mut self, events: Vec<Event>, summary: &mut Summary) -> anyhow::Result<()> {
-        self.finish(summary).await?;
+    async fn submit(
+        &mut self,
+        events: Vec<Event>,
+        summary: &mut Summary,
+        progress: &mut progress::Progress,
+    ) -> anyhow::Result<()> {
+        self.finish(summary, progress).await?;
         let store = Arc::clone(&self.store);
         let cancel = self.cancel.clone();
         self.running = Some(tokio::spawn(async move {
@@ -311,9 +319,20 @@ impl Inserter {
     }
 
     /// Waits for the batch being inserted, if any, and counts it.
-    async fn finish(&mut self, summary: &mut Summary) -> anyhow::Result<()> {
-        if let Some(running) = self.running.take() {
-            let report = running.await.context("insert task failed")??;
+    async fn finish(
+        &mut self,
+        summary: &mut Summary,
+        progress: &mut progress::Progress,
+    ) -> anyhow::Result<()> {
+        if let Some(mut running) = self.running.take() {
+            let mut ticks = tokio::time::interval(progress.tick_every());
+            ticks.reset();
+            let report = loop {
+                tokio::select! {
+                    report = &mut running => break report.context("insert task failed")??,
+                    _ = ticks.tick() => progress.tick(summary),
+                }
+            };
             summary.inserted += report.inserted;
             summary.duplicates += report.duplicates;
             summary.rejected += report.rejected;

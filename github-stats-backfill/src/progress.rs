@@ -30,6 +30,8 @@ pub(crate) struct Progress {
     done_estimate: u64,
     current_bytes: u64,
     files_done: usize,
+    /// The file being read.
+    current_file: usize,
 }
 
 impl Progress {
@@ -60,6 +62,7 @@ impl Progress {
             done_estimate: 0,
             current_bytes: 0,
             files_done: 0,
+            current_file: 0,
         };
         progress.set_message(0);
         progress
@@ -93,6 +96,7 @@ impl Progress {
             return;
         }
         self.current_bytes += bytes;
+        self.current_file = file;
         self.update(file, summary);
     }
 
@@ -104,7 +108,23 @@ impl Progress {
         self.files_done += 1;
         self.done_estimate += self.estimates.get(file).copied().unwrap_or(0);
         self.current_bytes = 0;
+        self.current_file = file + 1;
         self.update(file + 1, summary);
+    }
+
+    /// Time passed: a log line is due even when nothing moved (a long insert).
+    pub(crate) fn tick(&mut self, summary: &Summary) {
+        if matches!(self.mode, ProgressMode::Log { .. }) {
+            self.update(self.current_file, summary);
+        }
+    }
+
+    /// How often [`Progress::tick`] should be called.
+    pub(crate) fn tick_every(&self) -> Duration {
+        match self.mode {
+            ProgressMode::Log { every } => every,
+            _ => Duration::from_secs(3600),
+        }
     }
 
     fn update(&mut self, file: usize, summary: &Summary) {
