@@ -20,6 +20,7 @@ const PARAMETER_HINTS: &[(&str, &str)] = &[
         "expected an RFC 3339 time such as 2026-01-25T12:00:00Z",
     ),
     ("limit", "expected a whole number from 1 to 1000"),
+    ("bucket_minutes", "expected whole minutes from 1 to 525600"),
 ];
 
 /// Runs `ep` under `timeout`, turns every error into `{"error": ...}` JSON with its status, and

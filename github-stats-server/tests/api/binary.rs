@@ -214,18 +214,18 @@ async fn get_json(url: &str) -> serde_json::Value {
     response.json().await.unwrap()
 }
 
-/// Waits until `GET url` gives `field == expected`, for at most 20 s.
+/// Waits until `GET url` gives `expected` at the JSON pointer `field`, for at most 20 s.
 async fn wait_for(url: &str, field: &str, expected: u64, server: &Server) {
     let started = Instant::now();
     loop {
         let body = get_json(url).await;
-        if body[field] == expected {
+        if body.pointer(field) == Some(&expected.into()) {
             return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "{url}: {field} is {} not {expected}: {}",
-            body[field],
+            "{url}: {field} is {:?} not {expected}: {}",
+            body.pointer(field),
             server.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -245,7 +245,9 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
             .env(
                 "CLIENT_STATE_FILE",
                 dir.path().join("state/client-state.json"),
-            );
+            )
+            .env("SAVE_EVENTS_TO_FILES", "true")
+            .env("EVENTS_DIRECTORY", dir.path().join("raw"));
         for (name, value) in backend_env {
             command.env(name, value);
         }
@@ -256,9 +258,11 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
 
     let server = start();
     let base = server.base.clone();
+    // Stored once the ingest loop's insert has returned (ClickHouse makes the events table
+    // visible a moment before the aggregates its materialized views feed).
     wait_for(
-        &format!("{base}/debug/total-events"),
-        "total_events",
+        &format!("{base}/health"),
+        "/ingest/inserted",
         kept.len() as u64,
         &server,
     )
@@ -289,15 +293,8 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
     let expected = kept.iter().filter(|e| &e.1 == repo).count() as u64;
     assert_eq!(repo_events["event_count"], expected, "{repo_events}");
 
-    // The store makes events visible a moment before the ingest loop counts them as inserted.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let health = loop {
-        let health = get_json(&format!("{base}/health")).await;
-        if health["ingest"]["inserted"] == kept.len() as u64 || Instant::now() > deadline {
-            break health;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The ingest loop's count was waited for above.
+    let health = get_json(&format!("{base}/health")).await;
     assert_eq!(health["status"], "ok", "{health}");
     assert!(
         health["poller"]["counters"]["polls"].as_u64().unwrap() >= 1,
@@ -305,7 +302,20 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
     );
     assert_eq!(health["ingest"]["inserted"], kept.len() as u64, "{health}");
     let first = probe_fake(&base, &query, repo).await;
-    server.stop();
+    let log = server.stop();
+    // SAVE_EVENTS_TO_FILES: the raw answer, every event of it, as a JSON array.
+    let saved: Vec<_> = std::fs::read_dir(dir.path().join("raw"))
+        .unwrap_or_else(|e| panic!("no raw poll directory ({e}): {log}"))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!saved.is_empty(), "no raw poll file");
+    let raw: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&saved[0]).unwrap()).unwrap();
+    assert_eq!(raw.len(), fake_github::served_events().len());
+    assert!(
+        dir.path().join("state/client-state.json").exists(),
+        "no poller state file"
+    );
     assert!(fake.full_answers.load(Ordering::SeqCst) >= 1);
 
     // A restart keeps the answers, and polls with the saved ETag (a 304: nothing new).
@@ -324,7 +334,7 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
     }
     wait_for(
         &format!("{base}/debug/total-events"),
-        "total_events",
+        "/total_events",
         kept.len() as u64,
         &server,
     )
