@@ -141,6 +141,31 @@ pub struct Args {
     )]
     pub clickhouse_password: String,
 
+    /// ClickHouse cluster mode: the cluster's name in the servers' remote_servers (see
+    /// docs/operations.md, "Running on a cluster").
+    #[arg(long, env = "CLICKHOUSE_CLUSTER", help_heading = "ClickHouse")]
+    pub clickhouse_cluster: Option<String>,
+
+    /// Cluster mode: the nodes' HTTP URLs, comma-separated, in system.clusters order
+    /// [default: http://HOST:8123 for each host of system.clusters].
+    #[arg(
+        long,
+        env = "CLICKHOUSE_CLUSTER_NODES",
+        value_delimiter = ',',
+        help_heading = "ClickHouse"
+    )]
+    pub clickhouse_cluster_nodes: Vec<String>,
+
+    /// Cluster mode: replicated local tables (ReplicatedMergeTree; needs ZooKeeper or Keeper).
+    #[arg(
+        long,
+        env = "CLICKHOUSE_REPLICATED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help_heading = "ClickHouse"
+    )]
+    pub clickhouse_replicated: bool,
+
     /// Event files and directories to import (directories are walked recursively).
     #[arg(value_name = "FILES")]
     pub files: Vec<PathBuf>,
@@ -207,6 +232,14 @@ impl Parsed {
                     database: args.clickhouse_database,
                     user: args.clickhouse_user,
                     password: args.clickhouse_password,
+                    cluster: args.clickhouse_cluster.filter(|c| !c.trim().is_empty()),
+                    cluster_nodes: args
+                        .clickhouse_cluster_nodes
+                        .into_iter()
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .collect(),
+                    replicated: args.clickhouse_replicated,
                 })
             }
         };

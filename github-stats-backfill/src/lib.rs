@@ -92,6 +92,12 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Password (never logged).
     pub password: String,
+    /// Cluster mode: the cluster's name (`CLICKHOUSE_CLUSTER`).
+    pub cluster: Option<String>,
+    /// Cluster mode: the nodes' HTTP URLs; empty to derive them from `system.clusters`.
+    pub cluster_nodes: Vec<String>,
+    /// Cluster mode: replicated local tables.
+    pub replicated: bool,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -101,6 +107,9 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("cluster", &self.cluster)
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("replicated", &self.replicated)
             .finish()
     }
 }
@@ -185,9 +194,13 @@ async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             Ok(Arc::new(store))
         }
         StoreConfig::ClickHouse(ch) => {
-            let config = ClickHouseStoreConfig::new(ch.url.clone())
+            let mut config = ClickHouseStoreConfig::new(ch.url.clone())
                 .with_database(ch.database.clone())
-                .with_credentials(ch.user.clone(), ch.password.clone());
+                .with_credentials(ch.user.clone(), ch.password.clone())
+                .with_replication(ch.replicated);
+            if let Some(cluster) = &ch.cluster {
+                config = config.with_cluster(cluster.clone(), ch.cluster_nodes.clone());
+            }
             let store = ClickHouseStore::connect(config)
                 .await
                 .context("cannot open the ClickHouse store")?;

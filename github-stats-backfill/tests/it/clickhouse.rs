@@ -38,6 +38,9 @@ fn clickhouse_config(url: &str, database: &str) -> Config {
             database: database.to_owned(),
             user: "default".to_owned(),
             password: String::new(),
+            cluster: None,
+            cluster_nodes: Vec::new(),
+            replicated: false,
         }),
     );
     config.chunk_bytes = 256 * 1024;

@@ -2,6 +2,7 @@
 
 mod binary;
 mod clickhouse;
+mod cluster;
 mod common;
 mod formats;
 mod real_data;
