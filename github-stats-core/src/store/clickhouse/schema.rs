@@ -15,8 +15,9 @@
 //!
 //! - `events`: one row per stored event. `ReplacingMergeTree` ordered by `(created_at, id)` and
 //!   partitioned by month: a time window prunes partitions and primary-key ranges, and copies of
-//!   one event (two writers racing) collapse when parts merge. Queries never rely on merges:
-//!   they count `uniqExact(id)`.
+//!   one event (two writers racing) collapse when parts merge. Queries over it count rows
+//!   (`count()`): the store deduplicates before inserting, so rows are distinct events except
+//!   for the short-lived copies of a race (see the store's documentation).
 //! - `pr_opened`: per repository, an `AggregatingMergeTree` of `uniqExactState(id)`,
 //!   `minState(created_at)` and `maxState(created_at)` of its opened pull requests, fed by the
 //!   materialized view `pr_opened_mv` on inserts into `events`. The states merge exactly (min and
@@ -367,7 +368,7 @@ impl Schema {
     /// `(code Int8, n UInt64)` rows.
     pub fn event_counts(&self) -> String {
         format!(
-            "SELECT toInt8(event_type) AS code, uniqExact(id) AS n FROM {} \
+            "SELECT toInt8(event_type) AS code, count() AS n FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
              GROUP BY code ORDER BY code",
             self.table("events")
@@ -381,7 +382,7 @@ impl Schema {
         format!(
             "SELECT toInt8(event_type) AS code, \
              toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, \
-             uniqExact(id) AS n FROM {} \
+             count() AS n FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
              GROUP BY code, bucket ORDER BY code, bucket",
             self.table("events")
@@ -411,13 +412,13 @@ impl Schema {
 
     /// Distinct stored events. Returns one `UInt64`.
     pub fn total_events(&self) -> String {
-        format!("SELECT uniqExact(id) FROM {}", self.table("events"))
+        format!("SELECT count() FROM {}", self.table("events"))
     }
 
     /// Total and newest time, for health. Returns one `(n UInt64, last UInt32)` row.
     pub fn health_totals(&self) -> String {
         format!(
-            "SELECT uniqExact(id) AS n, toUInt32(max(created_at)) AS last FROM {}",
+            "SELECT count() AS n, toUInt32(max(created_at)) AS last FROM {}",
             self.table("events")
         )
     }
@@ -425,7 +426,7 @@ impl Schema {
     /// The most active repositories; binds: limit. Returns `(repo_name String, n UInt64)`.
     pub fn top_repositories(&self) -> String {
         format!(
-            "SELECT repo_name, uniqExact(id) AS n FROM {} GROUP BY repo_name \
+            "SELECT repo_name, count() AS n FROM {} GROUP BY repo_name \
              ORDER BY n DESC, repo_name ASC LIMIT ?",
             self.table("events")
         )
