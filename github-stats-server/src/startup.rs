@@ -282,12 +282,32 @@ async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, St
                         .filter(|u| !u.is_empty()),
                 );
             }
-            let store = ClickHouseStore::connect(clickhouse)
-                .await
-                .map_err(|source| StartupError::Store {
-                    backend: backend.as_str(),
-                    source,
-                })?;
+            // An outage at start is waited out, like one later on: ClickHouse often starts after
+            // us (compose, systemd). Configuration errors (bad names, the native port) fail now.
+            let mut retry_in = std::time::Duration::from_secs(1);
+            let mut attempt: u32 = 1;
+            let store = loop {
+                match ClickHouseStore::connect(clickhouse.clone()).await {
+                    Ok(store) => break store,
+                    Err(source) if source.is_unavailable() => {
+                        tracing::warn!(
+                            attempt,
+                            retry_in_s = retry_in.as_secs(),
+                            error = %source,
+                            "clickhouse unreachable at start, retrying"
+                        );
+                        tokio::time::sleep(retry_in).await;
+                        retry_in = (retry_in * 2).min(std::time::Duration::from_secs(30));
+                        attempt += 1;
+                    }
+                    Err(source) => {
+                        return Err(StartupError::Store {
+                            backend: backend.as_str(),
+                            source,
+                        });
+                    }
+                }
+            };
             Ok(Arc::new(store))
         }
     }

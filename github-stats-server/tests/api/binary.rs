@@ -426,3 +426,50 @@ async fn the_binary_polls_a_fake_github_into_a_clickhouse_cluster() {
         assert!(dropped.status().is_success());
     }
 }
+
+#[test]
+fn an_unreachable_clickhouse_at_start_is_waited_for_not_fatal() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = command()
+        .env("DATABASE_BACKEND", "clickhouse")
+        .env("CLICKHOUSE_URL", format!("http://127.0.0.1:{port}"))
+        .env("CLICKHOUSE_PASSWORD", "s3cret-pw")
+        .args(["--no-poll", "--bind-address", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut retries = Vec::new();
+    while retries.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("clickhouse unreachable at start, retrying")
+        {
+            retries.push(line);
+        }
+    }
+    assert_eq!(retries.len(), 2, "two retries logged: {retries:?}");
+    assert!(
+        retries.iter().all(|l| !l.contains("s3cret-pw")),
+        "{retries:?}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server gave up instead of waiting for ClickHouse"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
