@@ -429,6 +429,16 @@ impl GitHubPoller {
             retry_in_ms = delay.as_millis() as u64,
             "poll failed, backing off"
         );
+        self.record_failure(poll, counters, message)
+    }
+
+    /// Publishes a failed or rate-limited poll in the status and saves the state.
+    fn record_failure(
+        &self,
+        poll: &PollLoop,
+        counters: CoverageCounters,
+        message: String,
+    ) -> PollOutcome {
         let now = Utc::now();
         self.status.update(|s| {
             s.last_poll_at = Some(now);
@@ -471,16 +481,7 @@ impl GitHubPoller {
             wait_ms = wait.as_millis() as u64,
             "rate limited, waiting as github says"
         );
-        let now = Utc::now();
-        self.status.update(|s| {
-            s.last_poll_at = Some(now);
-            s.consecutive_failures = poll.consecutive_failures;
-            s.last_error = Some(message.clone());
-            s.last_error_at = Some(now);
-            s.counters = counters;
-        });
-        self.save_state_logged();
-        PollOutcome::Failed(message)
+        self.record_failure(poll, counters, message)
     }
 
     /// One poll: page 1, then the following pages.

@@ -2,12 +2,10 @@
 //! Unset, each test prints a notice and returns; set, a server that does not answer fails them.
 //! Every test (and every conformance case) works in a fresh database named after it.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clickhouse_process::{ClickHouseProcess, sql};
 use chrono::DateTime;
 use github_stats_core::conformance::{self, event};
 use github_stats_core::parse::{RecordOutcome, parse_record};
@@ -42,20 +40,6 @@ async fn fresh_store(url: &str, name: &str) -> ClickHouseStore {
     ClickHouseStore::connect(config(url, &database))
         .await
         .expect("connect to a fresh database")
-}
-
-/// Runs one SQL statement over HTTP, outside the store; returns the answer's text.
-async fn sql(url: &str, query: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(url)
-        .body(query.to_owned())
-        .send()
-        .await
-        .expect("clickhouse answers");
-    let status = response.status();
-    let text = response.text().await.expect("answer body");
-    assert!(status.is_success(), "{query}: {status} {text}");
-    text
 }
 
 fn recorded_events() -> Vec<Event> {
@@ -334,101 +318,13 @@ async fn repository_names_with_quotes_backslashes_and_unicode_round_trip() {
     assert_eq!(again.insert_events(&events).await.unwrap().inserted, 0);
 }
 
-/// A throwaway clickhouse-server of this test's own, which it may stop and restart.
-struct OwnServer {
-    dir: tempfile::TempDir,
-    ports: [u16; 3],
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl OwnServer {
-    fn new() -> OwnServer {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["data", "tmp", "uf", "fs"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        OwnServer {
-            dir,
-            ports: [free_port(), free_port(), free_port()],
-            child: None,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports[0])
-    }
-
-    fn path(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
-    }
-
-    async fn start(&mut self) {
-        let arg = |name: &str, value: &Path| format!("--{name}={}/", value.display());
-        let child = Command::new("clickhouse-server")
-            .arg("--config-file=/etc/clickhouse-server/config.xml")
-            .arg("--")
-            .arg(arg("path", &self.path("data")))
-            .arg(arg("tmp_path", &self.path("tmp")))
-            .arg(arg("user_files_path", &self.path("uf")))
-            .arg(arg("format_schema_path", &self.path("fs")))
-            .arg(format!("--http_port={}", self.ports[0]))
-            .arg(format!("--tcp_port={}", self.ports[1]))
-            .arg(format!("--interserver_http_port={}", self.ports[2]))
-            .arg("--listen_host=127.0.0.1")
-            .arg(format!("--logger.log={}", self.path("log").display()))
-            .arg(format!(
-                "--logger.errorlog={}",
-                self.path("err.log").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("clickhouse-server starts (is it installed?)");
-        self.child = Some(child);
-        let ping = format!("{}/ping", self.url());
-        for _ in 0..300 {
-            if let Ok(r) = reqwest::get(&ping).await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "own clickhouse-server did not answer on {ping}; see {}",
-            self.path("err.log").display()
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill own clickhouse-server");
-            child.wait().expect("reap own clickhouse-server");
-        }
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stopped_midway_gives_typed_errors_then_recovers() {
     let name = "server_stopped_midway";
     if clickhouse_url(name).is_none() {
         return;
     }
-    let mut server = OwnServer::new();
+    let mut server = ClickHouseProcess::new();
     server.start().await;
     let store = ClickHouseStore::connect(
         ClickHouseConfig::new(server.url())
@@ -438,7 +334,7 @@ async fn a_server_stopped_midway_gives_typed_errors_then_recovers() {
     .await
     .unwrap();
     // Its native protocol port, given as the HTTP URL, is recognised.
-    let native = format!("http://127.0.0.1:{}", server.ports[1]);
+    let native = format!("http://127.0.0.1:{}", server.tcp);
     match ClickHouseStore::connect(ClickHouseConfig::new(&native)).await {
         Err(StoreError::Config(message)) => {
             assert!(message.contains("native protocol"), "{message}");

@@ -7,12 +7,10 @@
 //! The shard-down test starts a two-server cluster of its own, which it may stop.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clickhouse_process::{ClickHouseProcess, sql};
 use chrono::DateTime;
 use github_stats_core::conformance::{self, event};
 use github_stats_core::parse::{ParseStats, parse_json_lines};
@@ -66,20 +64,6 @@ async fn fresh_store(cluster: &Cluster, name: &str) -> ClickHouseStore {
     ClickHouseStore::connect(config(&cluster.name, &cluster.urls, &database, timeout))
         .await
         .expect("connect to a fresh database")
-}
-
-/// Runs one SQL statement on one node over HTTP, outside the store; returns the answer's text.
-async fn sql(url: &str, query: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(url)
-        .body(query.to_owned())
-        .send()
-        .await
-        .expect("clickhouse answers");
-    let status = response.status();
-    let text = response.text().await.expect("answer body");
-    assert!(status.is_success(), "{query}: {status} {text}");
-    text
 }
 
 async fn sql_u64(url: &str, query: &str) -> u64 {
@@ -296,126 +280,6 @@ async fn a_misconfigured_cluster_is_a_config_error() {
     assert!(matches!(err, StoreError::Config(_)), "{err}");
 }
 
-/// A clickhouse-server of the shard-down test, with a config directory of its own declaring
-/// the two-shard cluster `own_pair`.
-struct Shard {
-    dir: tempfile::TempDir,
-    http: u16,
-    tcp: u16,
-    inter: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Shard {
-    fn new() -> Shard {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["data", "tmp", "uf", "fs", "etc/config.d"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        for file in ["config.xml", "users.xml"] {
-            std::fs::copy(
-                Path::new("/etc/clickhouse-server").join(file),
-                dir.path().join("etc").join(file),
-            )
-            .expect("clickhouse-server's packaged configuration in /etc/clickhouse-server");
-        }
-        Shard {
-            dir,
-            http: free_port(),
-            tcp: free_port(),
-            inter: free_port(),
-            child: None,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
-    }
-
-    fn path(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
-    }
-
-    fn declare_cluster(&self, name: &str, tcp_ports: &[u16]) {
-        let shards: String = tcp_ports
-            .iter()
-            .map(|p| {
-                format!("<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>")
-            })
-            .collect();
-        std::fs::write(
-            self.path("etc/config.d/cluster.xml"),
-            format!("<yandex><remote_servers><{name}>{shards}</{name}></remote_servers></yandex>"),
-        )
-        .unwrap();
-    }
-
-    fn spawn(&mut self) {
-        let arg = |name: &str, value: &Path| format!("--{name}={}/", value.display());
-        let child = Command::new("clickhouse-server")
-            .arg(format!(
-                "--config-file={}",
-                self.path("etc/config.xml").display()
-            ))
-            .arg("--")
-            .arg(arg("path", &self.path("data")))
-            .arg(arg("tmp_path", &self.path("tmp")))
-            .arg(arg("user_files_path", &self.path("uf")))
-            .arg(arg("format_schema_path", &self.path("fs")))
-            .arg(format!("--http_port={}", self.http))
-            .arg(format!("--tcp_port={}", self.tcp))
-            .arg(format!("--interserver_http_port={}", self.inter))
-            .arg("--listen_host=127.0.0.1")
-            .arg(format!("--logger.log={}", self.path("log").display()))
-            .arg(format!(
-                "--logger.errorlog={}",
-                self.path("err.log").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("clickhouse-server starts (is it installed?)");
-        self.child = Some(child);
-    }
-
-    async fn wait_ready(&self) {
-        let ping = format!("{}/ping", self.url());
-        for _ in 0..300 {
-            if let Ok(r) = reqwest::get(&ping).await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "own clickhouse-server did not answer on {ping}; see {}",
-            self.path("err.log").display()
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill own clickhouse-server");
-            child.wait().expect("reap own clickhouse-server");
-        }
-    }
-}
-
-impl Drop for Shard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// One shard stopped: health says which node is down and that the store is degraded; queries
 /// and inserts that need the shard fail with `Unavailable` within the timeout, not a hang;
 /// when it is back, the same store works again.
@@ -425,7 +289,10 @@ async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
     if cluster(name).is_none() {
         return;
     }
-    let mut shards = [Shard::new(), Shard::new()];
+    let mut shards = [
+        ClickHouseProcess::with_own_config(),
+        ClickHouseProcess::with_own_config(),
+    ];
     let tcp: Vec<u16> = shards.iter().map(|s| s.tcp).collect();
     for shard in &mut shards {
         shard.declare_cluster("own_pair", &tcp);
@@ -434,7 +301,7 @@ async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
     for shard in &shards {
         shard.wait_ready().await;
     }
-    let urls: Vec<String> = shards.iter().map(Shard::url).collect();
+    let urls: Vec<String> = shards.iter().map(ClickHouseProcess::url).collect();
     let timeout = Duration::from_secs(10);
     let store = ClickHouseStore::connect(config("own_pair", &urls, "gs_cl_shard_down", timeout))
         .await

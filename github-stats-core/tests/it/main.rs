@@ -3,6 +3,8 @@
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 #[cfg(feature = "clickhouse")]
+mod clickhouse_process;
+#[cfg(feature = "clickhouse")]
 mod cluster;
 mod fake_github;
 mod ingest;

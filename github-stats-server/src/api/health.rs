@@ -90,13 +90,14 @@ impl HealthApi {
             .filter(|(_, s)| s.as_ref().is_some_and(|s| s.degraded))
             .map(|(name, _)| name)
             .collect();
+        // The store's own words on what is wrong, when it gave any.
+        let reason = store
+            .details
+            .get("error")
+            .and_then(|e| e.as_str())
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
         let (status, error) = if !store.connected {
-            let reason = store
-                .details
-                .get("error")
-                .and_then(|e| e.as_str())
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
             (
                 HealthStatus::Unavailable,
                 Some(format!(
@@ -106,12 +107,6 @@ impl HealthApi {
             )
         } else if store.details.get("degraded") == Some(&serde_json::Value::Bool(true)) {
             // A cluster with a node down: the store answers, queries needing it get 503.
-            let reason = store
-                .details
-                .get("error")
-                .and_then(|e| e.as_str())
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
             (
                 HealthStatus::Degraded,
                 Some(format!(
