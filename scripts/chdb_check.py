@@ -7,7 +7,8 @@ Usage: chdb_check.py STATEMENTS.json
 STATEMENTS.json comes from the Rust unit test `chdb_check_statements`
 (GITHUB_STATS_CHDB_SQL=FILE cargo test -p github-stats-core --lib chdb_check_statements): the
 store's DDL, the recorded events as INSERT ... VALUES, and every query template filled with real
-values. Each query is run before and after OPTIMIZE TABLE ... FINAL. Exits non-zero when a
+values. Each query is run before and after OPTIMIZE TABLE ... FINAL and a recount of the count
+tables (ClickHouseStore::recount). Exits non-zero when a
 statement fails on either server or an answer differs.
 """
 
@@ -82,7 +83,8 @@ def exercise(run, doc, label):
     for name in before:
         if name != "server_version" and before[name] != after[name]:
             raise SystemExit(
-                f"{label}: {name} changed after OPTIMIZE FINAL: {before[name]} -> {after[name]}"
+                f"{label}: {name} changed after OPTIMIZE FINAL and a recount: "
+                f"{before[name]} -> {after[name]}"
             )
     run(doc["setup"][0])  # drop the database again
     return version, before
@@ -112,7 +114,7 @@ def main():
         f"chdb check: {len(doc['setup'])} schema statements, {doc['events']} events, "
         f"{len(compare)} queries ({nonzero} with non-empty answers) agree between "
         f"ClickHouse {old_version[0][0]} and chDB {new_version[0][0]}, before and after "
-        "OPTIMIZE FINAL"
+        "OPTIMIZE FINAL and a recount"
     )
 
 

@@ -30,6 +30,7 @@ pub const CASES: &[&str] = &[
     "pr_average_definition",
     "unknown_repository_is_zero",
     "timeline_buckets",
+    "windows_across_hours",
     "top_repositories_order",
     "concurrent_inserts_and_queries",
     "real_events_match_brute_force",
@@ -47,6 +48,7 @@ where
     pr_average_definition(&*make_store("pr_average_definition").await).await;
     unknown_repository_is_zero(&*make_store("unknown_repository_is_zero").await).await;
     timeline_buckets(&*make_store("timeline_buckets").await).await;
+    windows_across_hours(&*make_store("windows_across_hours").await).await;
     top_repositories_order(&*make_store("top_repositories_order").await).await;
     concurrent_inserts_and_queries(make_store("concurrent_inserts_and_queries").await).await;
     let raw = fixtures::recorded_events();
@@ -323,6 +325,95 @@ pub async fn timeline_buckets(store: &dyn Store) {
         timeline.counts[0],
         vec![0, 1],
         "timeline_buckets: clipped to window"
+    );
+}
+
+/// Windows and timelines over many hours, aligned to hours or not, with buckets of whole
+/// hours or not, match a brute-force count (a backend may answer whole hours from
+/// pre-aggregated counts and the partial hours at the ends from its events).
+pub async fn windows_across_hours(store: &dyn Store) {
+    const HOUR: i64 = 3600;
+    let h0 = (BASE / HOUR) * HOUR;
+    // Around every hour boundary of two days and a half, plus spread-out times between.
+    let mut events = Vec::new();
+    let mut id = 5_000;
+    for h in 0..60 {
+        for (offset, ty) in [
+            (-1, EventType::WatchEvent),
+            (0, EventType::IssuesEvent),
+            (1, EventType::PullRequestEvent),
+            (17 * 60 + h, EventType::WatchEvent),
+            (41 * 60 + 7 * h, EventType::IssuesEvent),
+        ] {
+            if h % 7 == 3 && offset > 0 {
+                continue; // some hours hold only their first second
+            }
+            id += 1;
+            events.push(event(id, ty, "hours/x", h0 + h * HOUR + offset, "opened"));
+        }
+    }
+    store.insert_events(&events).await.expect("insert");
+    let count = |since: i64, until: i64| {
+        let mut c = TypeCounts::default();
+        for e in events
+            .iter()
+            .filter(|e| (since..until).contains(&e.timestamp()))
+        {
+            c[e.event_type] += 1;
+        }
+        c
+    };
+    let windows = [
+        (h0, h0 + 10 * HOUR),                     // whole hours
+        (h0 + 1, h0 + 10 * HOUR),                 // starts one second into an hour
+        (h0 - 1, h0 + 10 * HOUR + 1),             // one second more at each end
+        (h0 + 17 * 60, h0 + 49 * HOUR + 41 * 60), // partial hours at both ends
+        (h0 + 5 * HOUR, h0 + 6 * HOUR),           // exactly one hour
+        (h0 + 5 * HOUR + 10, h0 + 6 * HOUR - 10), // inside one hour
+        (h0 + 5 * HOUR - 30, h0 + 5 * HOUR + 30), // across one boundary, no whole hour
+        (h0 + 3 * HOUR + 1, h0 + 4 * HOUR + 1),   // one hour long, not aligned
+        (h0 - 10 * HOUR, h0 + 100 * HOUR),        // beyond the data on both sides
+        (h0 + 20 * HOUR, h0 + 20 * HOUR + 1),     // one second
+    ];
+    for (since, until) in windows {
+        let window = TimeWindow::new(t(since), t(until)).unwrap();
+        let expected = count(since, until);
+        let got = store.event_counts(window).await.unwrap().counts;
+        assert_eq!(
+            got,
+            expected,
+            "windows_across_hours: counts in [h0{:+}, h0{:+})",
+            since - h0,
+            until - h0
+        );
+        for bucket in [60, 1800, HOUR, 5400, 2 * HOUR, 3 * HOUR, 86_400] {
+            let Ok(timeline) = store.timeline(window, bucket).await else {
+                continue; // too many buckets for a one-minute bucket over days
+            };
+            for (i, start) in timeline.bucket_starts.iter().enumerate() {
+                let start = start.timestamp();
+                let expected = count(start.max(since), (start + bucket).min(until));
+                for ty in EventType::ALL {
+                    assert_eq!(
+                        timeline.counts[ty.index()][i],
+                        expected[ty],
+                        "windows_across_hours: {ty} in the bucket at h0{:+} of {bucket} s, \
+                         window [h0{:+}, h0{:+})",
+                        start - h0,
+                        since - h0,
+                        until - h0
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(store.total_events().await.unwrap(), events.len() as u64);
+    let health = store.health().await;
+    assert_eq!(health.total_events, events.len() as u64);
+    assert_eq!(
+        health.last_event_at.map(|t| t.timestamp()),
+        events.iter().map(Event::timestamp).max(),
+        "windows_across_hours: newest event time"
     );
 }
 

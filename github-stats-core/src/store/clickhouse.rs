@@ -28,14 +28,19 @@
 //! `ReplacingMergeTree` merges them (same sorting key, same partition; `OPTIMIZE … FINAL`
 //! forces it), and each writer reports it as inserted. Then:
 //!
-//! - `pr_opened` and `repo_counts` keep `uniqExactState(id)`, a set of ids, which absorbs the
-//!   second copy; `min` and `max` of the opening times are unaffected by a repeated value: the
-//!   PR average and the per-repository counts stay exact;
-//! - window counts, timelines, totals and the ranking count rows (`count()`), so they count the
-//!   copy until the merge. They used `uniqExact(id)` at first, exact even then, but a distinct
-//!   count costs about 0.2 s per million rows (a year-long window over 10M events took 1.7 s on
-//!   18.16, and a year of GitHub is a billion kept events), while `count()` reads two small
-//!   columns. The issue allowed exactness under races "where cheap"; here it is not.
+//! - `repo_opened_prs` keeps `uniqExactState(id)`, a set of ids, which absorbs the second copy, and
+//!   `min`/`max` of the opening times are unaffected by a repeated value: the PR average stays
+//!   exact;
+//! - every count (windows, timelines, totals, per-repository counts, the ranking) counts rows:
+//!   the copy is counted. In `events` it goes when parts merge, but the count tables
+//!   (`hourly_type_counts`, `repo_type_counts`) received it through their views and keep it
+//!   until [`ClickHouseStore::recount`] rebuilds them from the merged `events`.
+//!
+//! Exact counts even then would need distinct counts of ids at query time, about 0.2 s per
+//! million rows on 18.16 (a year-long window over 10M events took 1.7 s, and a year of GitHub
+//! is a billion kept events), or id sets per repository, which grow with the busiest one. The
+//! issue asked for exactness under races "where cheap"; for counts it is not: they trade it for
+//! answers within 20 ms at 10M events (`benches/README.md`).
 //!
 //! With one writer (a server, or a backfill while no server writes) every metric is exact.
 //!
@@ -77,6 +82,10 @@ use schema::{Schema, type_code, type_from_code};
 pub const DEFAULT_URL: &str = "http://localhost:8123";
 /// Default database.
 pub const DEFAULT_DATABASE: &str = "github_stats";
+
+/// Limit on each statement of a migration: version 2 fills its tables from `events` (a few
+/// seconds per 10 million events), far longer than an ordinary request.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Ids per existence query: keeps the query text under 18.16's `max_query_size` (256 KiB)
 /// even with 20-digit ids.
@@ -297,7 +306,7 @@ struct PrRow {
 #[derive(clickhouse::Row, Deserialize)]
 struct TotalsRow {
     n: u64,
-    last: u32,
+    last_hour: u32,
 }
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -560,6 +569,31 @@ impl ClickHouseStore {
         Ok(())
     }
 
+    /// Rebuilds the count tables (`hourly_type_counts`, `repo_type_counts`) from `events` read
+    /// with `FINAL`, on every node: after two writers raced on the same events, these tables
+    /// count the copies (see the [module documentation](self)); a recount makes every count
+    /// exact again. Events inserted while it runs may be missed by the counts: run it while no
+    /// one writes. Refused for replicated tables ([`StoreError::Config`]).
+    pub async fn recount(&self) -> Result<(), StoreError> {
+        let statements = self.schema.recount()?;
+        for (client, origin) in self.table_holders() {
+            for sql in &statements {
+                self.run_within(
+                    origin,
+                    self.timeout.max(MIGRATION_TIMEOUT),
+                    client.query(sql).execute(),
+                )
+                .await?;
+            }
+            tracing::info!(
+                origin,
+                database = self.schema.database(),
+                "recounted events"
+            );
+        }
+        Ok(())
+    }
+
     /// Drops the whole database, on every node in cluster mode (tests, benches). The store is
     /// unusable afterwards.
     pub async fn drop_database(&self) -> Result<(), StoreError> {
@@ -585,10 +619,15 @@ impl ClickHouseStore {
     /// because the other process is creating the same table is retried.
     /// In cluster mode this runs on each node in turn, each recording its own versions.
     async fn migrate(&self, client: &Client, origin: &str) -> Result<(), StoreError> {
-        self.execute_retrying(client, origin, &self.schema.create_database())
+        self.execute_retrying(client, origin, &self.schema.create_database(), self.timeout)
             .await?;
-        self.execute_retrying(client, origin, &self.schema.create_migrations_table())
-            .await?;
+        self.execute_retrying(
+            client,
+            origin,
+            &self.schema.create_migrations_table(),
+            self.timeout,
+        )
+        .await?;
         let applied: HashSet<u32> = self
             .run_at(
                 origin,
@@ -609,7 +648,8 @@ impl ClickHouseStore {
                 "applying clickhouse migration"
             );
             for sql in &migration.statements {
-                self.execute_retrying(client, origin, sql).await?;
+                self.execute_retrying(client, origin, sql, self.timeout.max(MIGRATION_TIMEOUT))
+                    .await?;
             }
             let now = clamp_ts(Utc::now().timestamp());
             self.run_at(
@@ -630,10 +670,14 @@ impl ClickHouseStore {
         client: &Client,
         origin: &str,
         sql: &str,
+        timeout: Duration,
     ) -> Result<(), StoreError> {
         let mut attempt = 0;
         loop {
-            match self.execute_on(client, origin, sql).await {
+            match self
+                .run_within(origin, timeout, client.query(sql).execute())
+                .await
+            {
                 Err(StoreError::Backend(message)) if attempt < 5 => {
                     attempt += 1;
                     tracing::debug!(attempt, error = %message, "retrying schema statement");
@@ -658,12 +702,21 @@ impl ClickHouseStore {
         origin: &str,
         request: impl Future<Output = clickhouse::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, request).await {
+        self.run_within(origin, self.timeout, request).await
+    }
+
+    /// Awaits a request to the server at `origin` for at most `timeout`, mapping errors.
+    async fn run_within<T>(
+        &self,
+        origin: &str,
+        timeout: Duration,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(timeout, request).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.map_error(origin, e)),
             Err(_) => Err(StoreError::Unavailable(format!(
-                "clickhouse at {origin} did not answer within {:?}",
-                self.timeout
+                "clickhouse at {origin} did not answer within {timeout:?}"
             ))),
         }
     }
@@ -924,14 +977,7 @@ impl EventStore for ClickHouseStore {
     async fn health(&self) -> StoreHealth {
         let probe = async {
             let version = self.server_version().await?;
-            let totals = self
-                .run(
-                    self.schema
-                        .q_health_totals(&self.client)
-                        .fetch_one::<TotalsRow>(),
-                )
-                .await;
-            Ok::<_, StoreError>((version, totals))
+            Ok::<_, StoreError>((version, self.totals().await))
         };
         let mut health = match probe.await {
             // In cluster mode the node the store talks to answers but a shard does not: the
@@ -949,11 +995,8 @@ impl EventStore for ClickHouseStore {
                 health.details.insert("error".into(), e.to_string().into());
                 health
             }
-            Ok((version, Ok(totals))) => {
-                let last = (totals.n > 0)
-                    .then(|| utc_from_timestamp(i64::from(totals.last)))
-                    .flatten();
-                let mut health = StoreHealth::new(self.backend_name(), true, totals.n, last);
+            Ok((version, Ok((total, last)))) => {
+                let mut health = StoreHealth::new(self.backend_name(), true, total, last);
                 health
                     .details
                     .insert("server_version".into(), version.into());
@@ -994,6 +1037,29 @@ impl EventStore for ClickHouseStore {
 const NODE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClickHouseStore {
+    /// Stored events and the newest event time: the total and the newest hour from the hourly
+    /// counts, then the newest time within that hour from `events` (one hour read, not all).
+    async fn totals(&self) -> Result<(u64, Option<chrono::DateTime<Utc>>), StoreError> {
+        let totals = self
+            .run(
+                self.schema
+                    .q_health_totals(&self.client)
+                    .fetch_one::<TotalsRow>(),
+            )
+            .await?;
+        if totals.n == 0 {
+            return Ok((0, None));
+        }
+        let last = self
+            .run(
+                self.schema
+                    .q_last_event_since(&self.client, totals.last_hour)
+                    .fetch_one::<u32>(),
+            )
+            .await?;
+        Ok((totals.n, utc_from_timestamp(i64::from(last))))
+    }
+
     /// Cluster mode: pings every node at once; one JSON object per node, in `system.clusters`
     /// order: `shard`, `replica`, `host`, `port` (native), `url` (HTTP), `up`, and `error`
     /// when down.

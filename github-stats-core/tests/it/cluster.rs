@@ -220,7 +220,7 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     }
     assert!(checked >= 10, "only {checked} repositories with opened PRs");
 
-    // Merges on every node change nothing.
+    // Merges on every node change nothing, and neither does a recount of every node.
     let before = (
         store.event_counts(window).await.unwrap().counts,
         store.top_repositories(10).await.unwrap(),
@@ -233,6 +233,16 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
             store.top_repositories(10).await.unwrap(),
         ),
         before
+    );
+    store.recount().await.unwrap();
+    assert_eq!(store.total_events().await.unwrap(), total);
+    assert_eq!(
+        (
+            store.event_counts(window).await.unwrap().counts,
+            store.top_repositories(10).await.unwrap(),
+        ),
+        before,
+        "after a recount"
     );
 
     let health = store.health().await;

@@ -15,17 +15,28 @@
 //!
 //! - `events`: one row per stored event. `ReplacingMergeTree` ordered by `(created_at, id)` and
 //!   partitioned by month: a time window prunes partitions and primary-key ranges, and copies of
-//!   one event (two writers racing) collapse when parts merge. Queries over it count rows
-//!   (`count()`): the store deduplicates before inserting, so rows are distinct events except
-//!   for the short-lived copies of a race (see the store's documentation).
-//! - `pr_opened`: per repository, an `AggregatingMergeTree` of `uniqExactState(id)`,
+//!   one event (two writers racing) collapse when parts merge.
+//! - `repo_opened_prs`: per repository, an `AggregatingMergeTree` of `uniqExactState(id)`,
 //!   `minState(created_at)` and `maxState(created_at)` of its opened pull requests, fed by the
-//!   materialized view `pr_opened_mv` on inserts into `events`. The states merge exactly (min and
-//!   max survive merges, the id set absorbs a second copy of an event), and the PR average reads
-//!   one primary-key range of it with `-Merge`.
-//! - `repo_counts`: per repository and type, `uniqExactState(id)`, fed by `repo_counts_mv`: the
-//!   per-repository counts without scanning `events`.
+//!   materialized view `repo_opened_prs_mv` on inserts into `events`. The states merge exactly
+//!   (min and max survive merges, the id set absorbs a second copy of an event), and the PR
+//!   average reads one primary-key range of it with `-Merge`, in granules of 16 rows.
+//! - `hourly_type_counts`: rows of `events` per hour (UTC) and type, a `SummingMergeTree` fed
+//!   by `hourly_type_counts_mv`. Window counts and timelines read the whole hours of a window
+//!   here (a year is under 9,000 rows per type) and only the partial hours at its ends from
+//!   `events` ([`HourSplit`]); totals and health read it alone.
+//! - `repo_type_counts`: rows per repository and type, a `SummingMergeTree` fed by
+//!   `repo_type_counts_mv`: per-repository counts are one primary-key range, the ranking a
+//!   `GROUP BY` over one row per repository and type instead of over every event.
 //! - `schema_migrations`: the migration versions applied.
+//!
+//! Version 1 had `pr_opened` (the PR states in granules of 256 rows) and `repo_counts` (id sets
+//! per repository and type); version 2 replaces them: a lookup deserialised every id set of the
+//! granules it read, 65-70 ms for one busy repository at 10M events.
+//!
+//! The count tables count rows, as inserted: the store deduplicates before inserting, so they
+//! are exact, except that the copy of an event two writers inserted at the same moment stays
+//! counted after `events` merged it away, until a recount ([`Schema::recount`]).
 
 use clickhouse::Client;
 use clickhouse::query::Query;
@@ -58,6 +69,153 @@ pub fn validate_identifier(kind: &str, name: &str) -> Result<(), StoreError> {
 /// current releases).
 pub const SHARDING_KEY: &str = "cityHash64(repo_name)";
 
+/// The part of a window that `events` answers: two `[since, until)` ranges (either may be
+/// empty), each bound as two seconds values. Both are ranges of the primary key's first column,
+/// so ClickHouse reads only their granules.
+const EDGES: &str = "((created_at >= toDateTime(?) AND created_at < toDateTime(?)) \
+     OR (created_at >= toDateTime(?) AND created_at < toDateTime(?)))";
+
+/// How a window `[since, until)` is answered: whole hours from the hourly counts, the partial
+/// hours at each end from `events`.
+///
+/// When the window holds no whole hour, or when the buckets of a timeline do not fall on hour
+/// boundaries (a bucket that is not a whole number of hours), everything comes from `events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourSplit {
+    /// Whole hours read from `hourly_type_counts`: `[from, to)`, hour-aligned (empty when
+    /// `from == to`).
+    pub hours: (u32, u32),
+    /// The ranges read from `events`: the head `[since, first whole hour)` and the tail
+    /// `[end of the last whole hour, until)` (either may be empty).
+    pub edges: [(u32, u32); 2],
+}
+
+impl HourSplit {
+    /// The split of `[since, until)` (seconds). `bucket_seconds`, for a timeline, must be a
+    /// whole number of hours for the hourly counts to be used; `None` for plain counts.
+    pub fn new(since: u32, until: u32, bucket_seconds: Option<i64>) -> HourSplit {
+        const HOUR: u32 = 3600;
+        let whole_hours_buckets = bucket_seconds.is_none_or(|b| b > 0 && b % 3600 == 0);
+        let first = since.div_ceil(HOUR).saturating_mul(HOUR);
+        let last = until / HOUR * HOUR;
+        if whole_hours_buckets && first < last {
+            HourSplit {
+                hours: (first, last),
+                edges: [(since, first), (last, until)],
+            }
+        } else {
+            HourSplit {
+                hours: (since, since),
+                edges: [(since, until), (until, until)],
+            }
+        }
+    }
+
+    /// Whether any whole hour is read from the hourly counts; if not, `events` answers alone
+    /// (one range scan, cheaper than the union).
+    pub fn has_whole_hours(&self) -> bool {
+        self.hours.0 < self.hours.1
+    }
+}
+
+/// The tables of migration 2 derived from `events`: each filled from it when created, then fed
+/// by a materialized view on every insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DerivedTable {
+    /// `repo_opened_prs`: per repository, the id set and first and last time of its opened pull
+    /// requests (aggregate states).
+    OpenedPullRequests,
+    /// `hourly_type_counts`: rows per hour (start, UTC) and type.
+    HourlyCounts,
+    /// `repo_type_counts`: rows per repository and type.
+    RepositoryCounts,
+}
+
+impl DerivedTable {
+    const ALL: [DerivedTable; 3] = [
+        DerivedTable::OpenedPullRequests,
+        DerivedTable::HourlyCounts,
+        DerivedTable::RepositoryCounts,
+    ];
+
+    /// The row counts, which a recount rebuilds.
+    const COUNTS: [DerivedTable; 2] = [DerivedTable::HourlyCounts, DerivedTable::RepositoryCounts];
+
+    fn name(self) -> &'static str {
+        match self {
+            DerivedTable::OpenedPullRequests => "repo_opened_prs",
+            DerivedTable::HourlyCounts => "hourly_type_counts",
+            DerivedTable::RepositoryCounts => "repo_type_counts",
+        }
+    }
+
+    fn engine_kind(self) -> &'static str {
+        match self {
+            DerivedTable::OpenedPullRequests => "AggregatingMergeTree",
+            DerivedTable::HourlyCounts | DerivedTable::RepositoryCounts => "SummingMergeTree",
+        }
+    }
+
+    /// The column list, for a table created empty (18.16 takes no column list with
+    /// `AS SELECT`, which infers the same types).
+    fn columns(self) -> String {
+        match self {
+            DerivedTable::OpenedPullRequests => "repo_name String, \
+                 opened_ids AggregateFunction(uniqExact, UInt64), \
+                 first_opened AggregateFunction(min, DateTime), \
+                 last_opened AggregateFunction(max, DateTime)"
+                .to_owned(),
+            DerivedTable::HourlyCounts => {
+                format!("hour DateTime, event_type {EVENT_TYPE_ENUM}, n UInt64")
+            }
+            DerivedTable::RepositoryCounts => {
+                format!("repo_name String, event_type {EVENT_TYPE_ENUM}, n UInt64")
+            }
+        }
+    }
+
+    /// Partitioning, sorting key and settings.
+    fn keys(self) -> String {
+        match self {
+            DerivedTable::OpenedPullRequests => {
+                format!("ORDER BY repo_name SETTINGS index_granularity = {PR_STATE_GRANULARITY}")
+            }
+            DerivedTable::HourlyCounts => {
+                "PARTITION BY toYYYYMM(hour) ORDER BY (hour, event_type)".to_owned()
+            }
+            DerivedTable::RepositoryCounts => "ORDER BY (repo_name, event_type)".to_owned(),
+        }
+    }
+
+    /// The rows of this table computed from `events` (a table name, maybe with `FINAL`). The
+    /// hour is computed in seconds, not with `toStartOfHour`, which follows the server's time
+    /// zone (some are not whole hours from UTC).
+    fn select(self, events: &str) -> String {
+        match self {
+            DerivedTable::OpenedPullRequests => format!(
+                "SELECT repo_name, uniqExactState(id) AS opened_ids, \
+                 minState(created_at) AS first_opened, maxState(created_at) AS last_opened \
+                 FROM {events} WHERE event_type = 'PullRequestEvent' AND action = 'opened' \
+                 GROUP BY repo_name"
+            ),
+            DerivedTable::HourlyCounts => format!(
+                "SELECT toDateTime(intDiv(toUInt32(created_at), 3600) * 3600) AS hour, \
+                 event_type, count() AS n FROM {events} GROUP BY hour, event_type"
+            ),
+            DerivedTable::RepositoryCounts => format!(
+                "SELECT repo_name, event_type, count() AS n FROM {events} \
+                 GROUP BY repo_name, event_type"
+            ),
+        }
+    }
+}
+
+/// Rows per granule of `repo_opened_prs`. A lookup of one repository deserialises the id sets
+/// of every row of the granules it reads, neighbours included: with version 1's 256 that was a
+/// quarter of a million ids for one answer at 10M events (70 ms for the repository with the
+/// most pull requests); with 16, a few thousand.
+const PR_STATE_GRANULARITY: u32 = 16;
+
 /// The `Enum8` of event types: codes match [`type_code`].
 const EVENT_TYPE_ENUM: &str = "Enum8('WatchEvent' = 1, 'PullRequestEvent' = 2, 'IssuesEvent' = 3)";
 
@@ -80,9 +238,7 @@ pub fn type_from_code(code: i8) -> Option<EventType> {
     }
 }
 
-/// Rows per granule of the pre-aggregated tables. A lookup of one repository deserialises the
-/// aggregate states of every row of the granules it reads; with the default 8192 that is
-/// thousands of id sets for one answer (about 100 ms at 10M events), with 256 a few hundred.
+/// Rows per granule of version 1's aggregate tables (kept as it was: migrations do not change).
 const STATE_GRANULARITY: u32 = 256;
 
 /// One schema migration: statements that are each idempotent (`IF NOT EXISTS`), so a migration
@@ -101,9 +257,10 @@ pub struct Migration {
 ///
 /// On one server (no cluster) the tables are as listed in the [module documentation](self).
 /// In cluster mode (`CLICKHOUSE_CLUSTER`), every node holds the *local* tables `events_local`,
-/// `pr_opened_local` and `repo_counts_local` (`MergeTree` family, or its `Replicated` variant
-/// when replicated) with the materialized views between them, and `events`, `pr_opened` and
-/// `repo_counts` are `Distributed` tables over them: inserts into `events` are sharded by
+/// `repo_opened_prs_local`, `hourly_type_counts_local` and `repo_type_counts_local` (`MergeTree`
+/// family, or its `Replicated` variant when replicated) with the materialized views between
+/// them, and `events`, `repo_opened_prs`, `hourly_type_counts` and `repo_type_counts` are
+/// `Distributed` tables over them: inserts into `events` are sharded by
 /// `cityHash64(repo_name)`, so each repository lives on one shard and its pre-aggregated rows
 /// are exact there; every query reads the `Distributed` tables under the same names as on one
 /// server. The store applies the DDL on each node itself (no `ON CLUSTER`, so no ZooKeeper).
@@ -313,11 +470,106 @@ impl Schema {
                 self.create_distributed(cluster, "repo_counts", None),
             ]);
         }
-        vec![Migration {
-            version: 1,
-            name: "events, pr_opened and repo_counts with their materialized views",
+        vec![
+            Migration {
+                version: 1,
+                name: "events, pr_opened and repo_counts with their materialized views",
+                statements,
+            },
+            self.migration_2(),
+        ]
+    }
+
+    /// Version 2: row counts per hour and type and per repository and type, and the opened
+    /// pull requests per repository in small granules (`repo_opened_prs`), each filled from
+    /// `events` when created and then fed by a materialized view; version 1's `pr_opened` and
+    /// `repo_counts` go (id sets read by granules of 256 rows, which grow with the busiest
+    /// repositories: 65-70 ms for one repository at 10M events).
+    ///
+    /// `CREATE TABLE IF NOT EXISTS … AS SELECT` creates and fills a table in one statement:
+    /// only the process that creates it fills it (a second one finds it and does nothing), and
+    /// the view is created right after, so nothing is counted twice. Events that a process still
+    /// on version 1 inserts between the two statements are missed: stop old writers while
+    /// upgrading. Replicated tables are created empty (each replica would fill its own copy);
+    /// see `docs/clickhouse.md` for filling them.
+    fn migration_2(&self) -> Migration {
+        let events = self.table(&self.local_name("events"));
+        let mut statements = Vec::new();
+        for derived in DerivedTable::ALL {
+            let local = self.local_name(derived.name());
+            let engine = self.engine(derived.engine_kind(), &local);
+            let table = self.table(&local);
+            let keys = derived.keys();
+            statements.push(if self.replicated {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table} ({}) {engine} {keys}",
+                    derived.columns()
+                )
+            } else {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table} {engine} {keys} AS {}",
+                    derived.select(&events)
+                )
+            });
+            statements.push(format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {table} AS {}",
+                self.table(derived.name()),
+                derived.select(&events),
+            ));
+        }
+        for old in ["pr_opened", "repo_counts"] {
+            if self.cluster.is_some() {
+                statements.push(format!("DROP TABLE IF EXISTS {}", self.table(old)));
+            }
+            statements.extend([
+                format!("DROP TABLE IF EXISTS {}_mv", self.table(old)),
+                format!("DROP TABLE IF EXISTS {}", self.table(&self.local_name(old))),
+            ]);
+        }
+        if let Some(cluster) = &self.cluster {
+            for derived in DerivedTable::ALL {
+                statements.push(self.create_distributed(cluster, derived.name(), None));
+            }
+        }
+        Migration {
+            version: 2,
+            name: "repo_opened_prs, hourly_type_counts and repo_type_counts replace pr_opened \
+                   and repo_counts",
             statements,
-        }]
+        }
+    }
+
+    /// The statements of a recount (see `ClickHouseStore::recount`), for each node holding
+    /// tables: each count table is rebuilt from `events` read with `FINAL` (so copies left by
+    /// two writers racing count once) under a temporary name, then swapped in by `RENAME`.
+    /// Not for replicated tables (a replica's ZooKeeper path is fixed at creation).
+    pub fn recount(&self) -> Result<Vec<String>, StoreError> {
+        if self.replicated {
+            return Err(StoreError::Config(
+                "a recount rebuilds tables under new names, which replicated tables cannot \
+                 follow: recount a replicated cluster by hand (docs/clickhouse.md)"
+                    .into(),
+            ));
+        }
+        let events = format!("{} FINAL", self.table(&self.local_name("events")));
+        let mut statements = Vec::new();
+        for counts in DerivedTable::COUNTS {
+            let local = self.table(&self.local_name(counts.name()));
+            let (fresh, stale) = (format!("{local}_recount"), format!("{local}_stale"));
+            statements.extend([
+                format!("DROP TABLE IF EXISTS {fresh}"),
+                format!("DROP TABLE IF EXISTS {stale}"),
+                format!(
+                    "CREATE TABLE {fresh} ENGINE = {}() {} AS {}",
+                    counts.engine_kind(),
+                    counts.keys(),
+                    counts.select(&events)
+                ),
+                format!("RENAME TABLE {local} TO {stale}, {fresh} TO {local}"),
+                format!("DROP TABLE {stale}"),
+            ]);
+        }
+        Ok(statements)
     }
 
     /// The nodes of the configured cluster, from the `system.clusters` of any node; binds: the
@@ -364,9 +616,26 @@ impl Schema {
         )
     }
 
-    /// Distinct events per type in `[since, until)`; binds: since, until (seconds). Returns
-    /// `(code Int8, n UInt64)` rows.
+    /// Events per type in `[since, until)`, whole hours from `hourly_type_counts` and the rest
+    /// from `events`; binds: the whole hours `[from, to)`, then two ranges `[since, until)` of
+    /// `events` (see [`HourSplit`]), all in seconds. Returns `(code Int8, n UInt64)` rows.
     pub fn event_counts(&self) -> String {
+        format!(
+            "SELECT code, sum(c) AS n FROM (\
+             SELECT toInt8(event_type) AS code, sum(n) AS c FROM {} \
+             WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY code \
+             UNION ALL \
+             SELECT toInt8(event_type) AS code, count() AS c FROM {} WHERE {EDGES} GROUP BY code\
+             ) GROUP BY code ORDER BY code",
+            self.table("hourly_type_counts"),
+            self.table("events"),
+        )
+    }
+
+    /// Events per type in `[since, until)` read from `events` alone, for windows without a
+    /// whole hour (the common "last N minutes"); binds: since, until (seconds). Returns
+    /// `(code Int8, n UInt64)` rows.
+    pub fn event_counts_in_events(&self) -> String {
         format!(
             "SELECT toInt8(event_type) AS code, count() AS n FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
@@ -375,10 +644,10 @@ impl Schema {
         )
     }
 
-    /// Distinct events per type per bucket in `[since, until)`; binds: first bucket start,
-    /// bucket seconds, since, until. Returns `(code Int8, bucket UInt64, n UInt64)` rows, the
-    /// bucket as an index from the first.
-    pub fn timeline(&self) -> String {
+    /// Events per type per bucket in `[since, until)` read from `events` alone (no whole hour
+    /// in the window, or buckets that are not whole hours); binds: first bucket start, bucket
+    /// seconds, since, until. Returns `(code Int8, bucket UInt64, n UInt64)` rows.
+    pub fn timeline_in_events(&self) -> String {
         format!(
             "SELECT toInt8(event_type) AS code, \
              toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, \
@@ -386,6 +655,26 @@ impl Schema {
              WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
              GROUP BY code, bucket ORDER BY code, bucket",
             self.table("events")
+        )
+    }
+
+    /// Events per type per bucket in `[since, until)`, as [`Schema::event_counts`] splits it;
+    /// binds: first bucket start, bucket seconds, the whole hours `[from, to)`, first bucket
+    /// start and bucket seconds again, then the two ranges of `events`. Returns
+    /// `(code Int8, bucket UInt64, n UInt64)` rows, the bucket as an index from the first.
+    pub fn timeline(&self) -> String {
+        format!(
+            "SELECT code, bucket, sum(c) AS n FROM (\
+             SELECT toInt8(event_type) AS code, \
+             toUInt64(intDiv(toInt64(toUInt32(hour)) - ?, ?)) AS bucket, sum(n) AS c FROM {} \
+             WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY code, bucket \
+             UNION ALL \
+             SELECT toInt8(event_type) AS code, \
+             toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, count() AS c \
+             FROM {} WHERE {EDGES} GROUP BY code, bucket\
+             ) GROUP BY code, bucket ORDER BY code, bucket",
+            self.table("hourly_type_counts"),
+            self.table("events"),
         )
     }
 
@@ -397,28 +686,41 @@ impl Schema {
             "SELECT uniqExactMerge(opened_ids) AS opened, \
              toUInt32(minMerge(first_opened)) AS first, \
              toUInt32(maxMerge(last_opened)) AS last FROM {} WHERE repo_name = ?",
-            self.table("pr_opened")
+            self.table("repo_opened_prs")
         )
     }
 
     /// Events of one repository per type; binds: repo name. Returns `(code Int8, n UInt64)`.
     pub fn repo_event_counts(&self) -> String {
         format!(
-            "SELECT toInt8(event_type) AS code, uniqExactMerge(ids) AS n FROM {} \
+            "SELECT toInt8(event_type) AS code, sum(n) AS c FROM {} \
              WHERE repo_name = ? GROUP BY code ORDER BY code",
-            self.table("repo_counts")
+            self.table("repo_type_counts")
         )
     }
 
-    /// Distinct stored events. Returns one `UInt64`.
+    /// Stored events. Returns one `UInt64`.
     pub fn total_events(&self) -> String {
-        format!("SELECT count() FROM {}", self.table("events"))
+        format!(
+            "SELECT sum(n) AS c FROM {}",
+            self.table("hourly_type_counts")
+        )
     }
 
-    /// Total and newest time, for health. Returns one `(n UInt64, last UInt32)` row.
+    /// Stored events and the start of the newest hour holding any, for health. Returns one
+    /// `(n UInt64, last_hour UInt32)` row.
     pub fn health_totals(&self) -> String {
         format!(
-            "SELECT count() AS n, toUInt32(max(created_at)) AS last FROM {}",
+            "SELECT sum(n) AS c, toUInt32(max(hour)) AS last_hour FROM {}",
+            self.table("hourly_type_counts")
+        )
+    }
+
+    /// The newest event time from some time on; binds: that time (seconds). Returns one
+    /// `UInt32` (0 when none). With [`Schema::health_totals`]' newest hour, it reads one hour.
+    pub fn last_event_since(&self) -> String {
+        format!(
+            "SELECT toUInt32(max(created_at)) AS last FROM {} WHERE created_at >= toDateTime(?)",
             self.table("events")
         )
     }
@@ -426,9 +728,9 @@ impl Schema {
     /// The most active repositories; binds: limit. Returns `(repo_name String, n UInt64)`.
     pub fn top_repositories(&self) -> String {
         format!(
-            "SELECT repo_name, count() AS n FROM {} GROUP BY repo_name \
-             ORDER BY n DESC, repo_name ASC LIMIT ?",
-            self.table("events")
+            "SELECT repo_name, sum(n) AS c FROM {} GROUP BY repo_name \
+             ORDER BY c DESC, repo_name ASC LIMIT ?",
+            self.table("repo_type_counts")
         )
     }
 
@@ -440,10 +742,15 @@ impl Schema {
     /// `OPTIMIZE TABLE … FINAL` of every table holding rows (tests: merges must change no
     /// metric); in cluster mode the local tables, to run on every node.
     pub fn optimize_final(&self) -> Vec<String> {
-        ["events", "pr_opened", "repo_counts"]
-            .iter()
-            .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(&self.local_name(t))))
-            .collect()
+        [
+            "events",
+            "repo_opened_prs",
+            "hourly_type_counts",
+            "repo_type_counts",
+        ]
+        .iter()
+        .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(&self.local_name(t))))
+        .collect()
     }
 
     /// Whether a cluster is configured.
@@ -505,7 +812,20 @@ impl Schema {
     }
 
     pub(crate) fn q_event_counts(&self, client: &Client, since: u32, until: u32) -> Query {
-        client.query(&self.event_counts()).bind(since).bind(until)
+        let split = HourSplit::new(since, until, None);
+        if !split.has_whole_hours() {
+            return client
+                .query(&self.event_counts_in_events())
+                .bind(since)
+                .bind(until);
+        }
+        bind_edges(
+            client
+                .query(&self.event_counts())
+                .bind(split.hours.0)
+                .bind(split.hours.1),
+            &split,
+        )
     }
 
     pub(crate) fn q_timeline(
@@ -516,12 +836,30 @@ impl Schema {
         since: u32,
         until: u32,
     ) -> Query {
-        client
-            .query(&self.timeline())
-            .bind(first_bucket)
-            .bind(bucket_seconds)
-            .bind(since)
-            .bind(until)
+        let split = HourSplit::new(since, until, Some(bucket_seconds));
+        if !split.has_whole_hours() {
+            return client
+                .query(&self.timeline_in_events())
+                .bind(first_bucket)
+                .bind(bucket_seconds)
+                .bind(since)
+                .bind(until);
+        }
+        bind_edges(
+            client
+                .query(&self.timeline())
+                .bind(first_bucket)
+                .bind(bucket_seconds)
+                .bind(split.hours.0)
+                .bind(split.hours.1)
+                .bind(first_bucket)
+                .bind(bucket_seconds),
+            &split,
+        )
+    }
+
+    pub(crate) fn q_last_event_since(&self, client: &Client, since: u32) -> Query {
+        client.query(&self.last_event_since()).bind(since)
     }
 
     pub(crate) fn q_pr_average(&self, client: &Client, repo: &str) -> Query {
@@ -543,6 +881,12 @@ impl Schema {
     pub(crate) fn q_top_repositories(&self, client: &Client, limit: u64) -> Query {
         client.query(&self.top_repositories()).bind(limit)
     }
+}
+
+/// Binds the two `events` ranges of [`EDGES`].
+fn bind_edges(query: Query, split: &HourSplit) -> Query {
+    let [(a, b), (c, d)] = split.edges;
+    query.bind(a).bind(b).bind(c).bind(d)
 }
 
 #[cfg(test)]
@@ -627,11 +971,15 @@ mod tests {
         assert!(!ddl.contains("ON CLUSTER"), "applied per node: {ddl}");
         // Queries read the Distributed tables; OPTIMIZE goes to the local ones.
         assert!(schema.event_counts().contains("FROM db.events WHERE"));
-        assert!(schema.pr_average().contains("FROM db.pr_opened WHERE"));
+        assert!(
+            schema
+                .pr_average()
+                .contains("FROM db.repo_opened_prs WHERE")
+        );
         assert!(
             schema
                 .repo_event_counts()
-                .contains("FROM db.repo_counts WHERE")
+                .contains("FROM db.repo_type_counts WHERE")
         );
         assert!(
             schema
@@ -665,6 +1013,167 @@ mod tests {
                 .create_migrations_table()
                 .contains("ENGINE = ReplacingMergeTree()")
         );
+    }
+
+    #[test]
+    fn migration_2_fills_the_count_tables_then_feeds_them_by_views() {
+        let schema = Schema::new("db", None, false).unwrap();
+        let migrations = schema.migrations();
+        assert_eq!(
+            migrations.iter().map(|m| m.version).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let statements = &migrations[1].statements;
+        // Each table is created filled, before the view that feeds it from then on.
+        let position = |prefix: &str| {
+            statements
+                .iter()
+                .position(|s| s.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no statement starts with {prefix}: {statements:#?}"))
+        };
+        for (table, engine, group) in [
+            ("repo_opened_prs", "AggregatingMergeTree()", "repo_name"),
+            (
+                "hourly_type_counts",
+                "SummingMergeTree()",
+                "hour, event_type",
+            ),
+            (
+                "repo_type_counts",
+                "SummingMergeTree()",
+                "repo_name, event_type",
+            ),
+        ] {
+            let create = position(&format!("CREATE TABLE IF NOT EXISTS db.{table} ENGINE"));
+            let view = position(&format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS db.{table}_mv TO db.{table} AS SELECT"
+            ));
+            assert!(create < view, "{table}");
+            assert!(statements[create].contains(engine), "{table}");
+            assert!(statements[create].contains(" AS SELECT "));
+            assert!(
+                statements[create].ends_with(&format!("FROM db.events GROUP BY {group}"))
+                    || statements[create].contains(&format!(
+                        "FROM db.events WHERE event_type = 'PullRequestEvent' AND action = \
+                         'opened' GROUP BY {group}"
+                    )),
+                "{}",
+                statements[create]
+            );
+        }
+        assert!(
+            statements[position("CREATE TABLE IF NOT EXISTS db.repo_opened_prs")]
+                .contains("SETTINGS index_granularity = 16 AS SELECT")
+        );
+        for old in ["pr_opened", "repo_counts"] {
+            let drop_view = position(&format!("DROP TABLE IF EXISTS db.{old}_mv"));
+            let drop_table = statements
+                .iter()
+                .position(|s| s == &format!("DROP TABLE IF EXISTS db.{old}"))
+                .unwrap();
+            assert!(
+                drop_view < drop_table,
+                "the view first: it writes into the table"
+            );
+        }
+        let ddl = statements.join("\n");
+        assert!(
+            !ddl.contains("toStartOfHour"),
+            "time-zone free hours: {ddl}"
+        );
+        assert!(!ddl.contains("Distributed"), "{ddl}");
+
+        let cluster = Schema::new("db", Some("two"), false).unwrap();
+        let ddl = cluster.migrations()[1].statements.join("\n");
+        assert!(ddl.contains("CREATE TABLE IF NOT EXISTS db.hourly_type_counts_local ENGINE"));
+        assert!(ddl.contains("FROM db.events_local GROUP BY"));
+        assert!(ddl.contains(
+            "CREATE TABLE IF NOT EXISTS db.hourly_type_counts AS db.hourly_type_counts_local \
+             ENGINE = Distributed(two, db, hourly_type_counts_local)"
+        ));
+        for dropped in ["repo_counts", "pr_opened"] {
+            assert!(
+                ddl.contains(&format!("DROP TABLE IF EXISTS db.{dropped}\n")),
+                "{ddl}"
+            );
+            assert!(
+                ddl.contains(&format!("DROP TABLE IF EXISTS db.{dropped}_local")),
+                "{ddl}"
+            );
+        }
+        assert!(ddl.contains(
+            "CREATE TABLE IF NOT EXISTS db.repo_opened_prs AS db.repo_opened_prs_local \
+             ENGINE = Distributed(two, db, repo_opened_prs_local)"
+        ));
+        assert!(
+            ddl.contains("DROP TABLE IF EXISTS db.repo_counts_local"),
+            "{ddl}"
+        );
+
+        // Replicated: created empty (each replica would fill its own copy), no recount.
+        let replicated = Schema::new("db", Some("two"), true).unwrap();
+        let ddl = replicated.migrations()[1].statements.join("\n");
+        assert!(ddl.contains(
+            "CREATE TABLE IF NOT EXISTS db.repo_type_counts_local (repo_name String, event_type \
+             Enum8"
+        ));
+        assert!(ddl.contains("ReplicatedSummingMergeTree("));
+        assert!(
+            !ddl.contains("ENGINE = ReplicatedSummingMergeTree() "),
+            "{ddl}"
+        );
+        for create in replicated.migrations()[1]
+            .statements
+            .iter()
+            .filter(|s| s.starts_with("CREATE TABLE"))
+        {
+            assert!(!create.contains(" AS SELECT "), "{create}");
+        }
+        assert!(replicated.recount().is_err());
+        assert_eq!(schema.recount().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn windows_split_into_whole_hours_and_edges() {
+        const H: u32 = 3600;
+        let base = 470_000 * H;
+        // Partial hours at both ends.
+        assert_eq!(
+            HourSplit::new(base + 10, base + 5 * H + 20, None),
+            HourSplit {
+                hours: (base + H, base + 5 * H),
+                edges: [(base + 10, base + H), (base + 5 * H, base + 5 * H + 20)],
+            }
+        );
+        // Aligned: the edges are empty.
+        assert_eq!(
+            HourSplit::new(base, base + 2 * H, Some(7200)),
+            HourSplit {
+                hours: (base, base + 2 * H),
+                edges: [(base, base), (base + 2 * H, base + 2 * H)],
+            }
+        );
+        // No whole hour, or buckets that are not whole hours: all from events.
+        for (since, until, bucket) in [
+            (base + 10, base + H + 10, None),
+            (base, base + 3 * H, Some(5400)),
+            (base, base + 3 * H, Some(60)),
+            (base + 5, base + 6, None),
+        ] {
+            assert_eq!(
+                HourSplit::new(since, until, bucket),
+                HourSplit {
+                    hours: (since, since),
+                    edges: [(since, until), (until, until)],
+                },
+                "[{since}, {until}) by {bucket:?}"
+            );
+        }
+        assert!(HourSplit::new(base, base + H, None).has_whole_hours());
+        assert!(!HourSplit::new(base + 1, base + H + 1, None).has_whole_hours());
+        // The end of DateTime's range does not overflow.
+        let end = HourSplit::new(u32::MAX - 10, u32::MAX, None);
+        assert_eq!(end.edges[0], (u32::MAX - 10, u32::MAX));
     }
 
     #[test]
@@ -779,6 +1288,13 @@ mod tests {
                 "name": format!("timeline_{i}"),
                 "sql": sql(schema.q_timeline(&client, first, bucket, since, until)),
             }));
+            // Buckets of whole hours: the union with the hourly counts where hours fit.
+            let bucket = (bucket + 3599) / 3600 * 3600;
+            let first = i64::from(since).div_euclid(bucket) * bucket;
+            queries.push(json!({
+                "name": format!("timeline_hours_{i}"),
+                "sql": sql(schema.q_timeline(&client, first, bucket, since, until)),
+            }));
         }
         let mut repos: Vec<&str> = events
             .iter()
@@ -806,13 +1322,16 @@ mod tests {
                 "unbound placeholder in {text}"
             );
         }
+        // Merges, then a recount: neither may change an answer.
+        let mut maintenance = schema.optimize_final();
+        maintenance.extend(schema.recount().unwrap());
         let doc = json!({
             "database": schema.database(),
             "events": events.len(),
             "setup": setup,
             "load": load,
             "queries": queries,
-            "optimize": schema.optimize_final(),
+            "optimize": maintenance,
         });
         if let Some(out) = out {
             std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
