@@ -135,15 +135,37 @@ fn insert(c: &mut Criterion) {
     });
 }
 
+/// The repository with the most events that pass `keep` (ties: the first name).
+fn busiest_repository(events: &[Event], keep: impl Fn(&Event) -> bool) -> RepoName {
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for e in events.iter().filter(|e| keep(e)) {
+        *counts.entry(e.repo_name.as_str()).or_default() += 1;
+    }
+    let (name, _) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .expect("matching events in the recorded data");
+    name.parse().expect("a valid repository name")
+}
+
 fn queries(c: &mut Criterion) {
     let Some(url) = url() else { return };
     let rt = runtime();
     let base = recorded_kept_events();
-    let busiest: RepoName = "sindresorhus/awesome".parse().unwrap();
+    // The repository with the most events, and the one with the most opened pull requests
+    // (the largest id set to merge).
+    let busiest = busiest_repository(&base, |_| true);
+    let most_prs = busiest_repository(&base, Event::is_pull_request_opened);
     for n in sizes() {
         let database = format!("gs_bench_{n}");
         let store = rt.block_on(async {
+            let started = Instant::now();
             let store = connect(&url, &database).await;
+            // Connecting applies pending migrations: an upgrade reads the stored events once.
+            eprintln!(
+                "clickhouse bench: connected to {database} in {:.2} s (migrations included)",
+                started.elapsed().as_secs_f64()
+            );
             if store.total_events().await.unwrap() == n as u64 {
                 eprintln!("clickhouse bench: reusing {database} ({n} events)");
                 return store;
@@ -177,20 +199,25 @@ fn queries(c: &mut Criterion) {
             b.iter(|| rt.block_on(store.timeline(window, 1440)).unwrap())
         });
         group.bench_function("pr_average", |b| {
-            b.iter(|| rt.block_on(store.pr_average(&busiest)).unwrap())
+            b.iter(|| rt.block_on(store.pr_average(&most_prs)).unwrap())
         });
         group.bench_function("repo_event_counts", |b| {
             b.iter(|| rt.block_on(store.repo_event_counts(&busiest)).unwrap())
         });
-        // Full scans: fewer samples.
-        group.sample_size(10);
+        // Every event: whole hours from the hourly counts, the two partial ones from events.
         group.bench_function("event_counts_1year", |b| {
             let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
             b.iter(|| rt.block_on(store.event_counts(window)).unwrap())
         });
+        group.bench_function("timeline_52_weekly_buckets_1year", |b| {
+            // The server's default bucket for a year-long window: one week.
+            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            b.iter(|| rt.block_on(store.timeline(window, 7 * 86_400)).unwrap())
+        });
         group.bench_function("total_events", |b| {
             b.iter(|| rt.block_on(store.total_events()).unwrap())
         });
+        group.bench_function("health", |b| b.iter(|| rt.block_on(store.health())));
         group.bench_function("top_repositories_10", |b| {
             b.iter(|| rt.block_on(store.top_repositories(10)).unwrap())
         });
