@@ -57,6 +57,13 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// ClickHouse: after the import (or alone, when no FILES or --events-dir are given),
+    /// rebuild the count tables from the merged events. Needed only after two writers inserted
+    /// the same events at the same moment (docs/clickhouse.md, "Two writers racing"); run it
+    /// while nothing else writes.
+    #[arg(long)]
+    pub recount: bool,
+
     /// Where events go.
     #[arg(long, env = "DATABASE_BACKEND", value_enum, ignore_case = true, default_value_t = Backend::Memory)]
     pub backend: Backend,
@@ -205,8 +212,12 @@ impl Parsed {
             args,
             events_dir_on_command_line,
         } = self;
+        if args.recount && args.backend != Backend::Clickhouse {
+            bail!("--recount rebuilds ClickHouse tables: it needs --backend clickhouse");
+        }
         let mut inputs = args.files;
-        if inputs.is_empty() || events_dir_on_command_line {
+        let recount_only = args.recount && inputs.is_empty() && !events_dir_on_command_line;
+        if !recount_only && (inputs.is_empty() || events_dir_on_command_line) {
             if inputs.is_empty() && !args.events_dir.exists() {
                 bail!(
                     "nothing to import: the events directory {} does not exist (name FILES, or set --events-dir / EVENTS_DIRECTORY)",
@@ -256,6 +267,7 @@ impl Parsed {
         Ok(Config {
             inputs,
             dry_run: args.dry_run,
+            recount: args.recount,
             store,
             batch_size: args.batch_size as usize,
             jobs,

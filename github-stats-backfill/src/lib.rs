@@ -41,6 +41,9 @@ pub struct Config {
     pub inputs: Vec<PathBuf>,
     /// Parse and report, write nothing.
     pub dry_run: bool,
+    /// ClickHouse: rebuild the count tables after the import
+    /// ([`ClickHouseStore::recount`]).
+    pub recount: bool,
     /// The store.
     pub store: StoreConfig,
     /// Kept events per insert.
@@ -60,6 +63,7 @@ impl Config {
         Config {
             inputs,
             dry_run: false,
+            recount: false,
             store,
             batch_size: 100_000,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -153,7 +157,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Su
         });
     }
 
-    let store = open_store(&config).await?;
+    let (store, clickhouse) = open_store(&config).await?;
     summary.backend = store.backend_name();
     tracing::info!(
         files = files.len(),
@@ -170,13 +174,29 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Su
     summary.elapsed = started.elapsed();
     result?;
     flushed.context("cannot flush the store")?;
+    if config.recount && !summary.interrupted {
+        if let Some(clickhouse) = clickhouse {
+            clickhouse
+                .recount()
+                .await
+                .context("cannot recount the ClickHouse count tables")?;
+            summary.recounted = true;
+        } else if !config.dry_run {
+            anyhow::bail!("--recount rebuilds ClickHouse tables: it needs the ClickHouse backend");
+        }
+        summary.elapsed = started.elapsed();
+    }
     Ok(summary)
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+/// The store to import into, and the same store as a [`ClickHouseStore`] when it is one (for
+/// its own operations, such as the recount).
+async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(SharedStore, Option<Arc<ClickHouseStore>>)> {
     if config.dry_run {
         // Deduplicates within the input, like a real store would, and writes nothing.
-        return Ok(Arc::new(MemoryStore::new()));
+        return Ok((Arc::new(MemoryStore::new()), None));
     }
     match &config.store {
         StoreConfig::Memory { data_dir } => {
@@ -191,7 +211,7 @@ async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             .await
             .context("store opening task failed")?
             .with_context(|| format!("cannot open the memory store in {}", data_dir.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         StoreConfig::ClickHouse(ch) => {
             let mut config = ClickHouseStoreConfig::new(ch.url.clone())
@@ -204,7 +224,8 @@ async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             let store = ClickHouseStore::connect(config)
                 .await
                 .context("cannot open the ClickHouse store")?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((Arc::clone(&store) as SharedStore, Some(store)))
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use github_stats_backfill::ProgressMode;
-use github_stats_backfill::cli::{Args, DotenvOutcome, Parsed, load_dotenv};
+use github_stats_backfill::cli::{Args, Backend, DotenvOutcome, Parsed, load_dotenv};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +28,15 @@ fn main() -> ExitCode {
     };
     // Second pass: the environment fallbacks now see the dotenv file.
     let parsed = Parsed::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if parsed.args.recount && parsed.args.backend != Backend::Clickhouse {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--recount rebuilds ClickHouse tables: it needs --backend clickhouse \
+                 (or DATABASE_BACKEND=clickhouse)",
+            )
+            .exit();
+    }
     init_tracing();
     if let DotenvOutcome::Loaded(path) = &dotenv {
         tracing::debug!(file = %path.display(), "dotenv file loaded");

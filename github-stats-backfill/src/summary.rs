@@ -52,6 +52,8 @@ pub struct Summary {
     pub insert_time: Duration,
     /// Whether Ctrl-C stopped the import before the end.
     pub interrupted: bool,
+    /// Whether the ClickHouse count tables were rebuilt after the import (`--recount`).
+    pub recounted: bool,
 }
 
 impl Summary {
@@ -192,6 +194,9 @@ impl fmt::Display for Summary {
             for failure in &self.failed {
                 write!(f, "\n  {}: {}", failure.path.display(), failure.error)?;
             }
+        }
+        if self.recounted {
+            write!(f, "\ncount tables recounted from the merged events")?;
         }
         if self.interrupted {
             write!(

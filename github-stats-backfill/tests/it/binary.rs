@@ -58,6 +58,7 @@ fn usage_errors_exit_with_2() {
         &["--jobs", "0"],
         &["--backend", "nosql"],
         &["--dotenv", "missing.env"],
+        &["--recount"], // a ClickHouse operation, with the memory backend
     ] {
         let out = output(backfill(dir.path()).args(args));
         assert_eq!(
