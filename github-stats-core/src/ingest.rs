@@ -486,7 +486,13 @@ impl Loop {
 
     fn source_error(&mut self, error: SourceError) {
         let message = error.to_string();
-        warn!(error = %message, "source error");
+        if matches!(error, SourceError::Remote(_)) {
+            // The source logged it, with what only it knows (the poller: failures in a row,
+            // backoff): once is enough.
+            debug!(error = %message, "source error");
+        } else {
+            warn!(error = %message, "source error");
+        }
         self.report.source_errors += 1;
         if self.report.source_error_messages.len() < MAX_REPORTED_ERRORS {
             self.report.source_error_messages.push(message.clone());

@@ -51,7 +51,8 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    /// A remote source failed; it will be retried.
+    /// A remote source failed; it will be retried. The source logs it (the ingest loop only
+    /// records it in its report and status).
     #[error("{0}")]
     Remote(String),
     /// The source is misconfigured and will not recover.
