@@ -49,6 +49,8 @@ enum Work {
         file: usize,
         data: Vec<u8>,
         array: bool,
+        /// Where the buffer goes back to its reader once parsed, to be read into again.
+        recycle: SyncSender<Vec<u8>>,
     },
     Pass(Key, Item),
 }
@@ -115,6 +117,7 @@ pub(crate) fn start(
     let mut tokens = Vec::with_capacity(readers);
     for reader_id in 0..readers {
         let (token_tx, token_rx) = sync_channel::<()>(per_reader);
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(per_reader);
         for _ in 0..per_reader {
             token_tx.try_send(()).expect("room for every token");
         }
@@ -131,6 +134,7 @@ pub(crate) fn start(
                     tokens: &token_rx,
                     work: &work_tx,
                     cancel: &cancel,
+                    recycle: (recycle_tx, recycle_rx),
                 };
                 loop {
                     let file = next_file.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +161,8 @@ struct Emitter<'a> {
     tokens: &'a Receiver<()>,
     work: &'a SyncSender<Work>,
     cancel: &'a CancellationToken,
+    /// Buffers of parsed chunks, given back by the parsers.
+    recycle: (SyncSender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
 impl Emitter<'_> {
@@ -190,7 +196,8 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
         if emit.cancel.is_cancelled() {
             return false;
         }
-        match reader.read_raw_chunk() {
+        let buffer = emit.recycle.1.try_recv().unwrap_or_default();
+        match reader.read_raw_chunk_into(buffer) {
             // Reading past the end yields nothing: the file is done.
             Ok(data) if data.is_empty() => {
                 return emit.send(file, chunk, |key| Work::Pass(key, Item::FileDone { file }));
@@ -199,11 +206,13 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
                 // The format is settled by the first chunk, as `EventFileReader` does: an
                 // array is read whole.
                 let array = chunk == 0 && data.trim_ascii_start().first() == Some(&b'[');
+                let recycle = emit.recycle.0.clone();
                 let sent = emit.send(file, chunk, |key| Work::Parse {
                     key,
                     file,
                     data,
                     array,
+                    recycle,
                 });
                 if !sent {
                     return false;
@@ -230,6 +239,7 @@ fn parser(work: &Mutex<Receiver<Work>>, out: &tokio::sync::mpsc::Sender<(Key, It
                 file,
                 data,
                 array,
+                recycle,
             } => {
                 let mut stats = ParseStats::default();
                 let mut events = Vec::new();
@@ -238,13 +248,17 @@ fn parser(work: &Mutex<Receiver<Work>>, out: &tokio::sync::mpsc::Sender<(Key, It
                 } else {
                     parse::parse_json_lines(&data, &mut stats, &mut events);
                 }
+                let bytes = data.len() as u64;
+                // Events own their strings: the buffer is free. A full channel (the reader
+                // has enough spare buffers) or a finished reader drops it.
+                let _ = recycle.try_send(data);
                 (
                     key,
                     Item::Chunk {
                         file,
                         events,
                         stats,
-                        bytes: data.len() as u64,
+                        bytes,
                     },
                 )
             }

@@ -12,8 +12,10 @@ use flate2::read::MultiGzDecoder;
 use super::{EventBatch, EventSource, SourceError};
 use crate::parse::{self, ParseStats};
 
-/// Bytes of JSON lines parsed per batch: large enough to amortise, small enough to pipeline.
-pub const DEFAULT_CHUNK_BYTES: usize = 16 << 20;
+/// Bytes of JSON lines parsed per chunk: large enough to amortise the hand-over between
+/// threads, small enough that a chunk is still in the cache when a parser reads it (on the
+/// bench machine, 1 MiB read and parsed a 562 MB file in 0.13 s where 16 MiB took 0.22 s).
+pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The sort key of an event file: the time in its name (poll files
 /// `YYYY-MM-DDTHH-MM-SS.json`, GH Archive `YYYY-MM-DD-H.json.gz`), then the name. Files without
@@ -103,18 +105,20 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
 
 /// Opens `path` for reading, decompressing gzip (detected by its magic bytes, not its name).
 pub fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut file, &mut magic)?;
     let head = io::Cursor::new(magic[..n].to_vec());
-    let reader = head.chain(file);
     if n == 2 && magic == [0x1f, 0x8b] {
+        // The decompressor reads its input in small pieces: buffer them.
+        let compressed = head.chain(BufReader::with_capacity(1 << 20, file));
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
-            MultiGzDecoder::new(reader),
+            MultiGzDecoder::new(compressed),
         )))
     } else {
-        Ok(Box::new(reader))
+        // Callers read plain files in large requests: a buffer would only add a copy.
+        Ok(Box::new(head.chain(file)))
     }
 }
 
@@ -202,30 +206,27 @@ impl EventFileReader {
     /// The next chunk of raw bytes: whole lines for JSON lines, the whole file for an array.
     /// Callers that parse in parallel use this and [`parse::parse_json_lines`] themselves.
     pub fn read_raw_chunk(&mut self) -> io::Result<Vec<u8>> {
-        let mut buf = std::mem::take(&mut self.pending);
+        self.read_raw_chunk_into(Vec::new())
+    }
+
+    /// [`EventFileReader::read_raw_chunk`] into `buf`, a buffer of an earlier chunk given back
+    /// (its contents are dropped, its memory reused): a new buffer per chunk costs page faults
+    /// and zeroing, about as much as reading the chunk.
+    pub fn read_raw_chunk_into(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        buf.clear();
+        buf.append(&mut self.pending);
         let target = self.chunk_bytes;
-        if buf.capacity() < target + 65536 {
-            buf.reserve(target + 65536 - buf.len());
-        }
-        // Fill up to the target size.
-        let mut eof = false;
-        while buf.len() < target {
-            let start = buf.len();
-            buf.resize(start + 65536.min(target - start).max(4096), 0);
-            match self.reader.read(&mut buf[start..]) {
-                Ok(0) => {
-                    buf.truncate(start);
-                    eof = true;
-                    break;
-                }
-                Ok(n) => buf.truncate(start + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-                Err(e) => {
-                    self.done = true;
-                    return Err(e);
-                }
+        buf.reserve((target + 65536).saturating_sub(buf.len()));
+        // Fill up to the target size, straight into the buffer's spare capacity (no zeroing
+        // for plain files: `read_to_end` reads into uninitialised memory where it can).
+        let wanted = target.saturating_sub(buf.len()) as u64;
+        let eof = match (&mut self.reader).take(wanted).read_to_end(&mut buf) {
+            Ok(n) => (n as u64) < wanted,
+            Err(e) => {
+                self.done = true;
+                return Err(e);
             }
-        }
+        };
         if self.format.is_none() {
             let first = buf.iter().find(|b| !b.is_ascii_whitespace());
             self.format = Some(if first == Some(&b'[') {
@@ -240,40 +241,47 @@ impl EventFileReader {
                 self.done = true;
                 return Err(e);
             }
-            eof = true;
-        }
-        if eof {
-            self.done = true;
-            return Ok(buf);
-        }
-        // Keep the partial last line for the next chunk.
-        match memchr::memrchr(b'\n', &buf) {
-            Some(nl) => self.pending = buf.split_off(nl + 1),
-            None => {
+        } else if !eof {
+            // Keep the partial last line for the next chunk.
+            match memchr::memrchr(b'\n', &buf) {
+                Some(nl) => {
+                    self.pending.extend_from_slice(&buf[nl + 1..]);
+                    buf.truncate(nl + 1);
+                    return Ok(buf);
+                }
                 // A single line longer than the chunk: read on until its end.
-                let mut byte = [0u8; 1];
-                loop {
-                    match self.reader.read(&mut byte) {
-                        Ok(0) => {
-                            self.done = true;
-                            break;
-                        }
-                        Ok(_) => {
-                            buf.push(byte[0]);
-                            if byte[0] == b'\n' {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            self.done = true;
-                            return Err(e);
-                        }
+                None => return self.finish_long_line(buf),
+            }
+        }
+        self.done = true;
+        Ok(buf)
+    }
+
+    /// Reads on to the end of a line that did not fit in a chunk; what follows it waits for the
+    /// next chunk.
+    fn finish_long_line(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        let mut block = vec![0u8; 65536];
+        loop {
+            match self.reader.read(&mut block) {
+                Ok(0) => {
+                    self.done = true;
+                    return Ok(buf);
+                }
+                Ok(n) => match memchr::memchr(b'\n', &block[..n]) {
+                    Some(nl) => {
+                        buf.extend_from_slice(&block[..=nl]);
+                        self.pending.extend_from_slice(&block[nl + 1..n]);
+                        return Ok(buf);
                     }
+                    None => buf.extend_from_slice(&block[..n]),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
                 }
             }
         }
-        Ok(buf)
     }
 }
 
@@ -407,5 +415,51 @@ mod tests {
         assert!(chunks > 5);
         assert_eq!(stats.other_types, 1000);
         assert_eq!(stats.malformed, 0);
+    }
+
+    /// Chunks read into reused buffers, lines longer than a chunk, a last line without a
+    /// newline, plain and gzip: the chunks put together are the file, each ends a line.
+    #[test]
+    fn reused_buffers_and_long_lines_give_back_the_file_line_by_line() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..300 {
+            // Short lines, and every 37th one ten times the chunk size.
+            let pad = if i % 37 == 0 { 50_000 } else { i };
+            text.push_str(&format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(pad)));
+        }
+        text.push_str("{\"last\":true}");
+        let plain = dir.path().join("lines.jsonl");
+        std::fs::write(&plain, &text).unwrap();
+        let gzip = dir.path().join("lines.jsonl.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(text.as_bytes()).unwrap();
+        std::fs::write(&gzip, encoder.finish().unwrap()).unwrap();
+
+        for path in [plain, gzip] {
+            let mut reader = EventFileReader::open(&path, 4096).unwrap();
+            let mut whole = Vec::new();
+            let mut buffer = Vec::new();
+            let mut chunks = 0;
+            loop {
+                let chunk = reader
+                    .read_raw_chunk_into(std::mem::take(&mut buffer))
+                    .unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                chunks += 1;
+                assert!(
+                    chunk.ends_with(b"\n") || chunk.ends_with(b"{\"last\":true}"),
+                    "{}: a chunk ends a line",
+                    path.display()
+                );
+                whole.extend_from_slice(&chunk);
+                buffer = chunk;
+            }
+            assert_eq!(whole, text.as_bytes(), "{}", path.display());
+            assert!(chunks > 10, "{}: {chunks} chunks", path.display());
+        }
     }
 }

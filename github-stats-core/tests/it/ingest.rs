@@ -345,7 +345,8 @@ async fn a_finite_source_ends_with_a_report_and_a_rerun_adds_nothing() {
 
     let store = Arc::new(MemoryStore::new());
     let run = |store: Arc<MemoryStore>| {
-        let source = Arc::new(FileSource::new(files.clone()));
+        // Chunks larger than any of the files: one batch per file.
+        let source = Arc::new(FileSource::with_chunk_bytes(files.clone(), 64 << 20));
         Ingest::run(source, store, fast_config(), CancellationToken::new())
     };
     let first = run(store.clone()).await;
