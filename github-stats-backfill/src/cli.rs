@@ -58,7 +58,7 @@ pub struct Args {
     pub dry_run: bool,
 
     /// ClickHouse: after the import (or alone, when no FILES or --events-dir are given),
-    /// rebuild the count tables from the merged events. Needed only after two writers inserted
+    /// correct the count tables to the counts of the merged events. Needed only after two writers inserted
     /// the same events at the same moment (docs/clickhouse.md, "Two writers racing"); run it
     /// while nothing else writes.
     #[arg(long)]
@@ -213,7 +213,7 @@ impl Parsed {
             events_dir_on_command_line,
         } = self;
         if args.recount && args.backend != Backend::Clickhouse {
-            bail!("--recount rebuilds ClickHouse tables: it needs --backend clickhouse");
+            bail!("--recount corrects ClickHouse tables: it needs --backend clickhouse");
         }
         let mut inputs = args.files;
         let recount_only = args.recount && inputs.is_empty() && !events_dir_on_command_line;

@@ -41,7 +41,7 @@ pub struct Config {
     pub inputs: Vec<PathBuf>,
     /// Parse and report, write nothing.
     pub dry_run: bool,
-    /// ClickHouse: rebuild the count tables after the import
+    /// ClickHouse: correct the count tables after the import
     /// ([`ClickHouseStore::recount`]).
     pub recount: bool,
     /// The store.
@@ -182,7 +182,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Su
                 .context("cannot recount the ClickHouse count tables")?;
             summary.recounted = true;
         } else if !config.dry_run {
-            anyhow::bail!("--recount rebuilds ClickHouse tables: it needs the ClickHouse backend");
+            anyhow::bail!("--recount corrects ClickHouse tables: it needs the ClickHouse backend");
         }
         summary.elapsed = started.elapsed();
     }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Args::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--recount rebuilds ClickHouse tables: it needs --backend clickhouse \
+                "--recount corrects ClickHouse tables: it needs --backend clickhouse \
                  (or DATABASE_BACKEND=clickhouse)",
             )
             .exit();

@@ -52,7 +52,7 @@ pub struct Summary {
     pub insert_time: Duration,
     /// Whether Ctrl-C stopped the import before the end.
     pub interrupted: bool,
-    /// Whether the ClickHouse count tables were rebuilt after the import (`--recount`).
+    /// Whether the ClickHouse count tables were corrected after the import (`--recount`).
     pub recounted: bool,
 }
 

@@ -245,6 +245,35 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
         "after a recount"
     );
 
+    // Two writers racing on every event, on every shard: the counts see the copies until a
+    // recount (one per shard) corrects them.
+    let db = store.schema().database().to_owned();
+    for url in &cluster.urls {
+        crate::clickhouse_process::sql(
+            url,
+            &format!("INSERT INTO {db}.events_local SELECT * FROM {db}.events_local"),
+        )
+        .await;
+    }
+    assert_eq!(store.total_events().await.unwrap(), 2 * total);
+    store.recount().await.unwrap();
+    assert_eq!(
+        store.total_events().await.unwrap(),
+        total,
+        "after a recount"
+    );
+    // Whole hours come from the corrected counts; partial hours read `events`, where the
+    // copies stay until parts merge.
+    let hours = TimeWindow::new(t(min / 3600 * 3600), t(max / 3600 * 3600 + 3600)).unwrap();
+    assert_eq!(
+        (
+            store.event_counts(hours).await.unwrap().counts,
+            store.top_repositories(10).await.unwrap(),
+        ),
+        before,
+        "every count after a recount"
+    );
+
     let health = store.health().await;
     assert!(health.connected);
     assert_eq!(health.total_events, total);

@@ -138,7 +138,7 @@ impl DerivedTable {
         DerivedTable::RepositoryCounts,
     ];
 
-    /// The row counts, which a recount rebuilds.
+    /// The row counts, which a recount corrects.
     const COUNTS: [DerivedTable; 2] = [DerivedTable::HourlyCounts, DerivedTable::RepositoryCounts];
 
     fn name(self) -> &'static str {
@@ -166,10 +166,10 @@ impl DerivedTable {
                  last_opened AggregateFunction(max, DateTime)"
                 .to_owned(),
             DerivedTable::HourlyCounts => {
-                format!("hour DateTime, event_type {EVENT_TYPE_ENUM}, n UInt64")
+                format!("hour DateTime, event_type {EVENT_TYPE_ENUM}, n Int64")
             }
             DerivedTable::RepositoryCounts => {
-                format!("repo_name String, event_type {EVENT_TYPE_ENUM}, n UInt64")
+                format!("repo_name String, event_type {EVENT_TYPE_ENUM}, n Int64")
             }
         }
     }
@@ -187,9 +187,18 @@ impl DerivedTable {
         }
     }
 
-    /// The rows of this table computed from `events` (a table name, maybe with `FINAL`). The
-    /// hour is computed in seconds, not with `toStartOfHour`, which follows the server's time
-    /// zone (some are not whole hours from UTC).
+    /// The grouping columns of a count table.
+    fn group(self) -> &'static str {
+        match self {
+            DerivedTable::OpenedPullRequests => "repo_name",
+            DerivedTable::HourlyCounts => "hour, event_type",
+            DerivedTable::RepositoryCounts => "repo_name, event_type",
+        }
+    }
+
+    /// The rows of this table computed from `events` (a table name, maybe with `FINAL`). Counts
+    /// are `Int64` so that a recount can insert negative corrections (`SummingMergeTree` adds
+    /// them up, and drops a row whose sum is zero).
     fn select(self, events: &str) -> String {
         match self {
             DerivedTable::OpenedPullRequests => format!(
@@ -199,16 +208,20 @@ impl DerivedTable {
                  GROUP BY repo_name"
             ),
             DerivedTable::HourlyCounts => format!(
-                "SELECT toDateTime(intDiv(toUInt32(created_at), 3600) * 3600) AS hour, \
-                 event_type, count() AS n FROM {events} GROUP BY hour, event_type"
+                "SELECT {HOUR_OF_EVENT} AS hour, event_type, toInt64(count()) AS n \
+                 FROM {events} GROUP BY hour, event_type"
             ),
             DerivedTable::RepositoryCounts => format!(
-                "SELECT repo_name, event_type, count() AS n FROM {events} \
+                "SELECT repo_name, event_type, toInt64(count()) AS n FROM {events} \
                  GROUP BY repo_name, event_type"
             ),
         }
     }
 }
+
+/// The start of an event's hour (UTC), in seconds: not `toStartOfHour`, which follows the
+/// server's time zone (some are not whole hours from UTC).
+const HOUR_OF_EVENT: &str = "toDateTime(intDiv(toUInt32(created_at), 3600) * 3600)";
 
 /// Rows per granule of `repo_opened_prs`. A lookup of one repository deserialises the id sets
 /// of every row of the granules it reads, neighbours included: with version 1's 256 that was a
@@ -539,37 +552,31 @@ impl Schema {
         }
     }
 
-    /// The statements of a recount (see `ClickHouseStore::recount`), for each node holding
-    /// tables: each count table is rebuilt from `events` read with `FINAL` (so copies left by
-    /// two writers racing count once) under a temporary name, then swapped in by `RENAME`.
-    /// Not for replicated tables (a replica's ZooKeeper path is fixed at creation).
-    pub fn recount(&self) -> Result<Vec<String>, StoreError> {
-        if self.replicated {
-            return Err(StoreError::Config(
-                "a recount rebuilds tables under new names, which replicated tables cannot \
-                 follow: recount a replicated cluster by hand (docs/clickhouse.md)"
-                    .into(),
-            ));
-        }
+    /// The statements of a recount (see `ClickHouseStore::recount`), to run on one replica of
+    /// each shard (the one server, or every shard's first replica): for each count table, one
+    /// `INSERT` of the difference between the counts of `events` read with `FINAL` (copies left
+    /// by two writers racing count once) and the table's current sums, where they differ. No
+    /// table is renamed or emptied, so inserts and queries go on meanwhile, and a recount run
+    /// twice inserts nothing the second time.
+    pub fn recount(&self) -> Vec<String> {
         let events = format!("{} FINAL", self.table(&self.local_name("events")));
-        let mut statements = Vec::new();
-        for counts in DerivedTable::COUNTS {
-            let local = self.table(&self.local_name(counts.name()));
-            let (fresh, stale) = (format!("{local}_recount"), format!("{local}_stale"));
-            statements.extend([
-                format!("DROP TABLE IF EXISTS {fresh}"),
-                format!("DROP TABLE IF EXISTS {stale}"),
+        DerivedTable::COUNTS
+            .iter()
+            .map(|counts| {
+                let table = self.table(&self.local_name(counts.name()));
+                let group = counts.group();
                 format!(
-                    "CREATE TABLE {fresh} ENGINE = {}() {} AS {}",
-                    counts.engine_kind(),
-                    counts.keys(),
+                    "INSERT INTO {table} ({group}, n) \
+                     SELECT {group}, sum(exact) - sum(current) AS n FROM (\
+                     SELECT {group}, n AS exact, toInt64(0) AS current FROM ({}) \
+                     UNION ALL \
+                     SELECT {group}, toInt64(0) AS exact, sum(n) AS current FROM {table} \
+                     GROUP BY {group}\
+                     ) GROUP BY {group} HAVING n != 0",
                     counts.select(&events)
-                ),
-                format!("RENAME TABLE {local} TO {stale}, {fresh} TO {local}"),
-                format!("DROP TABLE {stale}"),
-            ]);
-        }
-        Ok(statements)
+                )
+            })
+            .collect()
     }
 
     /// The nodes of the configured cluster, from the `system.clusters` of any node; binds: the
@@ -622,7 +629,7 @@ impl Schema {
     pub fn event_counts(&self) -> String {
         format!(
             "SELECT code, sum(c) AS n FROM (\
-             SELECT toInt8(event_type) AS code, sum(n) AS c FROM {} \
+             SELECT toInt8(event_type) AS code, toUInt64(sum(n)) AS c FROM {} \
              WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY code \
              UNION ALL \
              SELECT toInt8(event_type) AS code, count() AS c FROM {} WHERE {EDGES} GROUP BY code\
@@ -666,7 +673,8 @@ impl Schema {
         format!(
             "SELECT code, bucket, sum(c) AS n FROM (\
              SELECT toInt8(event_type) AS code, \
-             toUInt64(intDiv(toInt64(toUInt32(hour)) - ?, ?)) AS bucket, sum(n) AS c FROM {} \
+             toUInt64(intDiv(toInt64(toUInt32(hour)) - ?, ?)) AS bucket, \
+             toUInt64(sum(n)) AS c FROM {} \
              WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY code, bucket \
              UNION ALL \
              SELECT toInt8(event_type) AS code, \
@@ -693,7 +701,7 @@ impl Schema {
     /// Events of one repository per type; binds: repo name. Returns `(code Int8, n UInt64)`.
     pub fn repo_event_counts(&self) -> String {
         format!(
-            "SELECT toInt8(event_type) AS code, sum(n) AS c FROM {} \
+            "SELECT toInt8(event_type) AS code, toUInt64(sum(n)) AS c FROM {} \
              WHERE repo_name = ? GROUP BY code ORDER BY code",
             self.table("repo_type_counts")
         )
@@ -702,7 +710,7 @@ impl Schema {
     /// Stored events. Returns one `UInt64`.
     pub fn total_events(&self) -> String {
         format!(
-            "SELECT sum(n) AS c FROM {}",
+            "SELECT toUInt64(sum(n)) AS c FROM {}",
             self.table("hourly_type_counts")
         )
     }
@@ -711,7 +719,7 @@ impl Schema {
     /// `(n UInt64, last_hour UInt32)` row.
     pub fn health_totals(&self) -> String {
         format!(
-            "SELECT sum(n) AS c, toUInt32(max(hour)) AS last_hour FROM {}",
+            "SELECT toUInt64(sum(n)) AS c, toUInt32(max(hour)) AS last_hour FROM {}",
             self.table("hourly_type_counts")
         )
     }
@@ -728,7 +736,7 @@ impl Schema {
     /// The most active repositories; binds: limit. Returns `(repo_name String, n UInt64)`.
     pub fn top_repositories(&self) -> String {
         format!(
-            "SELECT repo_name, sum(n) AS c FROM {} GROUP BY repo_name \
+            "SELECT repo_name, toUInt64(sum(n)) AS c FROM {} GROUP BY repo_name \
              ORDER BY c DESC, repo_name ASC LIMIT ?",
             self.table("repo_type_counts")
         )
@@ -1110,7 +1118,8 @@ mod tests {
             "{ddl}"
         );
 
-        // Replicated: created empty (each replica would fill its own copy), no recount.
+        // Replicated: created empty (each replica would fill its own copy); the recount is the
+        // same INSERTs, run on one replica of each shard.
         let replicated = Schema::new("db", Some("two"), true).unwrap();
         let ddl = replicated.migrations()[1].statements.join("\n");
         assert!(ddl.contains(
@@ -1129,8 +1138,12 @@ mod tests {
         {
             assert!(!create.contains(" AS SELECT "), "{create}");
         }
-        assert!(replicated.recount().is_err());
-        assert_eq!(schema.recount().unwrap().len(), 10);
+        assert_eq!(replicated.recount(), cluster.recount());
+        let recount = schema.recount();
+        assert_eq!(recount.len(), 2);
+        assert!(recount[0].starts_with("INSERT INTO db.hourly_type_counts (hour, event_type, n)"));
+        assert!(recount[0].contains("FROM db.events FINAL"));
+        assert!(recount[1].contains("FROM db.repo_type_counts GROUP BY repo_name, event_type"));
     }
 
     #[test]
@@ -1322,9 +1335,9 @@ mod tests {
                 "unbound placeholder in {text}"
             );
         }
-        // Merges, then a recount: neither may change an answer.
+        // Merges, then a recount: after a race (below), they bring every answer back.
         let mut maintenance = schema.optimize_final();
-        maintenance.extend(schema.recount().unwrap());
+        maintenance.extend(schema.recount());
         let doc = json!({
             "database": schema.database(),
             "events": events.len(),
@@ -1332,6 +1345,11 @@ mod tests {
             "load": load,
             "queries": queries,
             "optimize": maintenance,
+            // Two writers racing on every event: merges and a recount must undo it.
+            "race": [format!(
+                "INSERT INTO {0} SELECT * FROM {0}",
+                schema.events_table()
+            )],
         });
         if let Some(out) = out {
             std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
