@@ -212,9 +212,6 @@ impl Parsed {
             args,
             events_dir_on_command_line,
         } = self;
-        if args.recount && args.backend != Backend::Clickhouse {
-            bail!("--recount corrects ClickHouse tables: it needs --backend clickhouse");
-        }
         let mut inputs = args.files;
         let recount_only = args.recount && inputs.is_empty() && !events_dir_on_command_line;
         if !recount_only && (inputs.is_empty() || events_dir_on_command_line) {

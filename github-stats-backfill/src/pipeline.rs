@@ -134,7 +134,8 @@ pub(crate) fn start(
                     tokens: &token_rx,
                     work: &work_tx,
                     cancel: &cancel,
-                    recycle: (recycle_tx, recycle_rx),
+                    recycle: recycle_tx,
+                    recycled: &recycle_rx,
                 };
                 loop {
                     let file = next_file.fetch_add(1, Ordering::Relaxed);
@@ -161,8 +162,10 @@ struct Emitter<'a> {
     tokens: &'a Receiver<()>,
     work: &'a SyncSender<Work>,
     cancel: &'a CancellationToken,
-    /// Buffers of parsed chunks, given back by the parsers.
-    recycle: (SyncSender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// Where parsers give back the buffers of parsed chunks (a clone goes with each chunk),
+    /// and where the reader takes them to read into again.
+    recycle: SyncSender<Vec<u8>>,
+    recycled: &'a Receiver<Vec<u8>>,
 }
 
 impl Emitter<'_> {
@@ -196,7 +199,7 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
         if emit.cancel.is_cancelled() {
             return false;
         }
-        let buffer = emit.recycle.1.try_recv().unwrap_or_default();
+        let buffer = emit.recycled.try_recv().unwrap_or_default();
         match reader.read_raw_chunk_into(buffer) {
             // Reading past the end yields nothing: the file is done.
             Ok(data) if data.is_empty() => {
@@ -206,7 +209,7 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
                 // The format is settled by the first chunk, as `EventFileReader` does: an
                 // array is read whole.
                 let array = chunk == 0 && data.trim_ascii_start().first() == Some(&b'[');
-                let recycle = emit.recycle.0.clone();
+                let recycle = emit.recycle.clone();
                 let sent = emit.send(file, chunk, |key| Work::Parse {
                     key,
                     file,

@@ -75,15 +75,11 @@ pub const SHARDING_KEY: &str = "cityHash64(repo_name)";
 const EDGES: &str = "((created_at >= toDateTime(?) AND created_at < toDateTime(?)) \
      OR (created_at >= toDateTime(?) AND created_at < toDateTime(?)))";
 
-/// How a window `[since, until)` is answered: whole hours from the hourly counts, the partial
-/// hours at each end from `events`.
-///
-/// When the window holds no whole hour, or when the buckets of a timeline do not fall on hour
-/// boundaries (a bucket that is not a whole number of hours), everything comes from `events`.
+/// How a window `[since, until)` is answered when it holds whole hours: those from the hourly
+/// counts, the partial hours at each end from `events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HourSplit {
-    /// Whole hours read from `hourly_type_counts`: `[from, to)`, hour-aligned (empty when
-    /// `from == to`).
+    /// Whole hours read from `hourly_type_counts`: `[from, to)`, hour-aligned, not empty.
     pub hours: (u32, u32),
     /// The ranges read from `events`: the head `[since, first whole hour)` and the tail
     /// `[end of the last whole hour, until)` (either may be empty).
@@ -91,30 +87,19 @@ pub struct HourSplit {
 }
 
 impl HourSplit {
-    /// The split of `[since, until)` (seconds). `bucket_seconds`, for a timeline, must be a
-    /// whole number of hours for the hourly counts to be used; `None` for plain counts.
-    pub fn new(since: u32, until: u32, bucket_seconds: Option<i64>) -> HourSplit {
+    /// The split of `[since, until)` (seconds); `None` when `events` answers alone (one range
+    /// scan, cheaper than the union): the window holds no whole hour, or the buckets of a
+    /// timeline (`bucket_seconds`; `None` for plain counts) are not whole hours, so hourly rows
+    /// would not fall into one bucket each.
+    pub fn new(since: u32, until: u32, bucket_seconds: Option<i64>) -> Option<HourSplit> {
         const HOUR: u32 = 3600;
-        let whole_hours_buckets = bucket_seconds.is_none_or(|b| b > 0 && b % 3600 == 0);
+        let whole_hours_buckets = bucket_seconds.is_none_or(|b| b > 0 && b % i64::from(HOUR) == 0);
         let first = since.div_ceil(HOUR).saturating_mul(HOUR);
         let last = until / HOUR * HOUR;
-        if whole_hours_buckets && first < last {
-            HourSplit {
-                hours: (first, last),
-                edges: [(since, first), (last, until)],
-            }
-        } else {
-            HourSplit {
-                hours: (since, since),
-                edges: [(since, until), (until, until)],
-            }
-        }
-    }
-
-    /// Whether any whole hour is read from the hourly counts; if not, `events` answers alone
-    /// (one range scan, cheaper than the union).
-    pub fn has_whole_hours(&self) -> bool {
-        self.hours.0 < self.hours.1
+        (whole_hours_buckets && first < last).then_some(HourSplit {
+            hours: (first, last),
+            edges: [(since, first), (last, until)],
+        })
     }
 }
 
@@ -820,13 +805,12 @@ impl Schema {
     }
 
     pub(crate) fn q_event_counts(&self, client: &Client, since: u32, until: u32) -> Query {
-        let split = HourSplit::new(since, until, None);
-        if !split.has_whole_hours() {
+        let Some(split) = HourSplit::new(since, until, None) else {
             return client
                 .query(&self.event_counts_in_events())
                 .bind(since)
                 .bind(until);
-        }
+        };
         bind_edges(
             client
                 .query(&self.event_counts())
@@ -844,15 +828,14 @@ impl Schema {
         since: u32,
         until: u32,
     ) -> Query {
-        let split = HourSplit::new(since, until, Some(bucket_seconds));
-        if !split.has_whole_hours() {
+        let Some(split) = HourSplit::new(since, until, Some(bucket_seconds)) else {
             return client
                 .query(&self.timeline_in_events())
                 .bind(first_bucket)
                 .bind(bucket_seconds)
                 .bind(since)
                 .bind(until);
-        }
+        };
         bind_edges(
             client
                 .query(&self.timeline())
@@ -1153,40 +1136,36 @@ mod tests {
         // Partial hours at both ends.
         assert_eq!(
             HourSplit::new(base + 10, base + 5 * H + 20, None),
-            HourSplit {
+            Some(HourSplit {
                 hours: (base + H, base + 5 * H),
                 edges: [(base + 10, base + H), (base + 5 * H, base + 5 * H + 20)],
-            }
+            })
         );
         // Aligned: the edges are empty.
         assert_eq!(
             HourSplit::new(base, base + 2 * H, Some(7200)),
-            HourSplit {
+            Some(HourSplit {
                 hours: (base, base + 2 * H),
                 edges: [(base, base), (base + 2 * H, base + 2 * H)],
-            }
+            })
         );
+        assert!(HourSplit::new(base, base + H, None).is_some());
         // No whole hour, or buckets that are not whole hours: all from events.
         for (since, until, bucket) in [
             (base + 10, base + H + 10, None),
+            (base + 1, base + H + 1, None),
             (base, base + 3 * H, Some(5400)),
             (base, base + 3 * H, Some(60)),
             (base + 5, base + 6, None),
         ] {
             assert_eq!(
                 HourSplit::new(since, until, bucket),
-                HourSplit {
-                    hours: (since, since),
-                    edges: [(since, until), (until, until)],
-                },
+                None,
                 "[{since}, {until}) by {bucket:?}"
             );
         }
-        assert!(HourSplit::new(base, base + H, None).has_whole_hours());
-        assert!(!HourSplit::new(base + 1, base + H + 1, None).has_whole_hours());
         // The end of DateTime's range does not overflow.
-        let end = HourSplit::new(u32::MAX - 10, u32::MAX, None);
-        assert_eq!(end.edges[0], (u32::MAX - 10, u32::MAX));
+        assert_eq!(HourSplit::new(u32::MAX - 10, u32::MAX, None), None);
     }
 
     #[test]
