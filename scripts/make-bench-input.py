@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds a large GH Archive-style input (JSON lines, optionally gzip) from the recorded events.
 
-The events of ../shared/data (the GH Archive hours and the JSON-lines samples) are repeated until
+The events of testdata/ (the GH Archive hours and the JSON-lines samples) are repeated until
 the output reaches the requested size; copy k gets fresh ids (id + k * 10^11) and times shifted by
 k hours, so that every kept event is distinct and the mix of types, sizes and payload shapes is
 that of real data. Events without an id (the pre-2015 format) are repeated as they are.
@@ -24,10 +24,8 @@ ID_STRIDE = 10**11
 
 
 def data_dir():
-    if os.environ.get("GITHUB_STATS_SHARED_DATA"):
-        return os.environ["GITHUB_STATS_SHARED_DATA"]
     here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "..", "..", "shared", "data")
+    return os.path.join(here, "..", "testdata")
 
 
 def source_lines(root):
@@ -35,7 +33,7 @@ def source_lines(root):
         os.path.join(root, sub, name)
         for sub in ("gharchive", "samples")
         for name in os.listdir(os.path.join(root, sub))
-        if name.endswith((".json.gz", ".jsonl"))
+        if name.endswith((".json.gz", ".jsonl", ".jsonl.gz"))
     )
     for path in files:
         opener = gzip.open if path.endswith(".gz") else open

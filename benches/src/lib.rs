@@ -1,5 +1,5 @@
 //! Inputs for the benches, built at bench time from the recorded GitHub events in
-//! `../shared/data` (nothing generated is committed).
+//! `testdata/` (nothing generated is committed).
 //!
 //! Events are repeated with fresh ids (and, for store inputs, shifted times), so that the
 //! volume grows while the shapes stay GitHub's own.

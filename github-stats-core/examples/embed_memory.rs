@@ -1,7 +1,7 @@
 //! Embeds github-stats-core: saved event files → the ingest loop → the memory store → metrics.
 //!
 //! ```sh
-//! cargo run -p github-stats-core --example embed_memory -- ../shared/data/gharchive/2015-01-01-12.json.gz
+//! cargo run -p github-stats-core --example embed_memory -- testdata/gharchive/2015-01-01-12.json.gz
 //! ```
 //!
 //! With no argument it reads the recorded GH Archive hour beside the repository.

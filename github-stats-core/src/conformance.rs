@@ -647,29 +647,28 @@ pub async fn real_events_match_brute_force(store: &dyn Store, raw: &[serde_json:
     );
 }
 
-/// The recorded GitHub events beside this repository (`../shared/data`), for tests.
+/// The recorded GitHub events committed in the repository's `testdata/` folder (its README says
+/// where each file came from), for tests, benches and examples.
 pub mod fixtures {
     use super::*;
 
-    /// The directory of recorded events: `GITHUB_STATS_SHARED_DATA` when set, else
-    /// `shared/data` next to the workspace.
+    /// The directory of recorded events: `testdata/` at the root of the workspace.
     pub fn data_dir() -> PathBuf {
-        if let Some(dir) = std::env::var_os("GITHUB_STATS_SHARED_DATA") {
-            return PathBuf::from(dir);
-        }
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace directory")
-            .to_path_buf();
-        workspace
-            .parent()
-            .expect("parent of the workspace")
-            .join("shared/data")
+            .join("testdata")
     }
 
-    /// A file of the recorded data, by its path inside the data directory.
+    /// A file of the recorded data, by its path inside the data directory. Files committed
+    /// gzipped are found under their plain name too (`x.jsonl` finds `x.jsonl.gz`).
     pub fn path(relative: &str) -> PathBuf {
-        data_dir().join(relative)
+        let plain = data_dir().join(relative);
+        if plain.exists() {
+            return plain;
+        }
+        let gzipped = data_dir().join(format!("{relative}.gz"));
+        if gzipped.exists() { gzipped } else { plain }
     }
 
     /// The uncompressed bytes of a recorded file (gzip is decompressed).

@@ -1,5 +1,5 @@
 //! Fills a memory store's data directory with N events for the API benchmark
-//! (`benches/README.md`, section API): the recorded events of `../shared/data`, repeated with
+//! (`benches/README.md`, section API): the recorded events of `testdata/`, repeated with
 //! fresh ids and shifted by an hour per copy, so that the newest copy ends about now.
 //!
 //! ```text

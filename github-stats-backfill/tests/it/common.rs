@@ -9,7 +9,7 @@ use github_stats_backfill::{Config, StoreConfig, Summary};
 use github_stats_core::EventType;
 use tokio_util::sync::CancellationToken;
 
-/// A recorded file of `../shared/data`.
+/// A recorded file of `testdata/`.
 pub fn data(relative: &str) -> PathBuf {
     github_stats_core::conformance::fixtures::path(relative)
 }

@@ -1,5 +1,5 @@
 //! A fake GitHub Events API (poem on 127.0.0.1) that plays a script of answers built from the
-//! recorded answers in `../shared/data/api-responses`, and records every request it gets.
+//! recorded answers in `testdata/api-responses`, and records every request it gets.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;

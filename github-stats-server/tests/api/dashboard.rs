@@ -210,7 +210,7 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     ] {
         let id = format!("count-{event_type}");
         let api = counts["event_counts"][event_type].as_u64().unwrap();
-        assert_eq!(api, readme, "shared/data/README.md's count of {event_type}");
+        assert_eq!(api, readme, "testdata/README.md's count of {event_type}");
         assert_eq!(
             attribute(opening_tag(&dom, &id), "data-value"),
             Some(api.to_string())

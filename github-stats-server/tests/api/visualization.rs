@@ -207,7 +207,7 @@ async fn the_recorded_hour_has_the_counts_its_readme_gives() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    // shared/data/README.md: 994 / 367 / 361 kept events in this hour.
+    // testdata/README.md: 994 / 367 / 361 kept events in this hour.
     for (series, want) in body["series"]
         .as_array()
         .unwrap()
