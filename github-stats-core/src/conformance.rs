@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::coverage::{ArchiveHour, ArchiveStatus, HOUR_SECONDS};
 use crate::event::{Event, EventType, RepoName};
 use crate::metrics::{TimeWindow, TypeCounts};
 use crate::parse::{RecordOutcome, parse_record};
@@ -34,6 +35,8 @@ pub const CASES: &[&str] = &[
     "top_repositories_order",
     "concurrent_inserts_and_queries",
     "real_events_match_brute_force",
+    "pr_average_in_a_window",
+    "archive_hours_are_recorded",
 ];
 
 /// Runs every case, each on a fresh store from `make_store` (given the case name, so a backend
@@ -53,6 +56,8 @@ where
     concurrent_inserts_and_queries(make_store("concurrent_inserts_and_queries").await).await;
     let raw = fixtures::recorded_events();
     real_events_match_brute_force(&*make_store("real_events_match_brute_force").await, &raw).await;
+    pr_average_in_a_window(&*make_store("pr_average_in_a_window").await).await;
+    archive_hours_are_recorded(&*make_store("archive_hours_are_recorded").await).await;
 }
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -239,6 +244,160 @@ pub async fn pr_average_definition(store: &dyn Store) {
         "pr_average_definition: mean gap"
     );
     assert_eq!(many.repository, "many/prs");
+}
+
+/// The PR average over a window counts the distinct openings with `since <= t < until` only.
+pub async fn pr_average_in_a_window(store: &dyn Store) {
+    let opened = |id, at| event(id, EventType::PullRequestEvent, "win/dow", at, "opened");
+    let events = [
+        opened(50, BASE),
+        opened(51, BASE + 100),
+        opened(52, BASE + 400),
+        opened(53, BASE + 1000),
+        opened(53, BASE + 1000),
+        event(
+            54,
+            EventType::PullRequestEvent,
+            "win/dow",
+            BASE + 200,
+            "closed",
+        ),
+        event(55, EventType::IssuesEvent, "win/dow", BASE + 300, "opened"),
+        event(
+            56,
+            EventType::PullRequestEvent,
+            "other/repo",
+            BASE + 300,
+            "opened",
+        ),
+    ];
+    store.insert_events(&events).await.expect("insert");
+    store
+        .insert_events(&[opened(52, BASE + 400)])
+        .await
+        .expect("insert again");
+    let repo = repo("win/dow");
+    let within = |since, until| TimeWindow::new(t(since), t(until)).unwrap();
+    let all = store
+        .pr_average_in(&repo, within(BASE - 10, BASE + 2000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.opened_count, all.average_seconds()),
+        (4, Some(1000.0 / 3.0)),
+        "pr_average_in_a_window: every opening, once each"
+    );
+    assert_eq!(
+        all.average_seconds(),
+        store.pr_average(&repo).await.unwrap().average_seconds(),
+        "pr_average_in_a_window: a window holding everything agrees with all time"
+    );
+    // `since` is inclusive, `until` exclusive.
+    let middle = store
+        .pr_average_in(&repo, within(BASE + 100, BASE + 1000))
+        .await
+        .unwrap();
+    assert_eq!(middle.opened_count, 2, "pr_average_in_a_window: bounds");
+    assert_eq!(
+        (middle.first_opened_at, middle.last_opened_at),
+        (Some(t(BASE + 100)), Some(t(BASE + 400))),
+        "pr_average_in_a_window: extremes inside the window"
+    );
+    assert_eq!(middle.average_seconds(), Some(300.0));
+    let one = store
+        .pr_average_in(&repo, within(BASE + 1, BASE + 101))
+        .await
+        .unwrap();
+    assert_eq!(
+        (one.opened_count, one.average_seconds()),
+        (1, None),
+        "pr_average_in_a_window: one opening gives None"
+    );
+    let none = store
+        .pr_average_in(&repo, within(BASE + 2000, BASE + 9000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (none.opened_count, none.first_opened_at, none.last_opened_at),
+        (0, None, None),
+        "pr_average_in_a_window: an empty window"
+    );
+    let unknown = store
+        .pr_average_in(&self::repo("no/such"), within(BASE - 10, BASE + 2000))
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown.opened_count, 0,
+        "pr_average_in_a_window: unknown repository"
+    );
+}
+
+/// Archive-hour records come back by hour, the latest of each; the complete run is the latest
+/// unbroken run of imported hours.
+pub async fn archive_hours_are_recorded(store: &dyn Store) {
+    let hour0 = BASE / HOUR_SECONDS * HOUR_SECONDS;
+    let h = |i: i64| t(hour0 + i * HOUR_SECONDS);
+    let at = t(BASE + 50_000);
+    let none = store.complete_run().await.expect("complete run");
+    assert_eq!(none, None, "archive_hours_are_recorded: nothing recorded");
+    let records = [
+        ArchiveHour::new(h(0), ArchiveStatus::Imported, 120, 7, at),
+        ArchiveHour::new(h(1), ArchiveStatus::Imported, 80, 80, at),
+        ArchiveHour::new(h(2), ArchiveStatus::Missing, 0, 0, at),
+        ArchiveHour::new(h(3), ArchiveStatus::Imported, 10, 1, at),
+        ArchiveHour::new(h(4), ArchiveStatus::Damaged, 33, 2, at),
+        ArchiveHour::new(h(5), ArchiveStatus::Imported, 5, 0, at),
+    ];
+    for r in &records {
+        store.record_archive_hour(r).await.expect("record");
+    }
+    let all = TimeWindow::new(h(-5), h(10)).unwrap();
+    assert_eq!(
+        store.archive_hours(all).await.unwrap(),
+        records,
+        "archive_hours_are_recorded: every record, by hour"
+    );
+    // Half-open: hours 1 and 2 only.
+    let part = TimeWindow::new(h(1), h(3)).unwrap();
+    assert_eq!(
+        store.archive_hours(part).await.unwrap(),
+        records[1..3],
+        "archive_hours_are_recorded: since <= hour < until"
+    );
+    let run = store.complete_run().await.unwrap().expect("a run");
+    assert_eq!(
+        (run.from, run.until),
+        (h(5), h(6)),
+        "archive_hours_are_recorded: the latest run"
+    );
+    // The damaged hour is imported on a later try: the run now spans hours 3 to 5.
+    let retried = ArchiveHour::new(h(4), ArchiveStatus::Imported, 40, 2, t(BASE + 60_000));
+    store.record_archive_hour(&retried).await.expect("record");
+    let got = store.archive_hours(all).await.unwrap();
+    assert_eq!(
+        got.len(),
+        records.len(),
+        "archive_hours_are_recorded: replaced, not added"
+    );
+    assert_eq!(
+        got[4], retried,
+        "archive_hours_are_recorded: the latest record wins"
+    );
+    let run = store.complete_run().await.unwrap().expect("a run");
+    assert_eq!(
+        (run.from, run.until),
+        (h(3), h(6)),
+        "archive_hours_are_recorded: the run after the retry"
+    );
+    // Filling the hole joins everything into one run.
+    let found = ArchiveHour::new(h(2), ArchiveStatus::Imported, 9, 3, t(BASE + 70_000));
+    store.record_archive_hour(&found).await.expect("record");
+    let run = store.complete_run().await.unwrap().expect("a run");
+    assert_eq!(
+        (run.from, run.until),
+        (h(0), h(6)),
+        "archive_hours_are_recorded: one run once the hole is filled"
+    );
 }
 
 /// A repository with no events gives zeros and `None`, not an error.

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod coverage;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
@@ -9,6 +10,7 @@ pub mod parse;
 pub mod source;
 pub mod store;
 
+pub use coverage::{ArchiveHour, ArchiveStatus, CompleteRun, WindowCoverage};
 pub use event::{Event, EventType, RepoName, RepoNameError};
 pub use ingest::{Ingest, IngestConfig, IngestHandle, IngestReport, IngestSnapshot, IngestStatus};
 pub use metrics::{

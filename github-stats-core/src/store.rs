@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::coverage::{ArchiveHour, CompleteRun};
 use crate::event::{Event, RepoName};
 use crate::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
@@ -99,6 +100,10 @@ pub trait EventStore: Send + Sync {
     /// `memory`, `clickhouse`, …
     fn backend_name(&self) -> &'static str;
 
+    /// Records what importing a GH Archive hour found (see [`coverage`](crate::coverage)); a
+    /// record of an hour already recorded replaces it. Durable when this returns `Ok`.
+    async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError>;
+
     /// Makes everything inserted so far durable; called at shutdown.
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
@@ -110,6 +115,14 @@ pub trait EventStore: Send + Sync {
 pub trait MetricsQuery: Send + Sync {
     /// Average time between the opened pull requests of `repo`.
     async fn pr_average(&self, repo: &RepoName) -> Result<PrAverage, StoreError>;
+
+    /// [`pr_average`](MetricsQuery::pr_average) over the openings with
+    /// `since <= created_at < until` only.
+    async fn pr_average_in(
+        &self,
+        repo: &RepoName,
+        window: TimeWindow,
+    ) -> Result<PrAverage, StoreError>;
 
     /// Events of each kept type with `since <= created_at < until`.
     async fn event_counts(&self, window: TimeWindow) -> Result<EventCounts, StoreError>;
@@ -130,6 +143,13 @@ pub trait MetricsQuery: Send + Sync {
 
     /// The `limit` repositories with the most stored events, most first (ties by name).
     async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError>;
+
+    /// The archive hours recorded with `since <= hour < until`, by hour, the latest record of
+    /// each.
+    async fn archive_hours(&self, window: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError>;
+
+    /// The latest unbroken run of imported archive hours, if any.
+    async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError>;
 }
 
 /// A store that takes events and answers metrics: what the server and backfill work with.

@@ -70,6 +70,7 @@ use chrono::Utc;
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 
+use crate::coverage::{ArchiveHour, ArchiveStatus, CompleteRun};
 use crate::event::{Event, RepoName, utc_from_timestamp};
 use crate::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
@@ -306,6 +307,15 @@ struct PrRow {
 }
 
 #[derive(clickhouse::Row, Deserialize)]
+struct ArchiveHourRow {
+    hour: u32,
+    status: u8,
+    archive_events: u64,
+    polled_before_archive: u64,
+    recorded_at: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
 struct TotalsRow {
     n: u64,
     last_hour: u32,
@@ -350,6 +360,9 @@ pub struct ClickHouseStore {
     range_scan_limit: usize,
     /// Serialises inserts and holds the recent-ids cache.
     writer: tokio::sync::Mutex<RecentIds>,
+    /// The version of the last archive-hour record written: milliseconds since the epoch, made
+    /// strictly increasing so two records of one hour in the same millisecond keep their order.
+    archive_version: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for ClickHouseStore {
@@ -402,6 +415,7 @@ impl ClickHouseStore {
             max_rows_per_insert: config.max_rows_per_insert.max(1),
             range_scan_limit: config.range_scan_limit,
             writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
+            archive_version: std::sync::atomic::AtomicU64::new(0),
         };
         let version = match store.server_version().await {
             Ok(version) => version,
@@ -1045,6 +1059,24 @@ impl EventStore for ClickHouseStore {
         health
     }
 
+    async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let now = Utc::now().timestamp_millis().max(0) as u64;
+        let previous = self
+            .archive_version
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(0);
+        let version = now.max(previous + 1);
+        self.run(
+            self.schema
+                .q_record_archive_hour(&self.client, record, version)
+                .execute(),
+        )
+        .await
+    }
+
     fn backend_name(&self) -> &'static str {
         "clickhouse"
     }
@@ -1207,6 +1239,68 @@ impl MetricsQuery for ClickHouseStore {
     async fn total_events(&self) -> Result<u64, StoreError> {
         self.run(self.schema.q_total_events(&self.client).fetch_one::<u64>())
             .await
+    }
+
+    async fn pr_average_in(
+        &self,
+        repo: &RepoName,
+        window: TimeWindow,
+    ) -> Result<PrAverage, StoreError> {
+        let row = self
+            .run(
+                self.schema
+                    .q_pr_average_in(
+                        &self.client,
+                        repo.as_str(),
+                        clamp_ts(window.since_ts()),
+                        clamp_ts(window.until_ts()),
+                    )
+                    .fetch_one::<PrRow>(),
+            )
+            .await?;
+        Ok(PrAverage::from_extremes(
+            repo.as_str(),
+            row.opened,
+            utc_from_timestamp(i64::from(row.first)),
+            utc_from_timestamp(i64::from(row.last)),
+        ))
+    }
+
+    async fn archive_hours(&self, window: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError> {
+        let rows = self
+            .run(
+                self.schema
+                    .q_archive_hours(
+                        &self.client,
+                        clamp_ts(window.since_ts()),
+                        clamp_ts(window.until_ts()),
+                    )
+                    .fetch_all::<ArchiveHourRow>(),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(ArchiveHour::new(
+                    utc_from_timestamp(i64::from(r.hour))?,
+                    ArchiveStatus::from_code(r.status)?,
+                    r.archive_events,
+                    r.polled_before_archive,
+                    utc_from_timestamp(i64::from(r.recorded_at))?,
+                ))
+            })
+            .collect())
+    }
+
+    async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError> {
+        let hours = self
+            .run(
+                self.schema
+                    .q_imported_hours(&self.client)
+                    .fetch_all::<u32>(),
+            )
+            .await?;
+        Ok(CompleteRun::latest(hours.into_iter().map(i64::from)))
     }
 
     async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {

@@ -19,6 +19,7 @@ use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
 
+use crate::coverage::{ArchiveHour, CompleteRun};
 use crate::event::{Event, EventType, RepoName, utc_from_timestamp};
 use crate::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
@@ -26,12 +27,15 @@ use crate::metrics::{
 };
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
+mod archive;
 pub mod log;
 
 pub use log::ReplayReport;
 
 /// Name of the event file inside the data directory.
 pub const EVENT_FILE: &str = "events.log";
+/// Name of the file of archive-hour records inside the data directory.
+pub const ARCHIVE_FILE: &str = "archive-hours.jsonl";
 /// Name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "lock";
 
@@ -57,6 +61,8 @@ pub struct MemoryStore {
     writer: Mutex<Option<log::EventLog>>,
     data_dir: Option<PathBuf>,
     replay: ReplayReport,
+    /// Archive-hour records (and their file, when persistent).
+    archive: Mutex<archive::ArchiveLedger>,
     _lock: Option<File>,
 }
 
@@ -82,6 +88,7 @@ impl MemoryStore {
             writer: Mutex::new(None),
             data_dir: None,
             replay: ReplayReport::default(),
+            archive: Mutex::new(archive::ArchiveLedger::default()),
             _lock: None,
         }
     }
@@ -139,11 +146,13 @@ impl MemoryStore {
                 "dropped a torn last record left by a crash"
             );
         }
+        let archive = archive::ArchiveLedger::open(&dir.join(ARCHIVE_FILE))?;
         Ok(MemoryStore {
             index: RwLock::new(index),
             writer: Mutex::new(Some(event_log)),
             data_dir: Some(dir.to_path_buf()),
             replay,
+            archive: Mutex::new(archive),
             _lock: Some(lock),
         })
     }
@@ -239,6 +248,13 @@ impl EventStore for MemoryStore {
         "memory"
     }
 
+    async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
+        self.archive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(record.clone())
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         match writer.as_mut() {
@@ -261,6 +277,34 @@ impl MetricsQuery for MemoryStore {
             ),
             _ => PrAverage::from_extremes(repo.as_str(), 0, None, None),
         })
+    }
+
+    async fn pr_average_in(
+        &self,
+        repo: &RepoName,
+        window: TimeWindow,
+    ) -> Result<PrAverage, StoreError> {
+        let index = self.read();
+        let times = index
+            .repos
+            .find(repo.as_str())
+            .and_then(|i| index.opened_times.get(&i))
+            .map(|times| {
+                let (lower, upper) = (
+                    position(times, window.since_ts()),
+                    position(times, window.until_ts()),
+                );
+                &times[lower..upper]
+            })
+            .unwrap_or_default();
+        Ok(PrAverage::from_extremes(
+            repo.as_str(),
+            times.len() as u64,
+            times
+                .first()
+                .and_then(|&t| utc_from_timestamp(i64::from(t))),
+            times.last().and_then(|&t| utc_from_timestamp(i64::from(t))),
+        ))
     }
 
     async fn event_counts(&self, window: TimeWindow) -> Result<EventCounts, StoreError> {
@@ -323,6 +367,22 @@ impl MetricsQuery for MemoryStore {
     async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {
         let index = self.read();
         Ok(index.repos.top(limit))
+    }
+
+    async fn archive_hours(&self, window: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError> {
+        Ok(self
+            .archive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .between(window.since_ts(), window.until_ts()))
+    }
+
+    async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError> {
+        Ok(self
+            .archive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete_run())
     }
 }
 
@@ -439,8 +499,9 @@ impl RepoTable {
         self.find(name).map(|i| &self.entries[i as usize].stats)
     }
 
-    /// Adds `delta` to `name`'s statistics, interning the name on first sight.
-    fn add(&mut self, name: &str, delta: &RepoStats) {
+    /// Adds `delta` to `name`'s statistics, interning the name on first sight; returns its
+    /// entry number.
+    fn add(&mut self, name: &str, delta: &RepoStats) -> u32 {
         let index = match self.find(name) {
             Some(i) => i,
             None => {
@@ -471,6 +532,7 @@ impl RepoTable {
             }
             self.ranking.insert((Reverse(new_total), index));
         }
+        index
     }
 
     /// The `limit` most active repositories, ties by name. The ranking orders ties by entry
@@ -530,6 +592,9 @@ struct Index {
     /// Creation times (seconds since the epoch), sorted, one vector per type.
     times: [Vec<u32>; 3],
     repos: RepoTable,
+    /// Per repository entry with opened pull requests, their opening times, sorted: the PR
+    /// average over a window by binary search.
+    opened_times: HashMap<u32, Vec<u32>>,
     last_event_ts: Option<i64>,
 }
 
@@ -542,15 +607,15 @@ impl Index {
         self.ids.reserve(events.len());
         let mut new_times: [Vec<u32>; 3] = Default::default();
         // Aggregated per repository first, so the ranking moves once per repository and batch.
-        let mut per_repo: HashMap<&str, RepoStats> = HashMap::new();
+        let mut per_repo: HashMap<&str, (RepoStats, Vec<u32>)> = HashMap::new();
         for e in events {
             self.ids.insert(e.id);
             let ts = e.timestamp() as u32;
             new_times[e.event_type.index()].push(ts);
-            per_repo
-                .entry(e.repo_name.as_str())
-                .or_default()
-                .add_event(e.event_type, e.is_pull_request_opened().then_some(ts));
+            let opened_at = e.is_pull_request_opened().then_some(ts);
+            let (stats, opened) = per_repo.entry(e.repo_name.as_str()).or_default();
+            stats.add_event(e.event_type, opened_at);
+            opened.extend(opened_at);
             self.last_event_ts = Some(
                 self.last_event_ts
                     .map_or(e.timestamp(), |l| l.max(e.timestamp())),
@@ -559,8 +624,11 @@ impl Index {
         for (times, new) in self.times.iter_mut().zip(new_times) {
             merge_sorted(times, new);
         }
-        for (name, delta) in per_repo {
-            self.repos.add(name, &delta);
+        for (name, (delta, opened)) in per_repo {
+            let entry = self.repos.add(name, &delta);
+            if !opened.is_empty() {
+                merge_sorted(self.opened_times.entry(entry).or_default(), opened);
+            }
         }
     }
 
@@ -572,7 +640,15 @@ impl Index {
     fn heap_bytes(&self) -> usize {
         let ids = buckets(self.ids.capacity()) * (8 + 1);
         let times: usize = self.times.iter().map(|v| v.capacity() * 4).sum();
-        ids + times + self.repos.heap_bytes()
+        // A map entry (key, vector header, control byte) per repository with opened pull
+        // requests, and their times.
+        let opened = buckets(self.opened_times.capacity()) * (4 + 24 + 1)
+            + self
+                .opened_times
+                .values()
+                .map(|v| v.capacity() * 4)
+                .sum::<usize>();
+        ids + times + opened + self.repos.heap_bytes()
     }
 }
 

@@ -14,8 +14,8 @@ use github_stats_core::parse::{ParseStats, RecordOutcome, parse_record};
 use github_stats_core::source::file::FileSource;
 use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
 use github_stats_core::{
-    Event, EventBatch, EventSource, EventStore, EventType, MemoryStore, MetricsQuery, SourceError,
-    StoreError,
+    ArchiveHour, Event, EventBatch, EventSource, EventStore, EventType, MemoryStore, MetricsQuery,
+    SourceError, StoreError,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,10 @@ impl EventStore for FlakyStore {
 
     async fn health(&self) -> StoreHealth {
         self.inner.health().await
+    }
+
+    async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
+        self.inner.record_archive_hour(record).await
     }
 
     fn backend_name(&self) -> &'static str {

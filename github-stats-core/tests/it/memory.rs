@@ -108,3 +108,50 @@ async fn events_outside_the_storable_range_are_refused_and_nothing_is_stored() {
     assert!(err.to_string().contains("invalid event 2"), "{err}");
     assert_eq!(store.total_events().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn archive_hour_records_survive_a_restart_and_a_torn_last_line() {
+    use github_stats_core::{ArchiveHour, ArchiveStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+    let hour = |i: i64| at(1_800_000_000 / 3600 * 3600 + i * 3600);
+    let records = [
+        ArchiveHour::new(hour(0), ArchiveStatus::Imported, 50, 5, at(1)),
+        ArchiveHour::new(hour(1), ArchiveStatus::Missing, 0, 0, at(2)),
+        ArchiveHour::new(hour(1), ArchiveStatus::Imported, 40, 4, at(3)),
+    ];
+    {
+        let store = MemoryStore::open(dir.path()).unwrap();
+        for r in &records {
+            store.record_archive_hour(r).await.unwrap();
+        }
+    }
+    // A crash in the middle of the next record leaves half a line.
+    let file = dir
+        .path()
+        .join(github_stats_core::store::memory::ARCHIVE_FILE);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let whole = bytes.len();
+    bytes.extend_from_slice(br#"{"hour":"2027-01-15T08:00:00Z","sta"#);
+    std::fs::write(&file, &bytes).unwrap();
+
+    let window = TimeWindow::new(hour(-1), hour(5)).unwrap();
+    let store = MemoryStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.archive_hours(window).await.unwrap(),
+        [records[0].clone(), records[2].clone()],
+        "the latest record of each hour, after a restart"
+    );
+    let run = store.complete_run().await.unwrap().unwrap();
+    assert_eq!((run.from, run.until), (hour(0), hour(2)));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len() as usize,
+        whole,
+        "the torn line is cut off so the next record starts a line of its own"
+    );
+    let next = ArchiveHour::new(hour(2), ArchiveStatus::Damaged, 3, 0, at(4));
+    store.record_archive_hour(&next).await.unwrap();
+    drop(store);
+    let store = MemoryStore::open(dir.path()).unwrap();
+    assert_eq!(store.archive_hours(window).await.unwrap().len(), 3);
+}

@@ -9,7 +9,9 @@ use github_stats_core::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline,
 };
-use github_stats_core::{Event, EventStore, MetricsQuery, RepoName, StoreError};
+use github_stats_core::{
+    ArchiveHour, CompleteRun, Event, EventStore, MetricsQuery, RepoName, StoreError,
+};
 use github_stats_server::api::AppState;
 use poem::http::StatusCode;
 
@@ -191,6 +193,9 @@ impl EventStore for BrokenStore {
             _ => self.fail::<StoreHealth>().await.unwrap(),
         }
     }
+    async fn record_archive_hour(&self, _: &ArchiveHour) -> Result<(), StoreError> {
+        self.fail().await
+    }
     fn backend_name(&self) -> &'static str {
         "broken"
     }
@@ -214,6 +219,15 @@ impl MetricsQuery for BrokenStore {
         self.fail().await
     }
     async fn top_repositories(&self, _: usize) -> Result<Vec<RepoEventCount>, StoreError> {
+        self.fail().await
+    }
+    async fn pr_average_in(&self, _: &RepoName, _: TimeWindow) -> Result<PrAverage, StoreError> {
+        self.fail().await
+    }
+    async fn archive_hours(&self, _: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError> {
+        self.fail().await
+    }
+    async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError> {
         self.fail().await
     }
 }

@@ -69,6 +69,10 @@ pub fn validate_identifier(kind: &str, name: &str) -> Result<(), StoreError> {
 /// current releases).
 pub const SHARDING_KEY: &str = "cityHash64(repo_name)";
 
+/// How records of the `Distributed` `archive_hours` table pick a shard: by hour, so that every
+/// record of an hour is on one shard.
+pub const ARCHIVE_SHARDING_KEY: &str = "toUInt32(hour)";
+
 /// The part of a window that `events` answers: two `[since, until)` ranges (either may be
 /// empty), each bound as two seconds values. Both are ranges of the primary key's first column,
 /// so ClickHouse reads only their granules.
@@ -475,7 +479,42 @@ impl Schema {
                 statements,
             },
             self.migration_2(),
+            self.migration_3(),
         ]
+    }
+
+    /// Version 3: `archive_hours`, what importing each GH Archive hour found (status, its
+    /// distinct kept events, how many the poller had stored first). A record replaces the
+    /// hour's earlier ones: readers take the values of the highest `version` (milliseconds
+    /// since the epoch at recording) with `argMax`, so the answer is right before and after
+    /// merges, on one server and through a `Distributed` table (sharded by hour, so an hour's
+    /// records sit on one shard).
+    fn migration_3(&self) -> Migration {
+        let local = self.local_name("archive_hours");
+        let mut statements = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             hour DateTime, \
+             status UInt8, \
+             archive_events UInt64, \
+             polled_before_archive UInt64, \
+             recorded_at DateTime, \
+             version UInt64\
+             ) {} ORDER BY hour",
+            self.table(&local),
+            self.engine("ReplacingMergeTree", &local)
+        )];
+        if let Some(cluster) = &self.cluster {
+            statements.push(self.create_distributed(
+                cluster,
+                "archive_hours",
+                Some(ARCHIVE_SHARDING_KEY),
+            ));
+        }
+        Migration {
+            version: 3,
+            name: "archive_hours: the GH Archive hours imported, missing or damaged",
+            statements,
+        }
     }
 
     /// Version 2: row counts per hour and type and per repository and type, and the opened
@@ -683,6 +722,51 @@ impl Schema {
         )
     }
 
+    /// Opened pull requests of one repository in a window, from `events`; binds: since, until
+    /// (seconds), repo name. Returns one `(opened UInt64, first UInt32, last UInt32)` row.
+    pub fn pr_average_in(&self) -> String {
+        format!(
+            "SELECT uniqExact(id) AS opened, toUInt32(min(created_at)) AS first, \
+             toUInt32(max(created_at)) AS last FROM {} \
+             WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
+             AND repo_name = ? AND event_type = 'PullRequestEvent' AND action = 'opened'",
+            self.table("events")
+        )
+    }
+
+    /// Records an archive hour; binds: hour (seconds), status code, archive events, polled
+    /// before the archive, recorded at (seconds), version (milliseconds).
+    pub fn record_archive_hour(&self) -> String {
+        format!(
+            "INSERT INTO {} (hour, status, archive_events, polled_before_archive, recorded_at, \
+             version) VALUES (toDateTime(?), ?, ?, ?, toDateTime(?), ?)",
+            self.table("archive_hours")
+        )
+    }
+
+    /// The latest record of each archive hour in `[since, until)`; binds: since, until
+    /// (seconds). Returns `(hour UInt32, status UInt8, archive_events UInt64,
+    /// polled_before_archive UInt64, recorded_at UInt32)` rows by hour.
+    pub fn archive_hours(&self) -> String {
+        format!(
+            "SELECT toUInt32(hour) AS h, argMax(status, version) AS s, \
+             argMax(archive_events, version) AS a, argMax(polled_before_archive, version) AS p, \
+             toUInt32(argMax(recorded_at, version)) AS r FROM {} \
+             WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY hour ORDER BY h",
+            self.table("archive_hours")
+        )
+    }
+
+    /// The hours whose latest record says imported, ascending. Returns `UInt32` rows.
+    pub fn imported_hours(&self) -> String {
+        format!(
+            "SELECT h FROM (SELECT toUInt32(hour) AS h, argMax(status, version) AS s FROM {} \
+             GROUP BY hour) WHERE s = {} ORDER BY h",
+            self.table("archive_hours"),
+            crate::coverage::ArchiveStatus::Imported.code(),
+        )
+    }
+
     /// Events of one repository per type; binds: repo name. Returns `(code Int8, n UInt64)`.
     pub fn repo_event_counts(&self) -> String {
         format!(
@@ -740,6 +824,7 @@ impl Schema {
             "repo_opened_prs",
             "hourly_type_counts",
             "repo_type_counts",
+            "archive_hours",
         ]
         .iter()
         .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(&self.local_name(t))))
@@ -855,6 +940,44 @@ impl Schema {
 
     pub(crate) fn q_pr_average(&self, client: &Client, repo: &str) -> Query {
         client.query(&self.pr_average()).bind(repo)
+    }
+
+    pub(crate) fn q_pr_average_in(
+        &self,
+        client: &Client,
+        repo: &str,
+        since: u32,
+        until: u32,
+    ) -> Query {
+        client
+            .query(&self.pr_average_in())
+            .bind(since)
+            .bind(until)
+            .bind(repo)
+    }
+
+    pub(crate) fn q_record_archive_hour(
+        &self,
+        client: &Client,
+        record: &crate::coverage::ArchiveHour,
+        version: u64,
+    ) -> Query {
+        client
+            .query(&self.record_archive_hour())
+            .bind(record.hour.timestamp().clamp(0, i64::from(u32::MAX)) as u32)
+            .bind(record.status.code())
+            .bind(record.archive_events)
+            .bind(record.polled_before_archive)
+            .bind(record.recorded_at.timestamp().clamp(0, i64::from(u32::MAX)) as u32)
+            .bind(version)
+    }
+
+    pub(crate) fn q_archive_hours(&self, client: &Client, since: u32, until: u32) -> Query {
+        client.query(&self.archive_hours()).bind(since).bind(until)
+    }
+
+    pub(crate) fn q_imported_hours(&self, client: &Client) -> Query {
+        client.query(&self.imported_hours())
     }
 
     pub(crate) fn q_repo_event_counts(&self, client: &Client, repo: &str) -> Query {
@@ -1241,6 +1364,26 @@ mod tests {
         let min = events.iter().map(Event::timestamp).min().unwrap() as u32;
         let max = events.iter().map(Event::timestamp).max().unwrap() as u32;
         let span = max - min;
+        // Archive records: an hour imported, replaced by a later record, a hole, a damaged hour.
+        let hour = |i: u32| {
+            let h = min / 3600 * 3600 + i * 3600;
+            chrono::DateTime::from_timestamp(i64::from(h), 0).unwrap()
+        };
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        use crate::coverage::{ArchiveHour, ArchiveStatus};
+        for (i, (h, status, version)) in [
+            (0, ArchiveStatus::Damaged, 1),
+            (0, ArchiveStatus::Imported, 2),
+            (1, ArchiveStatus::Imported, 1),
+            (2, ArchiveStatus::Missing, 1),
+            (3, ArchiveStatus::Imported, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let record = ArchiveHour::new(hour(h), status, 100 + i as u64, 7, at);
+            load.push(sql(schema.q_record_archive_hour(&client, &record, version)));
+        }
         let mut queries = vec![
             json!({"name": "server_version", "sql": sql(schema.q_server_version(&client)), "compare": false}),
             json!({"name": "applied_versions", "sql": sql(schema.q_applied_versions(&client))}),
@@ -1249,6 +1392,12 @@ mod tests {
             json!({"name": "top_repositories_10", "sql": sql(schema.q_top_repositories(&client, 10))}),
             json!({"name": "top_repositories_1000", "sql": sql(schema.q_top_repositories(&client, 1000))}),
         ];
+        queries.push(json!({
+            "name": "archive_hours",
+            "sql": sql(schema.q_archive_hours(&client, min / 3600 * 3600, min / 3600 * 3600 + 5 * 3600)),
+        }));
+        queries
+            .push(json!({"name": "imported_hours", "sql": sql(schema.q_imported_hours(&client))}));
         let mut ids: Vec<u64> = events.iter().take(500).map(|e| e.id).collect();
         ids.extend([1, 2, u64::MAX]);
         queries.push(json!({
@@ -1301,6 +1450,10 @@ mod tests {
             queries.push(json!({
                 "name": format!("pr_average {repo}"),
                 "sql": sql(schema.q_pr_average(&client, repo)),
+            }));
+            queries.push(json!({
+                "name": format!("pr_average_in {repo}"),
+                "sql": sql(schema.q_pr_average_in(&client, repo, min + span / 4, max - span / 4)),
             }));
             queries.push(json!({
                 "name": format!("repo_event_counts {repo}"),
