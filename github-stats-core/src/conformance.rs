@@ -87,10 +87,23 @@ pub async fn duplicates_count_once(store: &dyn Store) {
     let a = event(1, EventType::PullRequestEvent, "o/r", BASE, "opened");
     let b = event(2, EventType::PullRequestEvent, "o/r", BASE + 100, "opened");
     let c = event(3, EventType::WatchEvent, "o/r", BASE + 50, "started");
+    assert_eq!(
+        store.count_stored(&[a.clone(), b.clone()]).await.unwrap(),
+        0,
+        "duplicates_count_once: nothing stored yet"
+    );
     let first = store
         .insert_events(&[a.clone(), a.clone(), b.clone()])
         .await
         .expect("insert");
+    assert_eq!(
+        store
+            .count_stored(&[c.clone(), b.clone(), a.clone(), b.clone()])
+            .await
+            .unwrap(),
+        2,
+        "duplicates_count_once: count_stored counts distinct stored ids"
+    );
     assert_eq!(
         (first.inserted, first.duplicates),
         (2, 1),

@@ -94,6 +94,10 @@ pub trait EventStore: Send + Sync {
     /// returns `Ok`, the events are durable as far as the backend promises.
     async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError>;
 
+    /// How many distinct events of `events` (by id) are stored already. The archive follower
+    /// asks before handing on a batch of an hour: those the poller stored first.
+    async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError>;
+
     /// Whether the store answers, and what it holds.
     async fn health(&self) -> StoreHealth;
 

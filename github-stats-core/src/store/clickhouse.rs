@@ -1005,6 +1005,29 @@ impl EventStore for ClickHouseStore {
         Ok(outcome)
     }
 
+    async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
+        let mut seen: HashSet<u64, std::hash::BuildHasherDefault<IdHash>> = HashSet::default();
+        let mut known = 0;
+        let mut candidates = Vec::with_capacity(events.len());
+        {
+            let recent = self.writer.lock().await;
+            for e in events {
+                if !seen.insert(e.id) {
+                    continue;
+                }
+                if recent.contains(e.id) {
+                    known += 1;
+                } else if check_storable(e).is_ok() {
+                    candidates.push(e);
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(known);
+        }
+        Ok(known + self.stored_among(&candidates).await?.len() as u64)
+    }
+
     async fn health(&self) -> StoreHealth {
         let probe = async {
             let version = self.server_version().await?;

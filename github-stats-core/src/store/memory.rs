@@ -217,6 +217,15 @@ impl EventStore for MemoryStore {
         self.insert_blocking(events)
     }
 
+    async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
+        let index = self.read();
+        let mut seen: HashSet<u64, IdHasher> = HashSet::default();
+        Ok(events
+            .iter()
+            .filter(|e| seen.insert(e.id) && index.ids.contains(&e.id))
+            .count() as u64)
+    }
+
     async fn health(&self) -> StoreHealth {
         let index = self.read();
         let mut health = StoreHealth::new(

@@ -67,6 +67,10 @@ impl EventStore for FlakyStore {
         self.inner.record_archive_hour(record).await
     }
 
+    async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
+        self.inner.count_stored(events).await
+    }
+
     fn backend_name(&self) -> &'static str {
         "flaky"
     }

@@ -196,6 +196,9 @@ impl EventStore for BrokenStore {
     async fn record_archive_hour(&self, _: &ArchiveHour) -> Result<(), StoreError> {
         self.fail().await
     }
+    async fn count_stored(&self, _: &[Event]) -> Result<u64, StoreError> {
+        self.fail().await
+    }
     fn backend_name(&self) -> &'static str {
         "broken"
     }
