@@ -1135,7 +1135,7 @@ mod tests {
         let migrations = schema.migrations();
         assert_eq!(
             migrations.iter().map(|m| m.version).collect::<Vec<_>>(),
-            [1, 2]
+            [1, 2, 3]
         );
         let statements = &migrations[1].statements;
         // Each table is created filled, before the view that feeds it from then on.
