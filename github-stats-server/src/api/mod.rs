@@ -21,6 +21,7 @@ pub mod debug;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod params;
 pub mod visualization;
 
 /// The title of the generated spec.
@@ -82,8 +83,8 @@ impl From<StoreError> for ApiError {
 pub fn repository(owner: &str, repo: &str) -> Result<RepoName, ApiError> {
     RepoName::new(owner, repo).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid repository {:?}: {e}",
-            format!("{owner}/{repo}")
+            "invalid repository {}: {e}; expected owner/name such as rust-lang/rust",
+            params::quote(&format!("{owner}/{repo}"))
         ))
     })
 }
