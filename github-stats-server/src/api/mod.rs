@@ -22,6 +22,7 @@ pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod params;
+pub mod spec;
 pub mod visualization;
 
 /// The title of the generated spec.
@@ -136,23 +137,23 @@ impl AppState {
     }
 }
 
-/// The endpoint groups of the service.
-pub type Apis = (
+/// The endpoint groups of the service, their schemas made generator-friendly ([`spec`]).
+pub type Apis = spec::GeneratorFriendly<(
     metrics::MetricsApi,
     visualization::VisualizationApi,
     health::HealthApi,
     debug::DebugApi,
-);
+)>;
 
 /// The OpenAPI service over `state`.
 pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
+        spec::GeneratorFriendly((
             metrics::MetricsApi::new(state),
             visualization::VisualizationApi::new(state),
             health::HealthApi::new(state),
             debug::DebugApi::new(state),
-        ),
+        )),
         API_TITLE,
         env!("CARGO_PKG_VERSION"),
     )

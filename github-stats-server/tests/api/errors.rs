@@ -136,7 +136,7 @@ async fn unknown_paths_and_methods_are_json() {
 
 /// A store that fails in a chosen way on every call.
 #[derive(Clone, Copy)]
-enum Failure {
+pub enum Failure {
     Unreachable,
     /// A ClickHouse cluster with one shard down: the store answers, its queries do not.
     ShardDown,
@@ -144,7 +144,7 @@ enum Failure {
     Slow,
 }
 
-struct BrokenStore(Failure);
+pub struct BrokenStore(pub Failure);
 
 impl BrokenStore {
     async fn fail<T>(&self) -> Result<T, StoreError> {
@@ -235,7 +235,7 @@ impl MetricsQuery for BrokenStore {
     }
 }
 
-const STORE_PATHS: &[&str] = &[
+pub const STORE_PATHS: &[&str] = &[
     "/metrics/events?offset=10",
     "/metrics/pr-average/rust-lang/rust",
     "/debug/total-events",
