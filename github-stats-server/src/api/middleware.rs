@@ -44,7 +44,7 @@ pub async fn json_errors_and_access_log<E: Endpoint>(
 
 /// The JSON answer for a poem error: its own response when it carries one (the handlers'
 /// [`ApiError`](super::ApiError)s), else `{"error": message}` with its status. A parameter
-/// that does not parse is answered in [`params`](super::params)' words, quoting what `uri`
+/// that does not parse is answered in [`params`]' words, quoting what `uri`
 /// gave, never with the framework's own text.
 pub fn error_response(err: poem::Error, uri: &Uri) -> Response {
     let path = uri.path();

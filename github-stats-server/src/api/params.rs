@@ -20,7 +20,7 @@ pub const EARLIEST_UNTIL_YEAR: i32 = 0;
 pub const LATEST_UNTIL_YEAR: i32 = 9999;
 
 /// At most this many characters of a rejected value are quoted back.
-const QUOTED_VALUE_CHARS: usize = 40;
+pub const QUOTED_VALUE_CHARS: usize = 40;
 
 /// What the query parameter `name` must be, with an example, as a sentence ending that follows
 /// "`name` must be …"; `None` for a name that is not a query parameter of the API.
