@@ -15,6 +15,10 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# The generated-client test (github-stats-server/tests/api/openapi.rs) runs openapi-python-client
+# from a virtualenv under target/, made once here (the test would make it too, less visibly).
+echo "== python virtualenv of the generated-client test" >&2
+scripts/openapi-client-venv.sh >/dev/null
 trap 'clickhouse_stop; clickhouse_cluster_stop' EXIT
 clickhouse_start test
 clickhouse_cluster_start

@@ -58,6 +58,10 @@ pub enum WindowError {
     /// More buckets than a timeline may hold.
     #[error("too many buckets: {0} (at most {MAX_TIMELINE_BUCKETS})")]
     TooManyBuckets(u64),
+    /// A bound or a bucket falls outside the times that can be represented (chrono's range,
+    /// about 262,000 years either side of year 0).
+    #[error("the window reaches beyond the representable times")]
+    OutOfRange,
 }
 
 /// Upper bound on the number of buckets of one timeline, so a request cannot ask for millions.
@@ -74,10 +78,14 @@ impl TimeWindow {
         Ok(TimeWindow { since, until })
     }
 
-    /// The `minutes` before `until`: `[until - minutes, until)`.
+    /// The `minutes` before `until`: `[until - minutes, until)`; refused when `until - minutes`
+    /// cannot be represented (checked: a user's `until` can be any representable time).
     pub fn last_minutes(until: DateTime<Utc>, minutes: u32) -> Result<TimeWindow, WindowError> {
         let until = truncate_to_second(until);
-        TimeWindow::new(until - Duration::minutes(i64::from(minutes)), until)
+        let since = until
+            .checked_sub_signed(Duration::minutes(i64::from(minutes)))
+            .ok_or(WindowError::OutOfRange)?;
+        TimeWindow::new(since, until)
     }
 
     /// `since` in seconds since the epoch.
@@ -186,13 +194,26 @@ pub struct Timeline {
 
 /// The buckets of a timeline over `window` with buckets of `bucket_seconds`: their starts, in
 /// seconds since the epoch. Shared by every store so that they all bucket the same way.
+///
+/// Checked: a window and a bucket length from user input never overflow; a first bucket that
+/// would start before the earliest representable time is [`WindowError::OutOfRange`], so every
+/// start converts to a time.
 pub fn timeline_buckets(window: &TimeWindow, bucket_seconds: i64) -> Result<Vec<i64>, WindowError> {
     if bucket_seconds <= 0 {
         return Err(WindowError::BadBucket);
     }
-    let first = window.since_ts().div_euclid(bucket_seconds) * bucket_seconds;
-    let span = window.until_ts() - first;
-    let count = (span + bucket_seconds - 1) / bucket_seconds;
+    let first = window
+        .since_ts()
+        .div_euclid(bucket_seconds)
+        .checked_mul(bucket_seconds)
+        .filter(|&first| crate::event::utc_from_timestamp(first).is_some())
+        .ok_or(WindowError::OutOfRange)?;
+    // The window is not empty, so `span >= 1` and `count >= 1`.
+    let span = window
+        .until_ts()
+        .checked_sub(first)
+        .ok_or(WindowError::OutOfRange)?;
+    let count = span.div_euclid(bucket_seconds) + i64::from(span % bucket_seconds != 0);
     if count as u64 > MAX_TIMELINE_BUCKETS {
         return Err(WindowError::TooManyBuckets(count as u64));
     }
@@ -253,6 +274,7 @@ impl InsertOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::utc_from_timestamp;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(s, 0).unwrap()
@@ -287,6 +309,54 @@ mod tests {
             timeline_buckets(&w, 1),
             Err(WindowError::TooManyBuckets(_))
         ));
+    }
+
+    #[test]
+    fn extreme_times_are_refused_not_panicked_on() {
+        let earliest = DateTime::<Utc>::MIN_UTC;
+        let latest = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(
+            TimeWindow::last_minutes(earliest, 1),
+            Err(WindowError::OutOfRange)
+        );
+        assert_eq!(
+            TimeWindow::last_minutes(earliest + Duration::seconds(59), 1),
+            Err(WindowError::OutOfRange)
+        );
+        // A window starting at the earliest time, but whose first bucket would start before it.
+        let w = TimeWindow::last_minutes(earliest + Duration::minutes(525_600), 525_600).unwrap();
+        let bucket = 7 * 86_400 + 60;
+        assert_ne!(w.since_ts() % bucket, 0);
+        assert_eq!(timeline_buckets(&w, bucket), Err(WindowError::OutOfRange));
+        // The latest times work, and so does every bucket length up to the largest.
+        let w = TimeWindow::last_minutes(latest, u32::MAX).unwrap();
+        for bucket in [1, 60, 86_400, i64::MAX / 2, i64::MAX] {
+            match timeline_buckets(&w, bucket) {
+                Ok(starts) => assert!(starts.iter().all(|&s| utc_from_timestamp(s).is_some())),
+                Err(e) => assert!(
+                    matches!(e, WindowError::TooManyBuckets(_) | WindowError::OutOfRange),
+                    "{bucket}: {e}"
+                ),
+            }
+        }
+        // A whole sweep of both ends never panics, and every start it gives converts to a time.
+        let span = (latest - earliest).num_seconds();
+        for step in 0..=64_i64 {
+            let until = earliest + Duration::seconds(span / 64 * step);
+            for minutes in [0, 1, 59, 525_600, u32::MAX] {
+                let Ok(w) = TimeWindow::last_minutes(until, minutes) else {
+                    continue;
+                };
+                for bucket in [1, 60, 3_600, 604_800, 31_536_000, i64::MAX] {
+                    if let Ok(starts) = timeline_buckets(&w, bucket) {
+                        assert!(!starts.is_empty());
+                        assert!(starts.iter().all(|&s| utc_from_timestamp(s).is_some()));
+                        assert!(starts[0] <= w.since_ts());
+                        assert!(*starts.last().unwrap() < w.until_ts());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

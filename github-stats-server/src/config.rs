@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::listener::ConnectionLimits;
+
 /// Default ClickHouse HTTP port.
 pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
 /// ClickHouse's native-protocol port, which the Python service used and which does not speak HTTP.
@@ -120,7 +122,24 @@ pub struct Config {
     /// Seconds a request may take before it is answered with 503.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// Most HTTP connections open at once; more wait in the listen backlog until one closes.
+    /// Keep it well under the open-file limit (`ulimit -n`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's whole head (request line and headers), from
+    /// connecting or from the request's first byte; a slower one is disconnected.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a connection may stay open without traffic (between keep-alive requests).
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
 }
+
+/// The largest `MAX_CONNECTIONS` accepted.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 
 /// Where events are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +265,18 @@ impl Config {
         if self.request_timeout_secs == 0 {
             problems.push("invalid REQUEST_TIMEOUT_SECS 0, expected at least 1".to_owned());
         }
+        if !(1..=MAX_MAX_CONNECTIONS).contains(&self.max_connections) {
+            problems.push(format!(
+                "invalid MAX_CONNECTIONS {}, expected 1 to {MAX_MAX_CONNECTIONS}",
+                self.max_connections
+            ));
+        }
+        if self.header_read_timeout_secs == 0 {
+            problems.push("invalid HEADER_READ_TIMEOUT_SECS 0, expected at least 1".to_owned());
+        }
+        if self.idle_timeout_secs == 0 {
+            problems.push("invalid IDLE_TIMEOUT_SECS 0, expected at least 1".to_owned());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -299,6 +330,15 @@ impl Config {
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.request_timeout_secs)
     }
+
+    /// The connection cap and timeouts of the HTTP server.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+        }
+    }
 }
 
 /// Secrets are redacted: `Debug` of a configuration is safe to log.
@@ -333,6 +373,9 @@ impl fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("no_poll", &self.no_poll)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
             .finish()
     }
 }
@@ -467,8 +510,29 @@ mod tests {
         // Only the values no test environment overrides (scripts/test.sh sets CLICKHOUSE_URL).
         assert_eq!(config.clickhouse_port, 8123);
         assert_eq!(config.request_timeout_secs, 30);
+        assert_eq!(config.connection_limits(), ConnectionLimits::default());
         assert!(!config.no_poll || std::env::var_os("NO_POLL").is_some());
         assert!(parse(&["--no-poll"]).no_poll);
+    }
+
+    #[test]
+    fn zero_connection_limits_are_refused() {
+        let config = parse(&[
+            "--max-connections",
+            "0",
+            "--header-read-timeout-secs",
+            "0",
+            "--idle-timeout-secs",
+            "0",
+        ]);
+        let err = config.validate().unwrap_err().to_string();
+        for name in [
+            "MAX_CONNECTIONS",
+            "HEADER_READ_TIMEOUT_SECS",
+            "IDLE_TIMEOUT_SECS",
+        ] {
+            assert!(err.lines().any(|l| l.contains(name)), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod chart;
 pub mod config;
+pub mod listener;
 pub mod startup;
 pub mod telemetry;
 

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, ComponentStatus};
 use crate::config::{Backend, Config};
+use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -29,6 +30,10 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
 pub const REQUEST_DRAIN: Duration = Duration::from_secs(5);
 /// Of [`SHUTDOWN_BUDGET`], what is kept for the final store flush.
 pub const FLUSH_RESERVE: Duration = Duration::from_millis(1000);
+
+/// Descriptors kept for what is not a connection (the store's files, ClickHouse and GitHub
+/// connections, the runtime): the cap should leave at least this many below `ulimit -n`.
+pub const OPEN_FILES_RESERVE: u64 = 64;
 
 /// Why the application could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +73,8 @@ pub enum StartupError {
 
 /// The running pieces: store, background tasks, bound listener.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: GuardedAcceptor<TcpAcceptor>,
+    limits: ConnectionLimits,
     address: SocketAddr,
     endpoint: BoxEndpoint<'static, Response>,
     store: SharedStore,
@@ -164,10 +170,30 @@ impl Application {
                 address: address.clone(),
                 source: std::io::Error::other("the listener has no socket address"),
             })?;
-        tracing::info!(address = %bound, "listening");
+        let limits = config.connection_limits();
+        if let Some(open_files) = open_files_limit()
+            && limits.max_connections as u64 + OPEN_FILES_RESERVE > open_files
+        {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                open_files,
+                "MAX_CONNECTIONS is near the open-file limit (ulimit -n): descriptors may run out \
+                 first (accepting is then retried with backoff); raise the limit or lower \
+                 MAX_CONNECTIONS"
+            );
+        }
+        tracing::info!(
+            address = %bound,
+            max_connections = limits.max_connections,
+            header_read_timeout_s = limits.header_read_timeout.as_secs(),
+            idle_timeout_s = limits.idle_timeout.as_secs(),
+            "listening"
+        );
+        let acceptor = GuardedAcceptor::new(acceptor, limits);
         let endpoint = api::app(state, config.request_timeout()).boxed();
         Ok(Application {
             acceptor,
+            limits,
             address: bound,
             endpoint,
             store,
@@ -211,6 +237,7 @@ impl Application {
             }
         };
         let served = Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(self.limits.idle_timeout)
             .run_with_graceful_shutdown(self.endpoint, signal, Some(REQUEST_DRAIN))
             .await;
         // The server returns on shutdown, or on an error: stop the background work either way.

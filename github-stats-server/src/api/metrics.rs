@@ -1,12 +1,12 @@
 //! `GET /metrics/pr-average/{owner}/{repo}` and `GET /metrics/events`.
 
 use chrono::{DateTime, Utc};
-use github_stats_core::{EventType, PrAverage, SharedStore, TimeWindow, TypeCounts};
+use github_stats_core::{EventType, PrAverage, SharedStore, TypeCounts};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use super::{ApiError, ApiTags, AppState, repository};
+use super::{ApiError, ApiTags, AppState, params, repository};
 
 /// The largest `offset`: one year of minutes.
 pub const MAX_OFFSET_MINUTES: u32 = 525_600;
@@ -127,9 +127,7 @@ impl MetricsApi {
         /// as `%2B`); default: now.
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<EventCountsBody>, ApiError> {
-        let until = until.0.unwrap_or_else(Utc::now);
-        let window = TimeWindow::last_minutes(until, offset.0)
-            .map_err(|e| ApiError::bad_request(format!("offset: {e}")))?;
+        let window = params::window(until.0, offset.0)?;
         let counts = self.store.event_counts(window).await?;
         Ok(Json(EventCountsBody {
             offset_minutes: offset.0,

@@ -4,24 +4,14 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use poem::http::StatusCode;
+use poem::http::{StatusCode, Uri};
 use poem::{Endpoint, IntoResponse, Request, Response};
+
+use super::params;
 
 /// Path prefixes followed by `{owner}/{repo}`: a path under them that does not route is a bad
 /// repository name (an empty part, an extra slash), so it is a 400, not a 404.
 const REPOSITORY_PREFIXES: &[&str] = &["/metrics/pr-average/", "/debug/repo-events/"];
-
-/// What each query parameter must be, added to poem-openapi's parse errors so that the message
-/// says what to send.
-const PARAMETER_HINTS: &[(&str, &str)] = &[
-    ("offset", "expected whole minutes from 1 to 525600"),
-    (
-        "until",
-        "expected an RFC 3339 time such as 2026-01-25T12:00:00Z",
-    ),
-    ("limit", "expected a whole number from 1 to 1000"),
-    ("bucket_minutes", "expected whole minutes from 1 to 525600"),
-];
 
 /// Runs `ep` under `timeout`, turns every error into `{"error": ...}` JSON with its status, and
 /// logs one access line (method, path, status, latency).
@@ -32,10 +22,11 @@ pub async fn json_errors_and_access_log<E: Endpoint>(
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
+    let path = uri.path();
     let response = match tokio::time::timeout(timeout, ep.call(req)).await {
         Ok(Ok(response)) => response.into_response(),
-        Ok(Err(err)) => error_response(err, &path),
+        Ok(Err(err)) => error_response(err, &uri),
         Err(_) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("request timed out after {} s", timeout.as_secs_f64()),
@@ -52,8 +43,11 @@ pub async fn json_errors_and_access_log<E: Endpoint>(
 }
 
 /// The JSON answer for a poem error: its own response when it carries one (the handlers'
-/// [`ApiError`](super::ApiError)s), else `{"error": message}` with its status.
-pub fn error_response(err: poem::Error, path: &str) -> Response {
+/// [`ApiError`](super::ApiError)s), else `{"error": message}` with its status. A parameter
+/// that does not parse is answered in [`params`]' words, quoting what `uri`
+/// gave, never with the framework's own text.
+pub fn error_response(err: poem::Error, uri: &Uri) -> Response {
+    let path = uri.path();
     if err.is_from_response() {
         return err.into_response();
     }
@@ -63,7 +57,11 @@ pub fn error_response(err: poem::Error, path: &str) -> Response {
             let given = &path[prefix.len()..];
             return json_error(
                 StatusCode::BAD_REQUEST,
-                format!("invalid repository {given:?}: expected owner/name with exactly one slash"),
+                format!(
+                    "invalid repository {}: expected owner/name with exactly one slash, such as \
+                     rust-lang/rust",
+                    params::quote(given)
+                ),
             );
         }
         return json_error(status, format!("not found: {path}"));
@@ -72,10 +70,10 @@ pub fn error_response(err: poem::Error, path: &str) -> Response {
         return json_error(status, format!("method not allowed on {path}"));
     }
     let message = match err.downcast_ref::<poem_openapi::error::ParseParamError>() {
-        Some(e) => match PARAMETER_HINTS.iter().find(|(name, _)| *name == e.name) {
-            Some((name, hint)) => format!("invalid {name}: {hint} ({})", e.reason),
-            None => err.to_string(),
-        },
+        Some(e) => {
+            let given = params::query_value(uri.query().unwrap_or_default(), e.name);
+            params::invalid_parameter(e.name, given.as_deref())
+        }
         None => err.to_string(),
     };
     let message = if message.is_empty() {

@@ -21,6 +21,8 @@ pub mod debug;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod params;
+pub mod spec;
 pub mod visualization;
 
 /// The title of the generated spec.
@@ -82,8 +84,8 @@ impl From<StoreError> for ApiError {
 pub fn repository(owner: &str, repo: &str) -> Result<RepoName, ApiError> {
     RepoName::new(owner, repo).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid repository {:?}: {e}",
-            format!("{owner}/{repo}")
+            "invalid repository {}: {e}; expected owner/name such as rust-lang/rust",
+            params::quote(&format!("{owner}/{repo}"))
         ))
     })
 }
@@ -135,23 +137,23 @@ impl AppState {
     }
 }
 
-/// The endpoint groups of the service.
-pub type Apis = (
+/// The endpoint groups of the service, their schemas made generator-friendly ([`spec`]).
+pub type Apis = spec::GeneratorFriendly<(
     metrics::MetricsApi,
     visualization::VisualizationApi,
     health::HealthApi,
     debug::DebugApi,
-);
+)>;
 
 /// The OpenAPI service over `state`.
 pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
+        spec::GeneratorFriendly((
             metrics::MetricsApi::new(state),
             visualization::VisualizationApi::new(state),
             health::HealthApi::new(state),
             debug::DebugApi::new(state),
-        ),
+        )),
         API_TITLE,
         env!("CARGO_PKG_VERSION"),
     )

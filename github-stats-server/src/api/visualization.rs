@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use github_stats_core::metrics::{MAX_TIMELINE_BUCKETS, timeline_buckets};
-use github_stats_core::{EventType, SharedStore, TimeWindow, Timeline, TypeCounts};
+use github_stats_core::{EventType, SharedStore, Timeline, TypeCounts, WindowError};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Html, Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::metrics::EventTypeCounts;
-use super::{ApiError, ApiTags, AppState};
+use super::{ApiError, ApiTags, AppState, params};
 use crate::chart::{ChartOptions, render_svg};
 
 /// The dashboard page.
@@ -185,18 +185,26 @@ impl VisualizationApi {
         bucket_minutes: Option<u32>,
         until: Option<DateTime<Utc>>,
     ) -> Result<(Timeline, u32), ApiError> {
-        let until = until.unwrap_or_else(Utc::now);
-        let window = TimeWindow::last_minutes(until, offset)
-            .map_err(|e| ApiError::bad_request(format!("offset: {e}")))?;
+        let window = params::window(until, offset)?;
         let bucket_minutes = bucket_minutes.unwrap_or_else(|| default_bucket_minutes(offset));
         let bucket_seconds = i64::from(bucket_minutes) * 60;
-        if timeline_buckets(&window, bucket_seconds).is_err() {
-            // At most one bucket more than offset / bucket_minutes, for the alignment.
-            let smallest = offset.div_ceil(MAX_TIMELINE_BUCKETS as u32 - 1);
-            return Err(ApiError::bad_request(format!(
-                "bucket_minutes: {bucket_minutes} minutes over {offset} minutes gives more than \
-                 {MAX_TIMELINE_BUCKETS} buckets; use at least {smallest}"
-            )));
+        match timeline_buckets(&window, bucket_seconds) {
+            Ok(_) => {}
+            Err(WindowError::TooManyBuckets(_)) => {
+                // At most one bucket more than offset / bucket_minutes, for the alignment.
+                let smallest = offset.div_ceil(MAX_TIMELINE_BUCKETS as u32 - 1);
+                return Err(ApiError::bad_request(format!(
+                    "bucket_minutes={bucket_minutes} over offset={offset} makes more than \
+                     {MAX_TIMELINE_BUCKETS} buckets: use bucket_minutes of at least {smallest}"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "until is too early for buckets of bucket_minutes={bucket_minutes}: until \
+                     must be {}",
+                    params::expectation("until").unwrap_or_default()
+                )));
+            }
         }
         let timeline = self.store.timeline(window, bucket_seconds).await?;
         Ok((timeline, bucket_minutes))

@@ -473,3 +473,85 @@ fn an_unreachable_clickhouse_at_start_is_waited_for_not_fatal() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// CPU time (user + system) the process `pid` has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    let per_second: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// Issue #15, item 3: idle connections exhaust the server's file descriptors (a shell lowers
+/// its limit to 40 before becoming the server); accepting then fails with `EMFILE`. The server
+/// backs off instead of spinning, and answers as soon as the connections go away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("/bin/sh");
+    command
+        .env_clear()
+        .env("LOG_LEVEL", "info")
+        .env("DATA_DIR", dir.path())
+        // Caps and timeouts far away: only the descriptors run out.
+        .env("MAX_CONNECTIONS", "1000")
+        .env("HEADER_READ_TIMEOUT_SECS", "600")
+        .env("IDLE_TIMEOUT_SECS", "600")
+        .args(["-c", "ulimit -n 40 && exec \"$0\" \"$@\"", BIN, "--no-poll"]);
+    let server = Server::start(command);
+    let pid = server.child.id();
+    let address = server.base.trim_start_matches("http://").to_owned();
+    assert!(
+        server.log().contains("near the open-file limit"),
+        "no warning about MAX_CONNECTIONS over ulimit -n: {}",
+        server.log()
+    );
+
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        flood.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let started = Instant::now();
+    while !server
+        .log()
+        .contains("cannot accept connections, backing off")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "descriptors never ran out: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Out of descriptors, for two seconds: a loop retrying accept at once burns a whole core.
+    let (cpu_before, wall_before) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu, wall) = (cpu_time(pid) - cpu_before, wall_before.elapsed());
+    assert!(
+        cpu < wall / 4,
+        "the server used {cpu:?} of CPU in {wall:?} while out of descriptors"
+    );
+
+    // The flood ends: the next request is answered.
+    drop(flood);
+    let health = reqwest::Client::new()
+        .get(format!("{}/health", server.base))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("no answer after the flood ({e}): {}", server.log()));
+    assert_eq!(health.status(), 200);
+    let log = server.stop();
+    assert!(log.contains("accepting connections again"), "{log}");
+}

@@ -136,7 +136,7 @@ async fn unknown_paths_and_methods_are_json() {
 
 /// A store that fails in a chosen way on every call.
 #[derive(Clone, Copy)]
-enum Failure {
+pub enum Failure {
     Unreachable,
     /// A ClickHouse cluster with one shard down: the store answers, its queries do not.
     ShardDown,
@@ -144,7 +144,7 @@ enum Failure {
     Slow,
 }
 
-struct BrokenStore(Failure);
+pub struct BrokenStore(pub Failure);
 
 impl BrokenStore {
     async fn fail<T>(&self) -> Result<T, StoreError> {
@@ -235,7 +235,7 @@ impl MetricsQuery for BrokenStore {
     }
 }
 
-const STORE_PATHS: &[&str] = &[
+pub const STORE_PATHS: &[&str] = &[
     "/metrics/events?offset=10",
     "/metrics/pr-average/rust-lang/rust",
     "/debug/total-events",
@@ -310,4 +310,197 @@ async fn a_slow_store_times_out_with_503_json() {
     let message = assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "slow store");
     assert!(message.contains("timed out"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Words of poem-openapi's own parse errors, which a person should never have to read.
+const FRAMEWORK_WORDS: &[&str] = &[
+    "Type \"",
+    "failed to parse",
+    "integer(",
+    "string_date-time",
+    "verification failed",
+    "occurred while parsing",
+    "expects an input value",
+];
+
+#[tokio::test]
+async fn every_400_says_what_to_send_with_an_example() {
+    let client = client_for(recorded_store().await);
+    // (uri, the parameter named, what was given and must be quoted back)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("/metrics/events", "offset", None),
+        ("/metrics/events?offset=", "offset", Some("\"\"")),
+        ("/metrics/events?offset=abc", "offset", Some("\"abc\"")),
+        ("/metrics/events?offset=0", "offset", Some("\"0\"")),
+        (
+            "/metrics/events?offset=525601",
+            "offset",
+            Some("\"525601\""),
+        ),
+        ("/metrics/events?offset=-3", "offset", Some("\"-3\"")),
+        (
+            "/metrics/events?offset=10&until=bad",
+            "until",
+            Some("\"bad\""),
+        ),
+        (
+            "/metrics/events?offset=10&until=2021-07-21",
+            "until",
+            Some("\"2021-07-21\""),
+        ),
+        (
+            "/metrics/events?offset=10&until=-262143-01-01T00:00:00Z",
+            "until",
+            Some("-262143"),
+        ),
+        ("/metrics/visualization", "offset", None),
+        (
+            "/metrics/visualization?offset=60&bucket_minutes=x",
+            "bucket_minutes",
+            Some("\"x\""),
+        ),
+        (
+            "/metrics/visualization?offset=60&bucket_minutes=0",
+            "bucket_minutes",
+            Some("\"0\""),
+        ),
+        (
+            "/metrics/visualization.svg?offset=1.5",
+            "offset",
+            Some("\"1.5\""),
+        ),
+        (
+            "/debug/repos-by-event-count?limit=x",
+            "limit",
+            Some("\"x\""),
+        ),
+        (
+            "/debug/repos-by-event-count?limit=1001",
+            "limit",
+            Some("\"1001\""),
+        ),
+        (
+            "/metrics/pr-average/owner/re%22po",
+            "repository",
+            Some("re\\\"po"),
+        ),
+        ("/metrics/pr-average/a/b/c", "repository", Some("a/b/c")),
+        (
+            "/debug/repo-events/owner/..",
+            "repository",
+            Some("owner/.."),
+        ),
+    ];
+    for (uri, parameter, given) in cases {
+        let answer = get(&client, uri).await;
+        let message = assert_error(&answer, StatusCode::BAD_REQUEST, uri);
+        assert!(message.contains(parameter), "{uri}: {message}");
+        assert!(message.contains("such as "), "{uri}: no example: {message}");
+        for words in FRAMEWORK_WORDS {
+            assert!(
+                !message.contains(words),
+                "{uri}: framework words: {message}"
+            );
+        }
+        match given {
+            Some(given) => assert!(message.contains(given), "{uri}: {message}"),
+            None => assert!(message.contains("is required"), "{uri}: {message}"),
+        }
+    }
+    // A value too long to quote whole is cut.
+    let long = "9".repeat(500);
+    let answer = get(&client, &format!("/metrics/events?offset={long}")).await;
+    let message = assert_error(&answer, StatusCode::BAD_REQUEST, "long offset");
+    assert!(message.len() < 300, "{message}");
+}
+
+/// `until` over the whole range chrono parses (about 262,000 years either side of year 0) and
+/// beyond, with the smallest and largest windows and buckets: always a 200 or a 400 naming a
+/// parameter, never a 500 (an overflowing subtraction used to panic).
+#[tokio::test]
+async fn extreme_times_and_durations_are_400s_never_500s() {
+    let client = client_for(recorded_store().await);
+    let mut untils: Vec<String> = [
+        "-262143-01-01T00:00:00Z",
+        "-262144-12-31T23:59:59Z",
+        "%2B262142-12-31T23:59:59Z",
+        "%2B262143-12-31T23:59:59Z",
+        "-0001-12-31T23:59:59Z",
+        "0000-01-01T00:00:00Z",
+        "0000-01-01T00:00:00%2B00:01",
+        "0000-01-01T00:00:00-00:01",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "1970-01-01T00:00:00Z",
+        "2106-02-07T06:28:16Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "9999-12-31T23:59:59-23:59",
+        "9999-12-31T23:59:59%2B23:59",
+        "10000-01-01T00:00:00Z",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // A sweep of every 1000th year across chrono's range, both signs.
+    for year in (-262_000..=262_000).step_by(1000) {
+        let sign = if year < 0 { "-" } else { "%2B" };
+        untils.push(format!("{sign}{:06}-06-15T12:00:00Z", i64::abs(year)));
+    }
+    let mut answered = 0;
+    for until in &untils {
+        for offset in ["1", "525600", "4294967295"] {
+            let mut uris = vec![format!("/metrics/events?offset={offset}&until={until}")];
+            for bucket in [
+                "",
+                "&bucket_minutes=1",
+                "&bucket_minutes=10080",
+                "&bucket_minutes=525600",
+            ] {
+                for path in ["/metrics/visualization", "/metrics/visualization.svg"] {
+                    uris.push(format!("{path}?offset={offset}&until={until}{bucket}"));
+                }
+            }
+            for uri in uris {
+                let response = client.get(&uri).send().await.0;
+                let status = response.status();
+                let body = response.into_body().into_vec().await.unwrap();
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+                    "{uri}: {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                if status == StatusCode::BAD_REQUEST {
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let message = body["error"].as_str().unwrap();
+                    assert!(
+                        ["until", "offset", "bucket_minutes"]
+                            .iter()
+                            .any(|p| message.starts_with(p)),
+                        "{uri}: {message}"
+                    );
+                } else {
+                    answered += 1;
+                }
+            }
+        }
+    }
+    assert!(answered > 100, "only {answered} answers were 200");
+    // The issue's example, and the edges of the accepted range.
+    for (until, status) in [
+        ("-262143-01-01T00:00:00Z", StatusCode::BAD_REQUEST),
+        ("-0001-12-31T23:59:59Z", StatusCode::BAD_REQUEST),
+        ("0000-01-01T00:00:00Z", StatusCode::OK),
+        ("9999-12-31T23:59:59Z", StatusCode::OK),
+        ("10000-01-01T00:00:00Z", StatusCode::BAD_REQUEST),
+    ] {
+        for path in ["/metrics/events", "/metrics/visualization"] {
+            let uri = format!("{path}?offset=525600&until={until}");
+            let answer = get(&client, &uri).await;
+            assert_eq!(answer.status, status, "{uri}: {}", answer.body);
+            if status == StatusCode::BAD_REQUEST {
+                let message = answer.body["error"].as_str().unwrap();
+                assert!(message.starts_with("until must be"), "{uri}: {message}");
+            }
+        }
+    }
 }

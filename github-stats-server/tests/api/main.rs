@@ -5,6 +5,7 @@
 //! headless chromium) and with the real binary (`binary`).
 
 mod binary;
+mod connections;
 mod dashboard;
 mod debug;
 mod errors;
