@@ -103,6 +103,24 @@ function selectedWindow() {
   return { offset, until: until || nowRfc3339(), live: !until };
 }
 
+// The longest span /coverage answers: the strip shows the last 31 days of longer windows.
+const MAX_COVERAGE_HOURS = 31 * 24;
+
+function formatShare(share) {
+  return Math.round(share * 1000) / 10 + "%";
+}
+
+// What a window's numbers rest on, in words: GH Archive's complete record or the poller's sample.
+function describeBasis(body) {
+  if (body.complete) {
+    return "complete: every hour is from GH Archive";
+  }
+  if (body.archived_share > 0) {
+    return "partly complete: " + formatShare(body.archived_share) + " from GH Archive, the rest the poller's sample";
+  }
+  return "the poller's sample (no GH Archive hour)";
+}
+
 function renderCounts(body) {
   for (const type of EVENT_TYPES) {
     const count = body.event_counts[type];
@@ -112,8 +130,63 @@ function renderCounts(body) {
   }
   $("count-total").textContent = formatNumber(body.total_events);
   $("count-total").dataset.value = String(body.total_events);
-  $("window-label").textContent =
-    "From " + formatTime(body.since) + " to " + formatTime(body.until) + " (" + formatNumber(body.offset_minutes) + " minutes)";
+  const label = $("window-label");
+  label.textContent =
+    "From " + formatTime(body.since) + " to " + formatTime(body.until) + " (" + formatNumber(body.offset_minutes) + " minutes): " + describeBasis(body);
+  label.dataset.complete = String(body.complete);
+  label.dataset.archivedShare = String(body.archived_share);
+}
+
+// The strip under the chart: one cell per hour, coloured by where its events come from.
+function renderCoverage(body) {
+  const strip = $("coverage-strip");
+  const cells = body.hours.map((hour) => {
+    const cell = document.createElement("span");
+    cell.className = "hour";
+    cell.dataset.archive = hour.archive;
+    let title = formatTime(hour.hour) + ": " + hour.archive + ", " + formatNumber(hour.stored_events) + " events stored";
+    if (hour.poller_coverage !== null) {
+      title += ", the poller saw " + formatShare(hour.poller_coverage) + " of " + formatNumber(hour.archive_events);
+      cell.dataset.pollerCoverage = String(hour.poller_coverage);
+    }
+    cell.title = title;
+    return cell;
+  });
+  strip.replaceChildren(...cells);
+  strip.dataset.loaded = "true";
+  strip.dataset.hours = String(body.hours.length);
+  const count = (state) => body.hours.filter((h) => h.archive === state).length;
+  const measured = body.hours.filter((h) => h.poller_coverage !== null);
+  const polled = measured.reduce((sum, h) => sum + h.polled_before_archive, 0);
+  const archived = measured.reduce((sum, h) => sum + h.archive_events, 0);
+  const parts = [
+    count("imported") + " of " + body.hours.length + " hours from GH Archive",
+    count("pending") + " pending",
+  ];
+  if (count("missing") > 0) {
+    parts.push(count("missing") + " missing from the archive");
+  }
+  if (count("damaged") > 0) {
+    parts.push(count("damaged") + " damaged");
+  }
+  if (archived > 0) {
+    parts.push("the poller saw " + formatShare(polled / archived) + " of the archived hours' events");
+    strip.dataset.pollerCoverage = String(polled / archived);
+  }
+  if (body.complete_from && body.complete_until) {
+    parts.push("complete from " + formatTime(body.complete_from) + " to " + formatTime(body.complete_until));
+  }
+  $("coverage-summary").textContent = parts.join("; ");
+}
+
+async function refreshCoverage(view) {
+  const until = new Date(view.until);
+  if (Number.isNaN(until.getTime())) {
+    return null; // the counts' request answers with the API's own words
+  }
+  const minutes = Math.min(Number(view.offset), MAX_COVERAGE_HOURS * 60);
+  const since = new Date(until.getTime() - minutes * 60 * 1000).toISOString().replace(".000Z", "Z");
+  return getJson("/coverage?since=" + encodeURIComponent(since) + "&until=" + encodeURIComponent(view.until));
 }
 
 function renderChart(svgText, view) {
@@ -214,9 +287,10 @@ async function refresh() {
   const view = selectedWindow();
   const query = "offset=" + encodeURIComponent(view.offset) + "&until=" + encodeURIComponent(view.until);
   try {
-    const [counts, svgText] = await Promise.all([
+    const [counts, svgText, coverage] = await Promise.all([
       getJson("/metrics/events?" + query),
       fetchChecked("/metrics/visualization.svg?" + query, "image/svg+xml").then((r) => r.text()),
+      refreshCoverage(view),
       refreshHealth(),
     ]);
     if (generation !== state.generation) {
@@ -224,6 +298,9 @@ async function refresh() {
     }
     renderCounts(counts);
     renderChart(svgText, view);
+    if (coverage) {
+      renderCoverage(coverage);
+    }
     showError($("error"), "");
     $("updated").textContent = "updated at " + new Date().toLocaleTimeString("en-GB") + (view.live ? " (live)" : "");
     document.body.dataset.state = "ready";
@@ -244,6 +321,17 @@ function schedule() {
   }
 }
 
+// The span of the PR average: all time, or the days before the window's end.
+function prQuery() {
+  const days = Number($("pr-days").value);
+  if (!days) {
+    return "";
+  }
+  const until = selectedWindow().until;
+  const since = new Date(new Date(until).getTime() - days * 86400 * 1000).toISOString().replace(".000Z", "Z");
+  return "?since=" + encodeURIComponent(since) + "&until=" + encodeURIComponent(until);
+}
+
 async function showPrAverage(repository) {
   const error = $("pr-error");
   const result = $("pr-result");
@@ -254,7 +342,7 @@ async function showPrAverage(repository) {
     return;
   }
   try {
-    const url = "/metrics/pr-average/" + parts.map(encodeURIComponent).join("/");
+    const url = "/metrics/pr-average/" + parts.map(encodeURIComponent).join("/") + prQuery();
     const body = await getJson(url);
     $("pr-repository").textContent = body.repository;
     $("pr-average").textContent = formatDuration(body.average_time_seconds);
@@ -263,6 +351,16 @@ async function showPrAverage(repository) {
     $("pr-total").dataset.value = String(body.total_pull_requests);
     $("pr-first").textContent = formatTime(body.first_opened_at);
     $("pr-last").textContent = formatTime(body.last_opened_at);
+    const basis = $("pr-basis");
+    if (body.complete === null) {
+      basis.textContent =
+        "all time; " +
+        (body.complete_from ? "complete from " + formatTime(body.complete_from) + " to " + formatTime(body.complete_until) : "no GH Archive hour yet: the poller's sample");
+    } else {
+      basis.textContent = formatTime(body.since) + " to " + formatTime(body.until) + ": " + describeBasis(body);
+    }
+    basis.dataset.complete = String(body.complete);
+    basis.dataset.archivedShare = String(body.archived_share);
     showError(error, "");
     result.hidden = false;
   } catch (err) {
@@ -271,7 +369,7 @@ async function showPrAverage(repository) {
   }
 }
 
-// The page's state lives in its address (?offset=60&until=…&refresh=5&repo=owner/name), so a view
+// The page's state lives in its address (?offset=60&until=…&refresh=5&repo=owner/name&pr_days=7), so a view
 // can be bookmarked and shared.
 function updateAddress() {
   const params = new URLSearchParams();
@@ -284,6 +382,9 @@ function updateAddress() {
   const repo = $("pr-repo").value.trim();
   if (repo) {
     params.set("repo", repo);
+  }
+  if ($("pr-days").value !== "0") {
+    params.set("pr_days", $("pr-days").value);
   }
   history.replaceState(null, "", "?" + params.toString());
 }
@@ -316,6 +417,16 @@ function init() {
   $("refresh").addEventListener("change", () => {
     updateAddress();
     schedule();
+  });
+  const prDays = params.get("pr_days");
+  if (prDays && /^[0-9]+$/.test(prDays)) {
+    selectValue($("pr-days"), prDays, "last " + prDays + " days");
+  }
+  $("pr-days").addEventListener("change", () => {
+    updateAddress();
+    if ($("pr-repo").value.trim()) {
+      showPrAverage($("pr-repo").value);
+    }
   });
   $("pr-form").addEventListener("submit", (event) => {
     event.preventDefault();

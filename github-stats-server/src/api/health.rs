@@ -1,10 +1,10 @@
 //! `GET /health`: the store, and the poller and ingest loop when polling.
 
-use chrono::{DateTime, Utc};
 use github_stats_core::SharedStore;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
+use super::time::UtcTime;
 use super::{ApiTags, AppState, StatusProbe};
 
 /// The overall state.
@@ -31,7 +31,7 @@ pub struct HealthBody {
     /// Distinct stored events.
     pub total_events: u64,
     /// `created_at` of the newest stored event; `null` when empty.
-    pub last_event_ts: Option<DateTime<Utc>>,
+    pub last_event_ts: Option<UtcTime>,
     /// Backend details (data file, server version, …).
     pub store: serde_json::Value,
     /// The GitHub poller: last poll, poll interval, rate limit left, last error, coverage
@@ -127,7 +127,7 @@ impl HealthApi {
             is_connected: store.connected,
             backend_type: store.backend,
             total_events: store.total_events,
-            last_event_ts: store.last_event_at,
+            last_event_ts: store.last_event_at.map(UtcTime),
             store: serde_json::Value::Object(store.details),
             poller: poller.map(|s| s.snapshot),
             ingest: ingest.map(|s| s.snapshot),

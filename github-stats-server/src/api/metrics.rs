@@ -1,17 +1,22 @@
 //! `GET /metrics/pr-average/{owner}/{repo}` and `GET /metrics/events`.
 
 use chrono::{DateTime, Utc};
-use github_stats_core::{EventType, PrAverage, SharedStore, TypeCounts};
+use github_stats_core::{
+    CompleteRun, EventType, PrAverage, SharedStore, TimeWindow, TypeCounts, WindowCoverage,
+};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use super::coverage::{run_bounds, window_coverage};
+use super::time::UtcTime;
 use super::{ApiError, ApiTags, AppState, params, repository};
 
 /// The largest `offset`: one year of minutes.
 pub const MAX_OFFSET_MINUTES: u32 = 525_600;
 
-/// Average time between the opened pull requests of a repository.
+/// Average time between the opened pull requests of a repository, over all time or over the
+/// openings inside `[since, until)`.
 #[derive(Debug, Clone, Object)]
 pub struct PrAverageBody {
     /// `owner/name`.
@@ -22,19 +27,47 @@ pub struct PrAverageBody {
     /// Distinct `PullRequestEvent`s with action `opened`.
     pub total_pull_requests: u64,
     /// The earliest opening, `null` when none.
-    pub first_opened_at: Option<DateTime<Utc>>,
+    pub first_opened_at: Option<UtcTime>,
     /// The latest opening, `null` when none.
-    pub last_opened_at: Option<DateTime<Utc>>,
+    pub last_opened_at: Option<UtcTime>,
+    /// Start of the window asked (inclusive); `null` for all time.
+    pub since: Option<UtcTime>,
+    /// End of the window asked (exclusive); `null` for all time.
+    pub until: Option<UtcTime>,
+    /// With a window: whether every hour it touches was imported from GH Archive, so the
+    /// average is over every opening GitHub recorded, not a sample; `null` for all time.
+    pub complete: Option<bool>,
+    /// With a window: the share of its duration covered by imported GH Archive hours, 0 to 1;
+    /// `null` for all time.
+    pub archived_share: Option<f64>,
+    /// Start of the latest unbroken run of hours imported from GH Archive (as in
+    /// `/coverage`): openings from then on are complete; `null` when none was imported.
+    pub complete_from: Option<UtcTime>,
+    /// End (exclusive) of that run; `null` when none was imported.
+    pub complete_until: Option<UtcTime>,
 }
 
-impl From<PrAverage> for PrAverageBody {
-    fn from(avg: PrAverage) -> PrAverageBody {
+impl PrAverageBody {
+    /// The answer for `avg`, over `window` (with its coverage) or all time, with the latest
+    /// complete run.
+    pub fn new(
+        avg: PrAverage,
+        window: Option<(TimeWindow, WindowCoverage)>,
+        run: Option<CompleteRun>,
+    ) -> PrAverageBody {
+        let (complete_from, complete_until) = run_bounds(run);
         PrAverageBody {
             average_time_seconds: avg.average_seconds(),
             repository: avg.repository,
             total_pull_requests: avg.opened_count,
-            first_opened_at: avg.first_opened_at,
-            last_opened_at: avg.last_opened_at,
+            first_opened_at: avg.first_opened_at.map(UtcTime),
+            last_opened_at: avg.last_opened_at.map(UtcTime),
+            since: window.map(|(w, _)| UtcTime(w.since)),
+            until: window.map(|(w, _)| UtcTime(w.until)),
+            complete: window.map(|(_, c)| c.complete),
+            archived_share: window.map(|(_, c)| c.archived_share),
+            complete_from: complete_from.map(UtcTime),
+            complete_until: complete_until.map(UtcTime),
         }
     }
 }
@@ -69,13 +102,18 @@ pub struct EventCountsBody {
     /// The window's length in minutes, as asked.
     pub offset_minutes: u32,
     /// Start of the window, inclusive: `until - offset_minutes`.
-    pub since: DateTime<Utc>,
+    pub since: UtcTime,
     /// End of the window, exclusive (second precision).
-    pub until: DateTime<Utc>,
+    pub until: UtcTime,
     /// Distinct events of each type with `since <= created_at < until`.
     pub event_counts: EventTypeCounts,
     /// The sum of `event_counts`.
     pub total_events: u64,
+    /// Whether every hour the window touches was imported from GH Archive: the counts are
+    /// GitHub's own, not the poller's sample (see `/coverage`).
+    pub complete: bool,
+    /// The share of the window's duration covered by imported GH Archive hours, 0 to 1.
+    pub archived_share: f64,
 }
 
 /// The metrics.
@@ -99,7 +137,9 @@ impl MetricsApi {
     /// Over the repository's distinct `PullRequestEvent`s with action `opened`, sorted by
     /// `created_at`: the mean of consecutive gaps in seconds, which is
     /// `(last - first) / (n - 1)`; `null` with fewer than two. An unknown repository gives zero
-    /// pull requests, not an error.
+    /// pull requests, not an error. With `since` and/or `until`, only the openings inside
+    /// `[since, until)` count, and `complete` says whether GH Archive covers that whole
+    /// window: ask for a span inside `complete_from`..`complete_until` for an exact average.
     #[oai(path = "/metrics/pr-average/:owner/:repo", method = "get")]
     async fn pr_average(
         &self,
@@ -107,10 +147,24 @@ impl MetricsApi {
         owner: Path<String>,
         /// Repository name (letters, digits, `-`, `_`, `.`); at most 140 characters with the owner.
         repo: Path<String>,
+        /// Only openings at or after this time, RFC 3339 such as `2026-11-01T00:00:00Z`;
+        /// default: all time (or the Unix epoch when only `until` is given).
+        since: Query<Option<DateTime<Utc>>>,
+        /// Only openings before this time, RFC 3339 (encode `+` as `%2B`); default: now when
+        /// `since` is given, else all time.
+        until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<PrAverageBody>, ApiError> {
         let repo = repository(&owner, &repo)?;
-        let avg = self.store.pr_average(&repo).await?;
-        Ok(Json(avg.into()))
+        let (avg, window) = if since.0.is_none() && until.0.is_none() {
+            (self.store.pr_average(&repo).await?, None)
+        } else {
+            let window = params::span(since.0, until.0)?;
+            let avg = self.store.pr_average_in(&repo, window).await?;
+            let coverage = window_coverage(&self.store, window).await?;
+            (avg, Some((window, coverage)))
+        };
+        let run = self.store.complete_run().await?;
+        Ok(Json(PrAverageBody::new(avg, window, run)))
     }
 
     /// Events by type in the last N minutes
@@ -129,12 +183,15 @@ impl MetricsApi {
     ) -> Result<Json<EventCountsBody>, ApiError> {
         let window = params::window(until.0, offset.0)?;
         let counts = self.store.event_counts(window).await?;
+        let coverage = window_coverage(&self.store, window).await?;
         Ok(Json(EventCountsBody {
             offset_minutes: offset.0,
-            since: counts.window.since,
-            until: counts.window.until,
+            since: counts.window.since.into(),
+            until: counts.window.until.into(),
             event_counts: counts.counts.into(),
             total_events: counts.counts.total(),
+            complete: coverage.complete,
+            archived_share: coverage.archived_share,
         }))
     }
 }

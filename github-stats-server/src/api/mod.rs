@@ -17,12 +17,14 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 
+pub mod coverage;
 pub mod debug;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod params;
 pub mod spec;
+pub mod time;
 pub mod visualization;
 
 /// The title of the generated spec.
@@ -140,6 +142,7 @@ impl AppState {
 /// The endpoint groups of the service, their schemas made generator-friendly ([`spec`]).
 pub type Apis = spec::GeneratorFriendly<(
     metrics::MetricsApi,
+    coverage::CoverageApi,
     visualization::VisualizationApi,
     health::HealthApi,
     debug::DebugApi,
@@ -150,6 +153,7 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         spec::GeneratorFriendly((
             metrics::MetricsApi::new(state),
+            coverage::CoverageApi::new(state),
             visualization::VisualizationApi::new(state),
             health::HealthApi::new(state),
             debug::DebugApi::new(state),

@@ -36,6 +36,11 @@ pub fn expectation(name: &str) -> Option<String> {
             "an RFC 3339 time with a four-digit year ({EARLIEST_UNTIL_YEAR:04} to \
              {LATEST_UNTIL_YEAR}), such as until=2026-01-25T12:00:00Z (write a + as %2B)"
         ),
+        "since" => format!(
+            "an RFC 3339 time with a four-digit year ({EARLIEST_UNTIL_YEAR:04} to \
+             {LATEST_UNTIL_YEAR}) before until, such as since=2026-01-18T12:00:00Z (write a + \
+             as %2B)"
+        ),
         "limit" => format!("a whole number from 1 to {MAX_TOP_LIMIT}, such as limit=10"),
         _ => return None,
     })
@@ -105,18 +110,48 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `time`, the value of the time parameter `name`, when its year is one RFC 3339 can write
+/// (0000 to 9999); else a 400 naming `name`.
+pub fn checked_time(name: &str, time: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if (EARLIEST_UNTIL_YEAR..=LATEST_UNTIL_YEAR).contains(&time.year()) {
+        Ok(time)
+    } else {
+        Err(ApiError::bad_request(invalid_parameter(
+            name,
+            Some(&time.to_rfc3339()),
+        )))
+    }
+}
+
+/// The window `[since, until)` of two optional time parameters: `since` defaults to the Unix
+/// epoch, `until` to now; a 400 naming the parameter when out of range or not in order.
+pub fn span(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<TimeWindow, ApiError> {
+    let until = match until {
+        Some(until) => checked_time("until", until)?,
+        None => Utc::now(),
+    };
+    let since = match since {
+        Some(since) => checked_time("since", since)?,
+        None => DateTime::UNIX_EPOCH,
+    };
+    TimeWindow::new(since, until).map_err(|_| {
+        ApiError::bad_request(format!(
+            "since must be before until; got since={} and until={}",
+            since.to_rfc3339(),
+            until.to_rfc3339()
+        ))
+    })
+}
+
 /// The window `[until - offset_minutes, until)` (`until` defaults to now), with checked
 /// arithmetic: an `until` outside years 0000 to 9999 is a 400 naming `until`, never a panic.
 pub fn window(until: Option<DateTime<Utc>>, offset_minutes: u32) -> Result<TimeWindow, ApiError> {
     let until = match until {
         None => Utc::now(),
-        Some(until) if (EARLIEST_UNTIL_YEAR..=LATEST_UNTIL_YEAR).contains(&until.year()) => until,
-        Some(until) => {
-            return Err(ApiError::bad_request(invalid_parameter(
-                "until",
-                Some(&until.to_rfc3339()),
-            )));
-        }
+        Some(until) => checked_time("until", until)?,
     };
     TimeWindow::last_minutes(until, offset_minutes).map_err(|e| {
         ApiError::bad_request(match e {
@@ -167,7 +202,7 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_send() {
-        for name in ["offset", "bucket_minutes", "until", "limit"] {
+        for name in ["offset", "bucket_minutes", "until", "since", "limit"] {
             let missing = invalid_parameter(name, None);
             assert!(
                 missing.starts_with(&format!("{name} is required: ")),

@@ -4,12 +4,16 @@
 
 use chrono::{DateTime, Utc};
 use github_stats_core::metrics::{MAX_TIMELINE_BUCKETS, timeline_buckets};
-use github_stats_core::{EventType, SharedStore, Timeline, TypeCounts, WindowError};
+use github_stats_core::{
+    EventType, SharedStore, Timeline, TypeCounts, WindowCoverage, WindowError,
+};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Html, Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
+use super::coverage::window_coverage;
 use super::metrics::EventTypeCounts;
+use super::time::UtcTime;
 use super::{ApiError, ApiTags, AppState, params};
 use crate::chart::{ChartOptions, render_svg};
 
@@ -64,7 +68,7 @@ impl From<EventType> for EventTypeName {
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
 pub struct TimelinePoint {
     /// Start of the bucket (inclusive); the bucket ends `bucket_minutes` later.
-    pub t: DateTime<Utc>,
+    pub t: UtcTime,
     /// Distinct events of the series' type in the bucket and inside the window.
     pub count: u64,
 }
@@ -87,16 +91,16 @@ pub struct TimelineSeries {
 /// starts at :00, :05, …), so the first and the last may start before `since` or end after
 /// `until`; only events inside the window are counted, so the series add up to
 /// `/metrics/events` over the same window.
-#[derive(Debug, Clone, PartialEq, Eq, Object)]
+#[derive(Debug, Clone, PartialEq, Object)]
 pub struct TimelineBody {
     /// The window's length in minutes, as asked.
     pub offset_minutes: u32,
     /// The length of every bucket, in minutes: as asked, or the default for the window.
     pub bucket_minutes: u32,
     /// Start of the window, inclusive: `until - offset_minutes`.
-    pub since: DateTime<Utc>,
+    pub since: UtcTime,
     /// End of the window, exclusive (second precision).
-    pub until: DateTime<Utc>,
+    pub until: UtcTime,
     /// One series per event type, always all three, in the order WatchEvent,
     /// PullRequestEvent, IssuesEvent.
     pub series: Vec<TimelineSeries>,
@@ -104,11 +108,21 @@ pub struct TimelineBody {
     pub event_counts: EventTypeCounts,
     /// The sum of `event_counts`.
     pub total_events: u64,
+    /// Whether every hour the window touches was imported from GH Archive: the counts are
+    /// GitHub's own, not the poller's sample (see `/coverage`).
+    pub complete: bool,
+    /// The share of the window's duration covered by imported GH Archive hours, 0 to 1.
+    pub archived_share: f64,
 }
 
 impl TimelineBody {
-    /// Maps a core timeline to the API's shape.
-    pub fn new(offset_minutes: u32, bucket_minutes: u32, timeline: &Timeline) -> TimelineBody {
+    /// Maps a core timeline and the window's coverage to the API's shape.
+    pub fn new(
+        offset_minutes: u32,
+        bucket_minutes: u32,
+        timeline: &Timeline,
+        coverage: WindowCoverage,
+    ) -> TimelineBody {
         let mut totals = TypeCounts::default();
         let series = EventType::ALL
             .into_iter()
@@ -118,7 +132,7 @@ impl TimelineBody {
                     .bucket_starts
                     .iter()
                     .zip(counts)
-                    .map(|(&t, &count)| TimelinePoint { t, count })
+                    .map(|(&t, &count)| TimelinePoint { t: t.into(), count })
                     .collect();
                 let total = counts.iter().sum();
                 totals[event_type] = total;
@@ -132,11 +146,13 @@ impl TimelineBody {
         TimelineBody {
             offset_minutes,
             bucket_minutes,
-            since: timeline.window.since,
-            until: timeline.window.until,
+            since: timeline.window.since.into(),
+            until: timeline.window.until.into(),
             series,
             event_counts: totals.into(),
             total_events: totals.total(),
+            complete: coverage.complete,
+            archived_share: coverage.archived_share,
         }
     }
 }
@@ -234,7 +250,13 @@ impl VisualizationApi {
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<TimelineBody>, ApiError> {
         let (timeline, bucket_minutes) = self.timeline(offset.0, bucket_minutes.0, until.0).await?;
-        Ok(Json(TimelineBody::new(offset.0, bucket_minutes, &timeline)))
+        let coverage = window_coverage(&self.store, timeline.window).await?;
+        Ok(Json(TimelineBody::new(
+            offset.0,
+            bucket_minutes,
+            &timeline,
+            coverage,
+        )))
     }
 
     /// Timeline chart (SVG)

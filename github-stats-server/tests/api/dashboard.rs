@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use github_stats_core::{EventStore, MemoryStore};
+use github_stats_core::{ArchiveHour, ArchiveStatus, EventStore, MemoryStore};
 use github_stats_server::{Application, Config};
 use serde_json::Value;
 
@@ -136,9 +136,27 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     // A data directory holding the recorded hour, served by the real application.
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
+    let hour = |h: &str| chrono::DateTime::parse_from_rfc3339(h).unwrap().to_utc();
+    let kept = parsed_events(&[HOUR_FILE]);
     {
         let store = MemoryStore::open(&data_dir).unwrap();
-        store.insert_blocking(&parsed_events(&[HOUR_FILE])).unwrap();
+        store.insert_blocking(&kept).unwrap();
+        // The hour of the recorded file imported from the archive, the one before it missing,
+        // and the one before that damaged: the strip under the chart shows all three.
+        let recorded = hour("2015-01-02T00:00:00Z");
+        for (at, status, archived, polled) in [
+            ("2015-01-01T10:00:00Z", ArchiveStatus::Damaged, 10, 2),
+            ("2015-01-01T11:00:00Z", ArchiveStatus::Missing, 0, 0),
+            (
+                "2015-01-01T12:00:00Z",
+                ArchiveStatus::Imported,
+                kept.len() as u64,
+                100,
+            ),
+        ] {
+            let record = ArchiveHour::new(hour(at), status, archived, polled, recorded);
+            store.record_archive_hour(&record).await.unwrap();
+        }
         store.flush().await.unwrap();
     }
     let config = Config::load_from([
@@ -158,7 +176,7 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     let (repo, opened) = busiest_pr_repository(&raw_events(&[HOUR_FILE]));
     assert!(opened >= 2, "{repo} has {opened} opened pull requests");
     let until = "2015-01-01T13:00:00Z";
-    let url = format!("{base}/?offset=60&until={until}&refresh=2&repo={repo}");
+    let url = format!("{base}/?offset=180&until={until}&refresh=2&repo={repo}&pr_days=7");
 
     // Ten seconds of virtual time: the first load and four refreshes.
     let profile = dir.path().join("profile-dom");
@@ -200,7 +218,7 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     let counts = get(
         &client,
         &base,
-        &format!("/metrics/events?offset=60&until={until}"),
+        &format!("/metrics/events?offset=180&until={until}"),
     )
     .await;
     for (event_type, readme) in [
@@ -227,7 +245,7 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     let chart_tag = opening_tag(&dom, "chart");
     assert_eq!(attribute(chart_tag, "data-loaded").as_deref(), Some("true"));
     assert_eq!(attribute(chart_tag, "data-until").as_deref(), Some(until));
-    assert_eq!(attribute(chart_tag, "data-offset").as_deref(), Some("60"));
+    assert_eq!(attribute(chart_tag, "data-offset").as_deref(), Some("180"));
     let renders: u32 = attribute(chart_tag, "data-renders")
         .unwrap()
         .parse()
@@ -247,14 +265,59 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
         assert!(chart.contains(&legend), "{legend} in the chart");
     }
 
-    // The PR average of the repository in the address.
+    // What the window rests on: one hour of three from the archive, one missing, one damaged.
+    let label = opening_tag(&dom, "window-label");
+    assert_eq!(attribute(label, "data-complete").as_deref(), Some("false"));
+    let share: f64 = attribute(label, "data-archived-share")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(share, counts["archived_share"].as_f64().unwrap());
+    assert!((share - 1.0 / 3.0).abs() < 1e-9, "{share}");
+    let strip = opening_tag(&dom, "coverage-strip");
+    assert_eq!(attribute(strip, "data-loaded").as_deref(), Some("true"));
+    assert_eq!(attribute(strip, "data-hours").as_deref(), Some("3"));
+    let strip_start = dom.find(strip).unwrap();
+    let strip_markup = &dom[strip_start..strip_start + dom[strip_start..].find("</div>").unwrap()];
+    let states: Vec<&str> = strip_markup
+        .split("data-archive=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(states, ["damaged", "missing", "imported"]);
+    assert_eq!(
+        attribute(strip, "data-poller-coverage")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        100.0 / kept.len() as f64
+    );
+    let summary = text_of(&dom, "coverage-summary");
+    assert!(
+        summary.contains("1 of 3 hours from GH Archive"),
+        "{summary}"
+    );
+    assert!(summary.contains("1 missing from the archive"), "{summary}");
+
+    // The PR average of the repository in the address, over the 7 days before the window's end
+    // (the address says pr_days=7).
     let (owner, name) = repo.split_once('/').unwrap();
     let average = get(
         &client,
         &base,
-        &format!("/metrics/pr-average/{owner}/{name}"),
+        &format!("/metrics/pr-average/{owner}/{name}?since=2014-12-25T13:00:00Z&until={until}"),
     )
     .await;
+    let basis = opening_tag(&dom, "pr-basis");
+    assert_eq!(attribute(basis, "data-complete").as_deref(), Some("false"));
+    assert_eq!(
+        attribute(basis, "data-archived-share")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        average["archived_share"].as_f64().unwrap()
+    );
+    assert!(text_of(&dom, "pr-basis").starts_with("2014-12-25 13:00:00 UTC to"));
     assert_eq!(text_of(&dom, "pr-repository"), repo);
     assert_eq!(
         attribute(opening_tag(&dom, "pr-total"), "data-value"),

@@ -6,6 +6,7 @@
 
 mod binary;
 mod connections;
+mod coverage;
 mod dashboard;
 mod debug;
 mod errors;

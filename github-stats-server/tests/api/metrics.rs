@@ -188,6 +188,12 @@ async fn pr_average_of_an_unknown_repository_is_zero_not_an_error() {
             "total_pull_requests": 0,
             "first_opened_at": null,
             "last_opened_at": null,
+            "since": null,
+            "until": null,
+            "complete": null,
+            "archived_share": null,
+            "complete_from": null,
+            "complete_until": null,
         })
     );
 }

@@ -572,6 +572,41 @@ async fn a_generated_python_client_reads_every_answer() {
             "ErrorBody",
         ),
         (
+            "/metrics/pr-average/{owner}/{repo}",
+            {
+                let mut args = split(&many);
+                args["since"] = json!("2015-01-01T12:30:00+00:00");
+                args["until"] = json!(until);
+                args
+            },
+            200,
+            "PrAverageBody",
+        ),
+        (
+            "/metrics/pr-average/{owner}/{repo}",
+            {
+                let mut args = split(&many);
+                args["since"] = json!(until);
+                args["until"] = json!("2015-01-01T12:30:00+00:00");
+                args
+            },
+            400,
+            "ErrorBody",
+        ),
+        (
+            "/coverage",
+            json!({"since": "2015-01-01T00:00:00+00:00", "until": until}),
+            200,
+            "CoverageBody",
+        ),
+        ("/coverage", json!({}), 200, "CoverageBody"),
+        (
+            "/coverage",
+            json!({"since": "2014-01-01T00:00:00+00:00", "until": until}),
+            400,
+            "ErrorBody",
+        ),
+        (
             "/metrics/events",
             json!({"offset": 60, "until": until}),
             200,

@@ -8,7 +8,7 @@ PACKAGE.api.<tag>.<operation> is called with `args`, those named in `datetime_ar
 into datetimes first. One JSON line is printed per call:
 {"tag", "operation", "args", "status", "model", "round_trip", "error"}, where `model` is the
 class the client read the answer into, `round_trip` whether that model gives back the exact
-JSON the server sent, and `error` the exception the client raised reading it, if any.
+JSON the server sent (date-times compared as instants), and `error` the exception the client raised reading it, if any.
 """
 
 import datetime
@@ -32,6 +32,21 @@ def as_json(parsed):
     return parsed.to_dict()
 
 
+def same_instants(value):
+    """`value` with every RFC 3339 date-time string read as a datetime: the generated models
+    write `+00:00` where the server writes `Z`, the same instant."""
+    if isinstance(value, dict):
+        return {k: same_instants(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [same_instants(v) for v in value]
+    if isinstance(value, str) and len(value) >= 20 and value[10:11] == "T":
+        try:
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    return value
+
+
 def main():
     base_url, package, calls = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     client_module = importlib.import_module(package)
@@ -51,9 +66,9 @@ def main():
             if isinstance(response.parsed, bytes) or response.parsed is None:
                 result["round_trip"] = None
             else:
-                result["round_trip"] = as_json(response.parsed) == json.loads(
-                    response.content
-                )
+                result["round_trip"] = same_instants(
+                    as_json(response.parsed)
+                ) == same_instants(json.loads(response.content))
         except Exception:  # what the generated client raised reading the answer
             result["error"] = traceback.format_exc()
         print(json.dumps(result), flush=True)
