@@ -122,7 +122,7 @@ pub fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
