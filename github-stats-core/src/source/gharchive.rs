@@ -49,7 +49,9 @@ mod hours;
 mod state;
 mod status;
 
-pub use config::{DEFAULT_GHARCHIVE_URL, DEFAULT_MISSING_AFTER, DEFAULT_USER_AGENT, GhArchiveConfig};
+pub use config::{
+    DEFAULT_GHARCHIVE_URL, DEFAULT_MISSING_AFTER, DEFAULT_USER_AGENT, GhArchiveConfig,
+};
 pub use hours::{HourRange, HourSpecError, archive_file_name, parse_duration, parse_hour};
 pub use state::{ARCHIVE_STATE_VERSION, ArchiveState, HourProgress};
 pub use status::{
@@ -81,7 +83,10 @@ pub struct GhArchiveSource {
 impl std::fmt::Debug for GhArchiveSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GhArchiveSource")
-            .field("base_url", &super::github::redact_url(&self.fetcher.config.base_url))
+            .field(
+                "base_url",
+                &super::github::redact_url(&self.fetcher.config.base_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -138,10 +143,7 @@ struct Ready {
 
 enum ReadyKind {
     /// A batch of new events; `polled` once measured.
-    Events {
-        position: u64,
-        polled: Option<u64>,
-    },
+    Events { position: u64, polled: Option<u64> },
     /// The hour's end.
     End(Mark),
 }
@@ -171,7 +173,10 @@ impl GhArchiveSource {
     /// A follower with `config`, recording into `store`. Reads the state file (a corrupt one is
     /// reported and replaced). Fails only on a configuration that cannot work: a base URL that
     /// is not http, https or an existing local directory.
-    pub fn new(config: GhArchiveConfig, store: SharedStore) -> Result<GhArchiveSource, SourceError> {
+    pub fn new(
+        config: GhArchiveConfig,
+        store: SharedStore,
+    ) -> Result<GhArchiveSource, SourceError> {
         let status = ArchiveFollowerStatus::default();
         let from = hour_floor(config.from);
         let until = config.until.map(hour_floor);
@@ -601,7 +606,10 @@ impl EventSource for GhArchiveSource {
                     && let Err(e) = self.store.record_archive_hour(&record).await
                 {
                     warn!(hour = %hour_name(hour), error = %e, "cannot record an archive hour, will retry");
-                    record_error = Some(format!("cannot record archive hour {}: {e}", hour_name(hour)));
+                    record_error = Some(format!(
+                        "cannot record archive hour {}: {e}",
+                        hour_name(hour)
+                    ));
                     self.lock_shared().persisted.unrecorded.push(record);
                 }
                 let mut shared = self.lock_shared();

@@ -39,11 +39,11 @@ mod config;
 mod state;
 mod status;
 
+pub(crate) use config::redact_url;
 pub use config::{
     DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
     MAX_HEADER_WAIT_SECS,
 };
-pub(crate) use config::redact_url;
 pub use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 

@@ -109,7 +109,12 @@ impl MergedSource {
 
 impl Drop for MergedSource {
     fn drop(&mut self) {
-        for task in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).iter() {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             task.abort();
         }
     }
@@ -156,9 +161,7 @@ impl EventSource for MergedSource {
                     warn!(source = %name, error = %message, "source cannot recover, no longer pulling it");
                     let message = format!("{name}: {message}");
                     pull.failed = Some(message.clone());
-                    return Err(SourceError::Remote(format!(
-                        "{message} (no longer pulled)"
-                    )));
+                    return Err(SourceError::Remote(format!("{message} (no longer pulled)")));
                 }
             }
         }

@@ -126,6 +126,12 @@ impl GhArchiveConfig {
         }
     }
 
+    /// The same, reading from `base_url` (see [`base_url`](GhArchiveConfig::base_url)).
+    pub fn with_url(mut self, base_url: &str) -> GhArchiveConfig {
+        self.base_url = base_url.to_owned();
+        self
+    }
+
     /// A backfill of `[from, until)`: the source ends at `until`, hours not published yet are
     /// given up as pending, and hours recorded as damaged are fetched again.
     pub fn backfill(from: DateTime<Utc>, until: DateTime<Utc>) -> GhArchiveConfig {

@@ -188,7 +188,11 @@ impl Fetcher {
         let _ = tx.send(HourItem::Done(end)).await;
     }
 
-    async fn fetch_hour(&self, hour: DateTime<Utc>, tx: &mpsc::Sender<HourItem>) -> Option<HourEnd> {
+    async fn fetch_hour(
+        &self,
+        hour: DateTime<Utc>,
+        tx: &mpsc::Sender<HourItem>,
+    ) -> Option<HourEnd> {
         let name = hour_name(hour);
         self.status.fetch(hour, |f| f.state = FetchState::Checking);
         if let Some(status) = self.recorded(hour).await {

@@ -101,7 +101,8 @@ pub fn parse_hour(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, HourS
     }
     let time = if let Ok(t) = DateTime::parse_from_rfc3339(trimmed) {
         t.with_timezone(&Utc)
-    } else if let Ok(t) = NaiveDateTime::parse_from_str(&format!("{trimmed}:00:00"), "%Y-%m-%dT%H:%M:%S")
+    } else if let Ok(t) =
+        NaiveDateTime::parse_from_str(&format!("{trimmed}:00:00"), "%Y-%m-%dT%H:%M:%S")
     {
         Utc.from_utc_datetime(&t)
     } else {
@@ -200,7 +201,14 @@ mod tests {
     #[test]
     fn bad_hours_durations_and_ranges_say_what_is_wrong() {
         let now = t("2026-11-30T10:20:00Z");
-        for bad in ["", "yesterday", "2026-11-30", "2026-11-30T25", "2026-11-30-24", "24x"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-30",
+            "2026-11-30T25",
+            "2026-11-30-24",
+            "24x",
+        ] {
             assert!(
                 matches!(parse_hour(bad, now), Err(HourSpecError::NotAnHour(_))),
                 "{bad:?}"
