@@ -56,10 +56,14 @@ pub use hours::{HourRange, HourSpecError, archive_file_name, parse_duration, par
 pub use state::{ARCHIVE_STATE_VERSION, ArchiveState, HourProgress};
 pub use status::{
     ArchiveCounters, ArchiveFollowerSnapshot, ArchiveFollowerStatus, CurrentHour, FetchState,
-    HourFetch,
+    HourFetch, PendingHour,
 };
 
 use fetch::{Fetcher, HourEnd, HourItem, backoff, hour_name};
+
+/// Hours given up as pending listed in the status (a backfill's range; live following never
+/// gives up an hour).
+const MAX_PENDING_LISTED: usize = 10_000;
 
 fn one_hour() -> chrono::Duration {
     chrono::Duration::seconds(HOUR_SECONDS)
@@ -429,7 +433,7 @@ impl GhArchiveSource {
                 polled_before_archive = front.polled,
                 "gh archive hour read"
             ),
-            HourEnd::Pending { reason } => info!(
+            HourEnd::Pending { reason, .. } => info!(
                 hour = %hour_name(hour),
                 reason = %reason,
                 "gh archive hour not available yet, left for a later run"
@@ -637,6 +641,15 @@ impl EventSource for GhArchiveSource {
                     s.next_hour = Some(next);
                     s.counters = counters;
                     s.last_imported_hour = last;
+                    if let HourEnd::Pending { reason, failed } = end
+                        && s.pending_hours.len() < MAX_PENDING_LISTED
+                    {
+                        s.pending_hours.push(PendingHour {
+                            hour,
+                            reason,
+                            failed,
+                        });
+                    }
                 });
             }
         }

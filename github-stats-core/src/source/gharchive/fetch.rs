@@ -66,8 +66,9 @@ pub(super) enum HourEnd {
     Damaged { error: String },
     /// The store already records it (another process, an earlier run): not downloaded.
     Recorded(ArchiveStatus),
-    /// Not published yet, or failing, and not waited for (a backfill): nothing recorded.
-    Pending { reason: String },
+    /// Not published yet, or failing (`failed`), and not waited for (a backfill): nothing
+    /// recorded.
+    Pending { reason: String, failed: bool },
 }
 
 /// Why one attempt did not read the hour.
@@ -181,10 +182,12 @@ impl Fetcher {
         let Some(end) = self.fetch_hour(hour, &tx).await else {
             return;
         };
-        self.status.fetch(hour, |f| {
-            f.state = FetchState::Downloaded;
-            f.next_attempt_at = None;
-        });
+        if end == HourEnd::Complete {
+            self.status.fetch(hour, |f| {
+                f.state = FetchState::Downloaded;
+                f.next_attempt_at = None;
+            });
+        }
         let _ = tx.send(HourItem::Done(end)).await;
     }
 
@@ -212,6 +215,7 @@ impl Fetcher {
             if !self.config.wait_for_publication {
                 return Some(HourEnd::Pending {
                     reason: "not published yet".into(),
+                    failed: false,
                 });
             }
             self.wait(hour, instant_at(due)).await;
@@ -245,7 +249,10 @@ impl Fetcher {
                         return Some(HourEnd::Missing);
                     }
                     if !past_grace && !self.config.wait_for_publication {
-                        return Some(HourEnd::Pending { reason });
+                        return Some(HourEnd::Pending {
+                            reason: format!("not published yet ({reason})"),
+                            failed: false,
+                        });
                     }
                     let wait = if past_grace {
                         self.config.min_retry
@@ -284,6 +291,7 @@ impl Fetcher {
                         if !self.config.wait_for_publication {
                             return Some(HourEnd::Pending {
                                 reason: format!("failed {failures} times: {error}"),
+                                failed: true,
                             });
                         }
                     }
@@ -563,7 +571,25 @@ impl Decode {
         let mut events = Vec::new();
         let mut stats = ParseStats::default();
         let mut bytes = 0u64;
-        while let Some(chunk) = reader.next_chunk().map_err(failed)? {
+        loop {
+            let chunk = match reader.next_chunk() {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    // What was read before the break is handed on: a damaged hour keeps it.
+                    if !events.is_empty() {
+                        let item = HourItem::Events {
+                            events,
+                            stats,
+                            bytes,
+                        };
+                        if self.tx.blocking_send(item).is_err() {
+                            return Err(AttemptError::Gone);
+                        }
+                    }
+                    return Err(failed(e));
+                }
+            };
             stats.merge(&chunk.stats);
             bytes += chunk.bytes;
             events.extend(chunk.events);
@@ -578,6 +604,5 @@ impl Decode {
                 }
             }
         }
-        Ok(())
     }
 }

@@ -72,6 +72,18 @@ pub struct CurrentHour {
     pub bytes: u64,
 }
 
+/// An hour a backfill gave up on without recording it: a later run takes it again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct PendingHour {
+    /// The hour.
+    pub hour: DateTime<Utc>,
+    /// Why: not published yet, or the download's last error.
+    pub reason: String,
+    /// Whether its downloads failed (rather than the archive not having it yet).
+    pub failed: bool,
+}
+
 /// A point-in-time view of the archive follower, for `/health`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -95,6 +107,8 @@ pub struct ArchiveFollowerSnapshot {
     pub current_hour: Option<CurrentHour>,
     /// The last hour imported whole.
     pub last_imported_hour: Option<DateTime<Utc>>,
+    /// Hours given up as pending in this run (backfills), in hour order.
+    pub pending_hours: Vec<PendingHour>,
     /// Failed downloads in a row, of any hour (0 after a download read whole).
     pub consecutive_failures: u32,
     /// Downloads that failed since the start (network, server errors, cut or corrupt files),
