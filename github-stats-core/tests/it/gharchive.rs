@@ -729,3 +729,44 @@ async fn an_hour_nobody_takes_stops_downloading() {
     }
     drop(source);
 }
+
+/// Following live: an hour is not asked for before its end plus the publishing delay, and the
+/// status says what it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_before_an_hour_is_due() {
+    let last = github_stats_core::coverage::hour_floor(Utc::now()) - chrono::Duration::hours(1);
+    let fake = FakeHour::build(RecordedHour::Midnight, last);
+    let archive = FakeArchive::start().await;
+    archive.put_hour(&fake);
+    let store = memory();
+    let mut config = GhArchiveConfig::new(last).with_url(&archive.url());
+    config.until = Some(last + chrono::Duration::hours(1));
+    // Due 800 ms from now.
+    let since_end = (Utc::now() - (last + chrono::Duration::hours(1)))
+        .to_std()
+        .unwrap();
+    config.publish_delay = since_end + Duration::from_millis(800);
+    let started = tokio::time::Instant::now();
+    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let status = source.status();
+    let running = tokio::spawn(run(source, store.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = status.snapshot();
+    assert_eq!(s.fetching.len(), 1, "{s:?}");
+    assert_eq!(
+        s.fetching[0].state,
+        github_stats_core::source::gharchive::FetchState::Waiting
+    );
+    let due = s.next_attempt_at.expect("a due time");
+    assert!(due > Utc::now(), "{due}");
+    assert!(archive.requests().is_empty());
+    running.await.unwrap();
+    let requests = archive.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].at - started >= Duration::from_millis(750));
+    let recorded = store
+        .archive_hours(TimeWindow::new(last, last + chrono::Duration::hours(1)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(recorded[0].status, ArchiveStatus::Imported);
+}
