@@ -162,6 +162,7 @@ async fn hours_are_imported_whole_and_recorded() {
     assert_eq!(s.next_hour, Some(hour(2)));
     assert_eq!(s.last_imported_hour, Some(hour(1)));
     assert!(s.finished && s.fetching.is_empty() && !s.degraded);
+    assert!(s.hours_behind >= 60, "{} hours behind", s.hours_behind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +288,10 @@ async fn an_invalid_gzip_header_and_a_stalled_download_are_retried() {
     let archive = FakeArchive::start().await;
     archive.put_hour(&first);
     archive.put_hour(&second);
-    archive.script(&first.file_name(), [Answer::BadGzipHeader]);
+    archive.script(
+        &first.file_name(),
+        [Answer::Status(500), Answer::BadGzipHeader],
+    );
     archive.script(&second.file_name(), [Answer::Stall(200_000)]);
     let store = memory();
     let mut config = config(&archive.url(), 0, 2);
@@ -296,7 +300,7 @@ async fn an_invalid_gzip_header_and_a_stalled_download_are_retried() {
     let status = source.status();
     run(source, store.clone()).await;
 
-    assert_eq!(archive.requests_for(&first.file_name()), 2);
+    assert_eq!(archive.requests_for(&first.file_name()), 3);
     assert_eq!(archive.requests_for(&second.file_name()), 2);
     for n in [0, 1] {
         assert_eq!(
@@ -308,7 +312,7 @@ async fn an_invalid_gzip_header_and_a_stalled_download_are_retried() {
         store.total_events().await.unwrap(),
         (first.kept().len() + second.kept().len()) as u64
     );
-    assert_eq!(status.snapshot().failed_downloads, 2);
+    assert_eq!(status.snapshot().failed_downloads, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -769,4 +773,48 @@ async fn no_request_before_an_hour_is_due() {
         .await
         .unwrap();
     assert_eq!(recorded[0].status, ArchiveStatus::Imported);
+}
+
+/// A state file from a run that started later: a configuration starting earlier (more history
+/// wanted) starts over from its own first hour, and skips what the store records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_first_hour_starts_over_from_it() {
+    let hours: Vec<FakeHour> = (0..3)
+        .map(|n| FakeHour::build(RecordedHour::Midnight, hour(n)))
+        .collect();
+    let archive = FakeArchive::start().await;
+    for h in &hours {
+        archive.put_hour(h);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = memory();
+    let mut later = live_config(&archive.url(), 2, 3);
+    later.state_file = Some(dir.path().join("gharchive.json"));
+    run(
+        Arc::new(GhArchiveSource::new(later.clone(), store.clone()).unwrap()),
+        store.clone(),
+    )
+    .await;
+    assert_eq!(archive.requests().len(), 1);
+
+    // The same start again: resumed past hour 2, nothing to do.
+    let source = Arc::new(GhArchiveSource::new(later.clone(), store.clone()).unwrap());
+    assert_eq!(source.status().snapshot().next_hour, Some(hour(3)));
+    run(source, store.clone()).await;
+    assert_eq!(archive.requests().len(), 1);
+
+    let mut earlier = later;
+    earlier.from = hour(0);
+    let source = Arc::new(GhArchiveSource::new(earlier, store.clone()).unwrap());
+    assert_eq!(source.status().snapshot().next_hour, Some(hour(0)));
+    run(source, store.clone()).await;
+    assert_eq!(archive.requests_for(&hours[0].file_name()), 1);
+    assert_eq!(archive.requests_for(&hours[1].file_name()), 1);
+    assert_eq!(
+        archive.requests_for(&hours[2].file_name()),
+        1,
+        "recorded: not again"
+    );
+    let total: usize = hours.iter().map(|h| h.kept().len()).sum();
+    assert_eq!(store.total_events().await.unwrap(), total as u64);
 }
