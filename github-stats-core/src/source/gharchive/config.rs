@@ -35,7 +35,9 @@ pub const DEFAULT_MISSING_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// config.state_file = Some("state/gharchive-state.json".into());
 /// assert_eq!(config.base_url, "https://data.gharchive.org");
 /// ```
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the base URL without credentials (a private mirror may carry some).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GhArchiveConfig {
     /// Where the hour files are (`GHARCHIVE_URL`): `https://data.gharchive.org`, another HTTP
@@ -84,8 +86,8 @@ pub struct GhArchiveConfig {
     /// Kept events per batch handed to the ingest loop (5,000).
     pub batch_size: usize,
     /// Batches an hour may hold ready before its download pauses (16). Bounds the memory of
-    /// each hour in flight to about `prefetch_batches × batch_size` events: a whole hour of
-    /// today's kept events, a few megabytes, so the hours fetched ahead really download.
+    /// each hour in flight to about `prefetch_batches × batch_size` events (80,000 kept events,
+    /// about ten megabytes), enough for the hours fetched ahead to download far ahead.
     pub prefetch_batches: usize,
     /// A download that receives nothing for this long (60 s), or a server that does not
     /// answer a request within it, fails and is retried.
@@ -141,5 +143,50 @@ impl GhArchiveConfig {
             retry_damaged: true,
             ..GhArchiveConfig::new(from)
         }
+    }
+}
+
+impl std::fmt::Debug for GhArchiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GhArchiveConfig")
+            .field(
+                "base_url",
+                &crate::source::github::redact_url(&self.base_url),
+            )
+            .field("from", &self.from)
+            .field("until", &self.until)
+            .field("missing_after", &self.missing_after)
+            .field("publish_delay", &self.publish_delay)
+            .field("wait_for_publication", &self.wait_for_publication)
+            .field("retry_damaged", &self.retry_damaged)
+            .field("parallel", &self.parallel)
+            .field("user_agent", &self.user_agent)
+            .field("state_file", &self.state_file)
+            .field("min_retry", &self.min_retry)
+            .field("max_retry", &self.max_retry)
+            .field("unpublished_retry", &self.unpublished_retry)
+            .field("max_unpublished_retry", &self.max_unpublished_retry)
+            .field("failures_before_damaged", &self.failures_before_damaged)
+            .field("batch_size", &self.batch_size)
+            .field("prefetch_batches", &self.prefetch_batches)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_never_shown() {
+        let config = GhArchiveConfig::new(chrono::Utc::now())
+            .with_url("https://reader:hunter2@mirror.example/gharchive");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("mirror.example"), "{shown}");
     }
 }
