@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chrono::Utc;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use github_stats_core::coverage::hour_floor;
 use github_stats_core::source::file::DEFAULT_CHUNK_BYTES;
+use github_stats_core::source::gharchive::{DEFAULT_GHARCHIVE_URL, HourRange, parse_duration};
 
-use crate::{ClickHouseConfig, Config, ProgressMode, StoreConfig};
+use crate::{ArchiveImport, ClickHouseConfig, Config, ProgressMode, StoreConfig};
 
 /// The dotenv file read when `--dotenv` is not given; it may be missing.
 pub const DEFAULT_DOTENV: &str = "gh.env";
@@ -33,8 +36,11 @@ pub enum Backend {
         Reads JSON arrays (the poller's poll files), JSON lines (GH Archive), and gzip of either, \
         from FILES and directories (walked recursively), in chronological order. Keeps \
         WatchEvent, PullRequestEvent and IssuesEvent; re-running an import adds nothing.\n\n\
-        Exit codes: 0 every file was read; 1 some file could not be read (listed at the end) or \
-        the store failed; 2 bad usage; 130 interrupted (Ctrl-C), re-run to complete."
+        With --gharchive FROM..UNTIL, downloads GH Archive's hours instead (--jobs at once), \
+        records what each hour held, and skips on a re-run the hours already imported.\n\n\
+        Exit codes: 0 every file (hour) was read; 1 some file could not be read, or some hour \
+        was damaged (listed at the end), or the store failed; 2 bad usage; 130 interrupted \
+        (Ctrl-C), re-run to complete."
 )]
 pub struct Args {
     /// Dotenv file whose variables serve as fallbacks [default: gh.env]. A missing default file
@@ -173,9 +179,66 @@ pub struct Args {
     )]
     pub clickhouse_replicated: bool,
 
+    /// Download and import GH Archive's hours FROM..UNTIL (UNTIL exclusive; FROM.. up to the
+    /// current hour) instead of files. Each side: YYYY-MM-DDTHH (UTC), an RFC 3339 hour
+    /// (2026-11-30T00:00:00Z), or a duration back from now (30d, 48h).
+    #[arg(
+        long,
+        value_name = "FROM..UNTIL",
+        value_parser = parse_gharchive_range,
+        conflicts_with = "files",
+        help_heading = "GH Archive"
+    )]
+    pub gharchive: Option<HourRange>,
+
+    /// Where GH Archive's hour files are: its server, a mirror, or file:///a/local/dir.
+    #[arg(
+        long,
+        env = "GHARCHIVE_URL",
+        default_value = DEFAULT_GHARCHIVE_URL,
+        value_name = "URL",
+        value_parser = parse_gharchive_url,
+        help_heading = "GH Archive"
+    )]
+    pub gharchive_url: String,
+
+    /// An hour still not published this long after its end is a hole in the archive
+    /// (recorded as missing); sooner, it is pending (a later run takes it).
+    #[arg(
+        long,
+        env = "GHARCHIVE_MISSING_AFTER",
+        default_value = "24h",
+        value_name = "DURATION",
+        value_parser = parse_gharchive_duration,
+        help_heading = "GH Archive"
+    )]
+    pub gharchive_missing_after: Duration,
+
     /// Event files and directories to import (directories are walked recursively).
     #[arg(value_name = "FILES")]
     pub files: Vec<PathBuf>,
+}
+
+fn parse_gharchive_range(text: &str) -> Result<HourRange, String> {
+    HourRange::parse(text, Utc::now()).map_err(|e| e.to_string())
+}
+
+fn parse_gharchive_url(text: &str) -> Result<String, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    if ["http://", "https://", "file://"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+    {
+        Ok(text.trim().to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an http, https or file URL (https://data.gharchive.org, file:///srv/gharchive)"
+        ))
+    }
+}
+
+fn parse_gharchive_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Parsed arguments and whether `--events-dir` was given on the command line.
@@ -213,8 +276,22 @@ impl Parsed {
             events_dir_on_command_line,
         } = self;
         let mut inputs = args.files;
+        let gharchive = match args.gharchive {
+            None => None,
+            Some(range) => {
+                let until = range.until.unwrap_or_else(|| hour_floor(Utc::now()));
+                if until <= range.from {
+                    bail!("nothing to import: {range} holds no hour before the current one");
+                }
+                let mut import = ArchiveImport::new(range.from, until);
+                import.base_url = args.gharchive_url;
+                import.missing_after = args.gharchive_missing_after;
+                Some(import)
+            }
+        };
         let recount_only = args.recount && inputs.is_empty() && !events_dir_on_command_line;
-        if !recount_only && (inputs.is_empty() || events_dir_on_command_line) {
+        if gharchive.is_none() && !recount_only && (inputs.is_empty() || events_dir_on_command_line)
+        {
             if inputs.is_empty() && !args.events_dir.exists() {
                 bail!(
                     "nothing to import: the events directory {} does not exist (name FILES, or set --events-dir / EVENTS_DIRECTORY)",
@@ -270,6 +347,7 @@ impl Parsed {
             jobs,
             chunk_bytes: usize::try_from(args.chunk_bytes).context("--chunk-bytes too large")?,
             progress,
+            gharchive,
         })
     }
 }

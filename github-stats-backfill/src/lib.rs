@@ -27,12 +27,14 @@ use github_stats_core::store::memory::MemoryStoreOptions;
 use github_stats_core::{Event, MemoryStore, SharedStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
+mod archive;
 pub mod cli;
 mod pipeline;
 mod progress;
 mod summary;
 
-pub use summary::{FileFailure, Summary};
+pub use archive::ArchiveImport;
+pub use summary::{ArchiveSummary, FileFailure, Summary};
 
 /// What to import, where, and how.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct Config {
     pub chunk_bytes: usize,
     /// How progress is shown.
     pub progress: ProgressMode,
+    /// GH Archive hours to download and import (`--gharchive`), instead of `inputs`.
+    pub gharchive: Option<ArchiveImport>,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Config {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             progress: ProgressMode::Off,
+            gharchive: None,
         }
     }
 }
@@ -132,13 +137,18 @@ pub enum ProgressMode {
     Off,
 }
 
-/// Imports the files of `config` into its store and reports what happened.
+/// Imports the files of `config` (or its GH Archive hours) into its store and reports what
+/// happened.
 ///
 /// Files that cannot be read are listed in [`Summary::failed`], not errors; an error is a store
 /// that cannot be opened or fails for good. When `cancel` fires (Ctrl-C), the events already
 /// parsed are inserted as the last batch and the import stops ([`Summary::interrupted`]); a
-/// re-run completes it, as stores skip events they already hold.
+/// re-run completes it, as stores skip events they already hold. GH Archive hours: see
+/// [`ArchiveImport`].
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Summary> {
+    if let Some(archive) = config.gharchive.clone() {
+        return archive::run(&config, &archive, cancel).await;
+    }
     let started = Instant::now();
     let (files, missing) = collect_event_files(&config.inputs);
     let mut summary = Summary::new(config.dry_run);
@@ -174,6 +184,17 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Su
     summary.elapsed = started.elapsed();
     result?;
     flushed.context("cannot flush the store")?;
+    recount_if_asked(&config, clickhouse, &mut summary, started).await?;
+    Ok(summary)
+}
+
+/// `--recount`, after an import that was not interrupted.
+async fn recount_if_asked(
+    config: &Config,
+    clickhouse: Option<Arc<ClickHouseStore>>,
+    summary: &mut Summary,
+    started: Instant,
+) -> anyhow::Result<()> {
     if config.recount && !summary.interrupted {
         if let Some(clickhouse) = clickhouse {
             clickhouse
@@ -186,7 +207,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Su
         }
         summary.elapsed = started.elapsed();
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// The store to import into, and the same store as a [`ClickHouseStore`] when it is one (for

@@ -49,6 +49,8 @@ enum Work {
         file: usize,
         data: Vec<u8>,
         array: bool,
+        /// Lines the reader skipped for their length before this chunk: bad lines.
+        overlong: u64,
         /// Where the buffer goes back to its reader once parsed, to be read into again.
         recycle: SyncSender<Vec<u8>>,
     },
@@ -200,9 +202,26 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
             return false;
         }
         let buffer = emit.recycled.try_recv().unwrap_or_default();
-        match reader.read_raw_chunk_into(buffer) {
+        let read = reader.read_raw_chunk_into(buffer);
+        let overlong = reader.take_overlong_lines();
+        match read {
             // Reading past the end yields nothing: the file is done.
             Ok(data) if data.is_empty() => {
+                if overlong > 0 {
+                    let mut stats = ParseStats::default();
+                    stats.records = overlong;
+                    stats.malformed = overlong;
+                    let item = Item::Chunk {
+                        file,
+                        events: Vec::new(),
+                        stats,
+                        bytes: 0,
+                    };
+                    if !emit.send(file, chunk, |key| Work::Pass(key, item)) {
+                        return false;
+                    }
+                    chunk += 1;
+                }
                 return emit.send(file, chunk, |key| Work::Pass(key, Item::FileDone { file }));
             }
             Ok(data) => {
@@ -215,6 +234,7 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
                     file,
                     data,
                     array,
+                    overlong,
                     recycle,
                 });
                 if !sent {
@@ -242,9 +262,12 @@ fn parser(work: &Mutex<Receiver<Work>>, out: &tokio::sync::mpsc::Sender<(Key, It
                 file,
                 data,
                 array,
+                overlong,
                 recycle,
             } => {
                 let mut stats = ParseStats::default();
+                stats.records = overlong;
+                stats.malformed = overlong;
                 let mut events = Vec::new();
                 if array {
                     parse::parse_document(&data, &mut stats, &mut events);

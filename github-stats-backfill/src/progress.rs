@@ -202,3 +202,104 @@ fn estimate_uncompressed(path: &Path) -> u64 {
         _ => len.saturating_mul(ASSUMED_GZIP_RATIO),
     }
 }
+
+/// Progress of a GH Archive import, in hours: a bar of hours done, or a log line every few
+/// seconds, from the follower's and the ingest loop's status.
+pub(crate) struct ArchiveProgress {
+    mode: ProgressMode,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_log: Instant,
+    hours: u64,
+}
+
+impl ArchiveProgress {
+    pub(crate) fn new(mode: ProgressMode, hours: u64) -> ArchiveProgress {
+        let bar = (mode == ProgressMode::Bar).then(|| {
+            let bar = ProgressBar::new(hours);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} [{bar:25}] {pos}/{len} hours · {msg} · ETA {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        ArchiveProgress {
+            mode,
+            bar,
+            started: Instant::now(),
+            last_log: Instant::now(),
+            hours,
+        }
+    }
+
+    pub(crate) fn tick_every(&self) -> Duration {
+        match self.mode {
+            ProgressMode::Log { every } => every,
+            ProgressMode::Bar => Duration::from_millis(200),
+            ProgressMode::Off => Duration::from_secs(3600),
+        }
+    }
+
+    pub(crate) fn update(
+        &mut self,
+        follower: &github_stats_core::ArchiveFollowerSnapshot,
+        ingest: &github_stats_core::IngestSnapshot,
+    ) {
+        let c = &follower.counters;
+        let done = c.imported + c.missing + c.damaged + c.skipped + c.pending;
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let current = follower
+            .current_hour
+            .as_ref()
+            .map(|h| h.hour.format("%Y-%m-%dT%H").to_string())
+            .unwrap_or_else(|| "-".into());
+        match self.mode {
+            ProgressMode::Bar => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(done);
+                    bar.set_message(format!(
+                        "{current} · {} kept · {} events/s · {:.1} MB/s{}",
+                        thousands(ingest.received),
+                        thousands((ingest.received as f64 / secs) as u64),
+                        ingest.bytes as f64 / 1e6 / secs,
+                        if follower.consecutive_failures > 0 {
+                            format!(" · {} failures, retrying", follower.consecutive_failures)
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+            }
+            ProgressMode::Log { every } => {
+                if self.last_log.elapsed() >= every {
+                    self.last_log = Instant::now();
+                    let eta = (done > 0 && self.hours > done)
+                        .then(|| secs * (self.hours - done) as f64 / done as f64);
+                    tracing::info!(
+                        hours_done = done,
+                        hours = self.hours,
+                        current_hour = %current,
+                        kept = ingest.received,
+                        inserted = ingest.inserted,
+                        events_per_second = (ingest.received as f64 / secs) as u64,
+                        mb_per_second = format!("{:.1}", ingest.bytes as f64 / 1e6 / secs),
+                        failures = follower.consecutive_failures,
+                        eta_seconds = eta.map(|e| e as u64),
+                        "backfill progress"
+                    );
+                }
+            }
+            ProgressMode::Off => {}
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

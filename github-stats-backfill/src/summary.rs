@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use github_stats_core::source::gharchive::HourRange;
 use github_stats_core::{EventType, ParseStats};
 
 /// A file that could not be read (or not to its end).
@@ -13,6 +15,43 @@ pub struct FileFailure {
     pub path: PathBuf,
     /// Why.
     pub error: String,
+}
+
+/// What became of the hours of a GH Archive import (`--gharchive`), from the store's records
+/// (so hours done by earlier runs count too).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ArchiveSummary {
+    /// The range.
+    pub range: HourRange,
+    /// Hours in the range.
+    pub hours: u64,
+    /// Hours the store records as imported (by this run or an earlier one).
+    pub imported: u64,
+    /// Hours this run imported.
+    pub imported_now: u64,
+    /// Hours this run skipped without a download: recorded already.
+    pub skipped: u64,
+    /// Hours the archive has no file for (holes; a re-run does not ask again).
+    pub missing: Vec<DateTime<Utc>>,
+    /// Hours whose file could not be read whole (what was read is stored; a re-run tries
+    /// again).
+    pub damaged: Vec<DateTime<Utc>>,
+    /// Hours left for a later run: `(hour, why, whether its downloads failed)`.
+    pub pending: Vec<(DateTime<Utc>, String, bool)>,
+    /// Hours not reached (an interrupted run).
+    pub unfinished: u64,
+}
+
+impl ArchiveSummary {
+    /// Whether some hour could not be read: damaged, or failing.
+    pub fn has_failures(&self) -> bool {
+        !self.damaged.is_empty() || self.pending.iter().any(|(_, _, failed)| *failed)
+    }
+}
+
+fn show_hour(hour: &DateTime<Utc>) -> String {
+    hour.format("%Y-%m-%dT%H").to_string()
 }
 
 /// What an import did.
@@ -54,6 +93,8 @@ pub struct Summary {
     pub interrupted: bool,
     /// Whether the ClickHouse count tables were corrected after the import (`--recount`).
     pub recounted: bool,
+    /// A GH Archive import: what became of its hours.
+    pub archive: Option<ArchiveSummary>,
 }
 
 impl Summary {
@@ -64,12 +105,15 @@ impl Summary {
         }
     }
 
-    /// The process exit code: 0 when every file was read, 1 when some were not, 130 when
-    /// interrupted. (Usage errors exit with 2 before an import starts.)
+    /// The process exit code: 0 when every file (hour) was read, 1 when some were not (a
+    /// damaged hour, or one whose downloads kept failing), 130 when interrupted. Missing hours
+    /// (holes in the archive) and hours not published yet are listed, not failures. (Usage
+    /// errors exit with 2 before an import starts.)
     pub fn exit_code(&self) -> u8 {
         if self.interrupted {
             130
-        } else if !self.failed.is_empty() {
+        } else if !self.failed.is_empty() || self.archive.as_ref().is_some_and(|a| a.has_failures())
+        {
             1
         } else {
             0
@@ -128,24 +172,45 @@ impl fmt::Display for Summary {
             "backfill {state} in {:.2} s ({mode})",
             self.elapsed.as_secs_f64()
         )?;
-        writeln!(
-            f,
-            "  files       {} of {} read, {} failed{}",
-            self.files_read,
-            self.files,
-            self.failed.len(),
-            if self.interrupted {
-                format!(", {} not finished", self.unfinished.len())
-            } else {
-                String::new()
-            }
-        )?;
-        writeln!(
-            f,
-            "  input       {:.1} MB parsed ({:.1} MB on disk)",
-            self.bytes as f64 / 1e6,
-            self.file_bytes as f64 / 1e6
-        )?;
+        if let Some(a) = &self.archive {
+            writeln!(
+                f,
+                "  hours       {} in {}: {} imported ({} now, {} skipped as recorded), {} missing, {} damaged, {} pending{}",
+                a.hours,
+                a.range,
+                a.imported,
+                a.imported_now,
+                a.skipped,
+                a.missing.len(),
+                a.damaged.len(),
+                a.pending.len(),
+                if a.unfinished > 0 {
+                    format!(", {} not reached", a.unfinished)
+                } else {
+                    String::new()
+                }
+            )?;
+            writeln!(f, "  input       {:.1} MB parsed", self.bytes as f64 / 1e6)?;
+        } else {
+            writeln!(
+                f,
+                "  files       {} of {} read, {} failed{}",
+                self.files_read,
+                self.files,
+                self.failed.len(),
+                if self.interrupted {
+                    format!(", {} not finished", self.unfinished.len())
+                } else {
+                    String::new()
+                }
+            )?;
+            writeln!(
+                f,
+                "  input       {:.1} MB parsed ({:.1} MB on disk)",
+                self.bytes as f64 / 1e6,
+                self.file_bytes as f64 / 1e6
+            )?;
+        }
         writeln!(
             f,
             "  lines       {} ({} of other types, {} bad lines, {} unsupported pre-2015 events)",
@@ -175,13 +240,15 @@ impl fmt::Display for Summary {
                 String::new()
             }
         )?;
-        writeln!(
-            f,
-            "  inserts     {} batches, {:.2} s in the store ({} kept events/s while inserting)",
-            self.batches,
-            self.insert_time.as_secs_f64(),
-            thousands(per_second(self.stats.kept_total() as f64, self.insert_time) as u64)
-        )?;
+        if self.archive.is_none() {
+            writeln!(
+                f,
+                "  inserts     {} batches, {:.2} s in the store ({} kept events/s while inserting)",
+                self.batches,
+                self.insert_time.as_secs_f64(),
+                thousands(per_second(self.stats.kept_total() as f64, self.insert_time) as u64)
+            )?;
+        }
         write!(
             f,
             "  throughput  {:.1} MB/s, {} lines/s, {} kept events/s",
@@ -195,15 +262,48 @@ impl fmt::Display for Summary {
                 write!(f, "\n  {}: {}", failure.path.display(), failure.error)?;
             }
         }
+        if let Some(a) = &self.archive {
+            if !a.missing.is_empty() {
+                write!(
+                    f,
+                    "\nmissing hours (the archive has no file for them; not asked again):"
+                )?;
+                for hour in &a.missing {
+                    write!(f, "\n  {}", show_hour(hour))?;
+                }
+            }
+            if !a.damaged.is_empty() {
+                write!(
+                    f,
+                    "\ndamaged hours (could not be read whole; what was read is stored; a re-run tries again; exit code 1):"
+                )?;
+                for hour in &a.damaged {
+                    write!(f, "\n  {}", show_hour(hour))?;
+                }
+            }
+            if !a.pending.is_empty() {
+                write!(f, "\npending hours (a later run takes them):")?;
+                for (hour, reason, _) in &a.pending {
+                    write!(f, "\n  {}: {reason}", show_hour(hour))?;
+                }
+            }
+        }
         if self.recounted {
             write!(f, "\ncount tables recounted from the merged events")?;
         }
         if self.interrupted {
-            write!(
-                f,
-                "\ninterrupted: {} files not finished; run the same command again to complete the import",
-                self.unfinished.len()
-            )?;
+            match &self.archive {
+                Some(a) => write!(
+                    f,
+                    "\ninterrupted: {} hours not reached; run the same command again to complete the import",
+                    a.unfinished
+                )?,
+                None => write!(
+                    f,
+                    "\ninterrupted: {} files not finished; run the same command again to complete the import",
+                    self.unfinished.len()
+                )?,
+            }
         }
         Ok(())
     }

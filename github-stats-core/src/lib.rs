@@ -4,6 +4,8 @@
 pub mod conformance;
 pub mod coverage;
 pub mod event;
+#[cfg(feature = "testsuite")]
+pub mod fake_gharchive;
 pub mod ingest;
 pub mod metrics;
 pub mod parse;
@@ -18,7 +20,11 @@ pub use metrics::{
     TimeWindow, Timeline, TypeCounts, WindowError,
 };
 pub use parse::ParseStats;
+pub use source::gharchive::{
+    ArchiveFollowerSnapshot, ArchiveFollowerStatus, GhArchiveConfig, GhArchiveSource, HourRange,
+};
 pub use source::github::{GitHubConfig, GitHubPoller, PollerSnapshot, PollerStatus};
+pub use source::merged::MergedSource;
 pub use source::{EventBatch, EventSource, SourceError};
 pub use store::memory::MemoryStore;
 pub use store::{EventStore, MetricsQuery, SharedStore, Store, StoreError};

@@ -1,5 +1,9 @@
-//! Where events come from: the [`EventSource`] trait, saved files ([`mod@file`]) and the GitHub
-//! Events API ([`github`]).
+//! Where events come from: the [`EventSource`] trait, saved files ([`mod@file`]), the GitHub
+//! Events API ([`github`]), GH Archive's hourly files ([`gharchive`]), and several sources as
+//! one ([`merged`]).
+
+use std::io::Write;
+use std::path::Path;
 
 use async_trait::async_trait;
 
@@ -7,7 +11,9 @@ use crate::event::Event;
 use crate::parse::ParseStats;
 
 pub mod file;
+pub mod gharchive;
 pub mod github;
+pub mod merged;
 
 /// A batch of kept events and the counts of what was read to produce it.
 #[derive(Debug, Clone, Default)]
@@ -73,4 +79,33 @@ pub trait EventSource: Send + Sync {
     async fn commit(&self) -> Result<(), SourceError> {
         Ok(())
     }
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file next to it, synced, renamed
+/// over `path`, then the directory synced, so a crash leaves either the old file or the new one,
+/// never a torn one, and a rename that returned is not undone by a power cut.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    // The rename is durable once the directory is; some filesystems cannot sync a directory
+    // (the file itself is whole either way).
+    if let Ok(dir) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }

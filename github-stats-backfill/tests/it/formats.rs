@@ -102,3 +102,43 @@ async fn every_format_is_read_and_bad_files_are_skipped() {
         expected.distinct.len() as u64
     );
 }
+
+/// A line longer than the record cap (16 MiB): a gzip bomb of a few kilobytes that expands to
+/// one 40 MiB line, between two halves of a recorded hour. The line is one bad line; every
+/// event around it is imported.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_longer_than_the_record_cap_is_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = plain_bytes(&data("gharchive/2015-01-01-12.json.gz"));
+    let lines: Vec<&[u8]> = hour
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let half = lines.len() / 2;
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    for line in &lines[..half] {
+        encoder.write_all(line).unwrap();
+        encoder.write_all(b"\n").unwrap();
+    }
+    encoder.write_all(b"{\"id\":\"1\",\"pad\":\"").unwrap();
+    let block = vec![b'x'; 1 << 20];
+    for _ in 0..40 {
+        encoder.write_all(&block).unwrap();
+    }
+    encoder.write_all(b"\"}\n").unwrap();
+    for line in &lines[half..] {
+        encoder.write_all(line).unwrap();
+        encoder.write_all(b"\n").unwrap();
+    }
+    let path = dir.path().join("2015-01-01-12.json.gz");
+    std::fs::write(&path, encoder.finish().unwrap()).unwrap();
+
+    let mut expected = Expected::default();
+    expected.add_document(&hour);
+    let summary = run(memory_config(vec![path], &dir.path().join("data"))).await;
+    assert_eq!(summary.exit_code(), 0, "{summary}");
+    assert_eq!(summary.stats.malformed, expected.malformed + 1);
+    assert_eq!(summary.stats.records, expected.records + 1);
+    assert_eq!(summary.stats.kept, expected.kept);
+    assert_eq!(summary.inserted, expected.distinct.len() as u64);
+}

@@ -5,4 +5,5 @@ mod clickhouse;
 mod cluster;
 mod common;
 mod formats;
+mod gharchive;
 mod real_data;

@@ -122,7 +122,7 @@ pub fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
@@ -135,13 +135,26 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// The longest record (a JSON line, or a whole JSON array) read by default: 16 MiB. A GitHub
+/// event is a few kilobytes (the largest seen in GH Archive are under 1 MiB); a longer line is
+/// damage or an attack (a small gzip file can expand to one line of gigabytes), and reading it
+/// whole would take that much memory.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
+
 /// Reads one event file in chunks of whole lines, so that huge files are parsed as a stream.
 /// JSON arrays are read whole (the poller's files are small).
+///
+/// Every record is bounded: a line longer than [`max_record_bytes`](Self::with_max_record_bytes)
+/// is skipped without being held in memory, and counted as a bad line (see
+/// [`take_overlong_lines`](Self::take_overlong_lines)); a JSON array longer than it is an error.
 pub struct EventFileReader {
     path: PathBuf,
     reader: Box<dyn Read + Send>,
     pending: Vec<u8>,
     chunk_bytes: usize,
+    max_record_bytes: usize,
+    /// Lines skipped for their length and not yet reported.
+    overlong_lines: u64,
     format: Option<Format>,
     done: bool,
 }
@@ -168,19 +181,54 @@ pub struct FileChunk {
 impl EventFileReader {
     /// Opens `path`; see [`open_event_file`].
     pub fn open(path: &Path, chunk_bytes: usize) -> io::Result<EventFileReader> {
-        Ok(EventFileReader {
-            path: path.to_path_buf(),
-            reader: open_event_file(path)?,
+        Ok(EventFileReader::from_reader(
+            path,
+            open_event_file(path)?,
+            chunk_bytes,
+        ))
+    }
+
+    /// Reads `reader` (already decompressed), calling it `name` in errors and origins.
+    pub fn from_reader(
+        name: impl Into<PathBuf>,
+        reader: Box<dyn Read + Send>,
+        chunk_bytes: usize,
+    ) -> EventFileReader {
+        EventFileReader {
+            path: name.into(),
+            reader,
             pending: Vec::new(),
             chunk_bytes: chunk_bytes.max(4096),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            overlong_lines: 0,
             format: None,
             done: false,
-        })
+        }
+    }
+
+    /// Sets the longest record read (at least 1 KiB; [`DEFAULT_MAX_RECORD_BYTES`] by default).
+    pub fn with_max_record_bytes(mut self, max_record_bytes: usize) -> EventFileReader {
+        self.max_record_bytes = max_record_bytes.max(1024);
+        self
+    }
+
+    /// Reads the input as JSON lines whatever its first byte (GH Archive hours are never
+    /// arrays: a stray `[` must not make the reader take the whole file as one record).
+    pub fn json_lines(mut self) -> EventFileReader {
+        self.format = Some(Format::Lines);
+        self
     }
 
     /// The file being read.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lines skipped for being longer than the record cap since the last call. Callers of
+    /// [`read_raw_chunk_into`](Self::read_raw_chunk_into) count them as bad lines;
+    /// [`next_chunk`](Self::next_chunk) does so itself.
+    pub fn take_overlong_lines(&mut self) -> u64 {
+        std::mem::take(&mut self.overlong_lines)
     }
 
     /// Reads and parses the next chunk; `Ok(None)` after the last.
@@ -194,6 +242,9 @@ impl EventFileReader {
             bytes: data.len() as u64,
             ..FileChunk::default()
         };
+        let overlong = self.take_overlong_lines();
+        chunk.stats.records += overlong;
+        chunk.stats.malformed += overlong;
         match self.format {
             Some(Format::Array) => {
                 parse::parse_document(&data, &mut chunk.stats, &mut chunk.events)
@@ -211,68 +262,102 @@ impl EventFileReader {
 
     /// [`EventFileReader::read_raw_chunk`] into `buf`, a buffer of an earlier chunk given back
     /// (its contents are dropped, its memory reused): a new buffer per chunk costs page faults
-    /// and zeroing, about as much as reading the chunk.
+    /// and zeroing, about as much as reading the chunk. An empty chunk means the end.
     pub fn read_raw_chunk_into(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
-        buf.clear();
-        buf.append(&mut self.pending);
-        let target = self.chunk_bytes;
-        buf.reserve((target + 65536).saturating_sub(buf.len()));
-        // Fill up to the target size, straight into the buffer's spare capacity (no zeroing
-        // for plain files: `read_to_end` reads into uninitialised memory where it can).
-        let wanted = target.saturating_sub(buf.len()) as u64;
-        let eof = match (&mut self.reader).take(wanted).read_to_end(&mut buf) {
-            Ok(n) => (n as u64) < wanted,
-            Err(e) => {
-                self.done = true;
-                return Err(e);
-            }
-        };
-        if self.format.is_none() {
-            let first = buf.iter().find(|b| !b.is_ascii_whitespace());
-            self.format = Some(if first == Some(&b'[') {
-                Format::Array
-            } else {
-                Format::Lines
-            });
-        }
-        if self.format == Some(Format::Array) && !eof {
-            // An array is parsed whole.
-            if let Err(e) = self.reader.read_to_end(&mut buf) {
-                self.done = true;
-                return Err(e);
-            }
-        } else if !eof {
-            // Keep the partial last line for the next chunk.
-            match memchr::memrchr(b'\n', &buf) {
-                Some(nl) => {
-                    self.pending.extend_from_slice(&buf[nl + 1..]);
-                    buf.truncate(nl + 1);
-                    return Ok(buf);
+        loop {
+            buf.clear();
+            buf.append(&mut self.pending);
+            let target = self.chunk_bytes;
+            buf.reserve((target + 65536).saturating_sub(buf.len()));
+            // Fill up to the target size, straight into the buffer's spare capacity (no zeroing
+            // for plain files: `read_to_end` reads into uninitialised memory where it can).
+            let wanted = target.saturating_sub(buf.len()) as u64;
+            let eof = match (&mut self.reader).take(wanted).read_to_end(&mut buf) {
+                Ok(n) => (n as u64) < wanted,
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
                 }
-                // A single line longer than the chunk: read on until its end.
-                None => return self.finish_long_line(buf),
+            };
+            if self.format.is_none() {
+                let first = buf.iter().find(|b| !b.is_ascii_whitespace());
+                self.format = Some(if first == Some(&b'[') {
+                    Format::Array
+                } else {
+                    Format::Lines
+                });
             }
+            if self.format == Some(Format::Array) && !eof {
+                // An array is parsed whole, up to the record cap.
+                self.done = true;
+                let room = (self.max_record_bytes + 1).saturating_sub(buf.len()) as u64;
+                (&mut self.reader).take(room).read_to_end(&mut buf)?;
+                if buf.len() > self.max_record_bytes {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a JSON array longer than the {}-byte record cap",
+                            self.max_record_bytes
+                        ),
+                    ));
+                }
+                return Ok(buf);
+            } else if !eof {
+                // Keep the partial last line for the next chunk.
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(nl) => {
+                        self.pending.extend_from_slice(&buf[nl + 1..]);
+                        buf.truncate(nl + 1);
+                        return Ok(buf);
+                    }
+                    // A single line longer than the chunk: read on until its end.
+                    None => {
+                        if self.finish_long_line(&mut buf)? {
+                            return Ok(buf);
+                        }
+                        // Skipped for its length: the lines after it make the chunk.
+                        continue;
+                    }
+                }
+            }
+            self.done = true;
+            return Ok(buf);
         }
-        self.done = true;
-        Ok(buf)
     }
 
-    /// Reads on to the end of a line that did not fit in a chunk; what follows it waits for the
-    /// next chunk.
-    fn finish_long_line(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+    /// Reads on to the end of a line that did not fit in a chunk (`buf` holds its start);
+    /// what follows it waits for the next chunk. A line that grows beyond the record cap is
+    /// dropped and the rest of it read and thrown away block by block, so memory stays flat:
+    /// then `buf` is left empty and `false` returned (at the end of the input, `buf` is empty
+    /// and `true` returned).
+    fn finish_long_line(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         let mut block = vec![0u8; 65536];
+        let mut skipping = false;
         loop {
+            if !skipping && buf.len() > self.max_record_bytes {
+                skipping = true;
+                buf.clear();
+                buf.shrink_to(self.chunk_bytes + 65536);
+            }
             match self.reader.read(&mut block) {
                 Ok(0) => {
                     self.done = true;
-                    return Ok(buf);
+                    if skipping {
+                        self.overlong_lines += 1;
+                    }
+                    return Ok(true);
                 }
                 Ok(n) => match memchr::memchr(b'\n', &block[..n]) {
                     Some(nl) => {
-                        buf.extend_from_slice(&block[..=nl]);
                         self.pending.extend_from_slice(&block[nl + 1..n]);
-                        return Ok(buf);
+                        if skipping {
+                            self.overlong_lines += 1;
+                            return Ok(false);
+                        }
+                        buf.extend_from_slice(&block[..=nl]);
+                        return Ok(true);
                     }
+                    None if skipping => {}
                     None => buf.extend_from_slice(&block[..n]),
                 },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -461,5 +546,86 @@ mod tests {
             assert_eq!(whole, text.as_bytes(), "{}", path.display());
             assert!(chunks > 10, "{}: {chunks} chunks", path.display());
         }
+    }
+
+    /// A gzip bomb: a few kilobytes that expand to one 256 MiB line without a newline inside.
+    /// The line is counted as a bad line and skipped; no buffer ever holds it, and the lines
+    /// around it are read.
+    #[test]
+    fn a_line_longer_than_the_record_cap_is_skipped_with_flat_memory() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let kept = r#"{"id":"7","type":"WatchEvent","repo":{"id":1,"name":"a/b","url":"u"},"payload":{"action":"started"},"public":true,"created_at":"2026-11-30T10:00:00Z"}"#;
+        let path = dir.path().join("bomb.json.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        writeln!(encoder, "{kept}").unwrap();
+        encoder.write_all(b"{\"id\":\"8\",\"pad\":\"").unwrap();
+        let block = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            encoder.write_all(&block).unwrap();
+        }
+        encoder.write_all(b"\"}\n").unwrap();
+        writeln!(encoder, "{}", kept.replace("\"7\"", "\"9\"")).unwrap();
+        // The bomb again, as the last line, without a newline.
+        for _ in 0..64 {
+            encoder.write_all(&block).unwrap();
+        }
+        let compressed = encoder.finish().unwrap();
+        assert!(compressed.len() < 1 << 20, "{} bytes", compressed.len());
+        std::fs::write(&path, compressed).unwrap();
+
+        let cap = 1 << 20;
+        let mut reader = EventFileReader::open(&path, 64 * 1024)
+            .unwrap()
+            .with_max_record_bytes(cap);
+        let mut stats = ParseStats::default();
+        let mut ids = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            stats.merge(&chunk.stats);
+            ids.extend(chunk.events.iter().map(|e| e.id));
+        }
+        assert_eq!(ids, [7, 9]);
+        assert_eq!(stats.malformed, 2, "{stats:?}");
+        assert_eq!(stats.records, 4, "{stats:?}");
+
+        // The raw interface (the backfill's) never hands out or keeps a buffer near the line's
+        // size, and reports the skipped lines.
+        let mut reader = EventFileReader::open(&path, 64 * 1024)
+            .unwrap()
+            .with_max_record_bytes(cap);
+        let mut overlong = 0;
+        let mut lines = 0;
+        loop {
+            let chunk = reader.read_raw_chunk().unwrap();
+            overlong += reader.take_overlong_lines();
+            assert!(
+                chunk.capacity() <= 2 * cap,
+                "a chunk of {} bytes",
+                chunk.capacity()
+            );
+            if chunk.is_empty() {
+                break;
+            }
+            lines += chunk.iter().filter(|&&b| b == b'\n').count();
+        }
+        assert_eq!((lines, overlong), (2, 2));
+    }
+
+    #[test]
+    fn a_json_array_longer_than_the_record_cap_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poll.json");
+        let element = r#"{"id":"1","type":"PushEvent","payload":{}}"#;
+        let text = format!("[{}]", vec![element; 100_000].join(","));
+        std::fs::write(&path, &text).unwrap();
+        let mut reader = EventFileReader::open(&path, 4096)
+            .unwrap()
+            .with_max_record_bytes(1 << 20);
+        let err = reader.next_chunk().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("record cap"), "{err}");
+        let mut reader = EventFileReader::open(&path, 4096).unwrap();
+        let chunk = reader.next_chunk().unwrap().unwrap();
+        assert_eq!(chunk.stats.other_types, 100_000, "under the default cap");
     }
 }

@@ -39,6 +39,7 @@ mod config;
 mod state;
 mod status;
 
+pub(crate) use config::redact_url;
 pub use config::{
     DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
     MAX_HEADER_WAIT_SECS,
@@ -761,7 +762,7 @@ fn write_poll_file(dir: &Path, at: DateTime<Utc>, json: &str) -> std::io::Result
         path = dir.join(format!("{stem}-{n}.json"));
         n += 1;
     }
-    state::write_atomically(&path, json.as_bytes())?;
+    super::write_atomically(&path, json.as_bytes())?;
     Ok(path)
 }
 

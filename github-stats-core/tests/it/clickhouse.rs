@@ -540,3 +540,73 @@ async fn a_version_1_database_is_upgraded_with_its_events_counted() {
         snapshot(&reference, &all).await
     );
 }
+
+/// The archive follower into ClickHouse: two hours from the fake archive, part of each stored
+/// first (as a poller would have), the records and totals exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_follower_imports_hours_and_measures_what_was_stored_first() {
+    use github_stats_core::coverage::ArchiveStatus;
+    use github_stats_core::fake_gharchive::{FakeArchive, FakeHour, RecordedHour};
+    use github_stats_core::ingest::{Ingest, IngestConfig};
+    use github_stats_core::source::gharchive::{GhArchiveConfig, GhArchiveSource};
+    use tokio_util::sync::CancellationToken;
+
+    let name = "archive_follower_imports_hours";
+    let Some(url) = clickhouse_url(name) else {
+        return;
+    };
+    let store: SharedStore = Arc::new(fresh_store(&url, name).await);
+    let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+    let first =
+        chrono::TimeZone::from_utc_datetime(&chrono::Utc, &day.and_hms_opt(7, 0, 0).unwrap());
+    let second = first + chrono::Duration::hours(1);
+    let hours = [
+        FakeHour::build(RecordedHour::Noon, first),
+        FakeHour::build(RecordedHour::Midnight, second),
+    ];
+    let archive = FakeArchive::start().await;
+    for h in &hours {
+        archive.put_hour(h);
+    }
+    let polled: Vec<Vec<Event>> = vec![hours[0].sample(0, 4), hours[1].sample(2, 7)];
+    for events in &polled {
+        store.insert_events(events).await.unwrap();
+    }
+
+    let mut config = GhArchiveConfig::backfill(first, second + chrono::Duration::hours(1))
+        .with_url(&archive.url());
+    config.batch_size = 400;
+    let source = Arc::new(GhArchiveSource::new(config, Arc::clone(&store)).unwrap());
+    let report = Ingest::run(
+        source,
+        Arc::clone(&store) as Arc<dyn EventStore>,
+        IngestConfig::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(report.completed, "{report:?}");
+
+    let records = store
+        .archive_hours(TimeWindow::new(first, second + chrono::Duration::hours(1)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2);
+    for ((record, hour), polled) in records.iter().zip(&hours).zip(&polled) {
+        assert_eq!(record.hour, hour.hour);
+        assert_eq!(record.status, ArchiveStatus::Imported);
+        assert_eq!(record.archive_events, hour.kept().len() as u64);
+        assert_eq!(record.polled_before_archive, polled.len() as u64);
+        let window = TimeWindow::new(hour.hour, hour.hour + chrono::Duration::hours(1)).unwrap();
+        assert_eq!(
+            store.event_counts(window).await.unwrap().counts.0,
+            hour.kept_by_type()
+        );
+    }
+    let total: usize = hours.iter().map(|h| h.kept().len()).sum();
+    assert_eq!(store.total_events().await.unwrap(), total as u64);
+    let run = store.complete_run().await.unwrap().unwrap();
+    assert_eq!(
+        (run.from, run.until),
+        (first, second + chrono::Duration::hours(1))
+    );
+}

@@ -7,7 +7,9 @@ mod clickhouse_process;
 #[cfg(feature = "clickhouse")]
 mod cluster;
 mod fake_github;
+mod gharchive;
 mod ingest;
 mod memory;
+mod merged;
 mod parse_real_data;
 mod poller;

@@ -1,13 +1,13 @@
 //! The poller's state file (`CLIENT_STATE_FILE`): what a restart needs to poll on time, cheaply,
 //! and without counting an event twice.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::status::CoverageCounters;
+use crate::source::write_atomically;
 
 /// The current format of the state file.
 pub const STATE_VERSION: u32 = 1;
@@ -75,27 +75,6 @@ pub(crate) fn load(path: &Path) -> Result<Option<PollState>, StateFileError> {
             path: path.to_path_buf(),
             source,
         })
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file next to it, then a rename, so a crash
-/// leaves either the old file or the new one, never a torn one.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Saves `state` at `path` atomically.

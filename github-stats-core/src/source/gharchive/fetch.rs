@@ -1,0 +1,608 @@
+//! Fetching one hour: a task per hour in flight that waits until the hour is due, downloads
+//! it (or opens it in a local mirror), retries what fails, and hands the hour's kept events
+//! over a bounded channel, ending with what became of the hour.
+//!
+//! Bytes go from the HTTP body (the task) through a small channel to a blocking thread that
+//! gunzips and parses them with the file reader and the fast parser; parsed events go through
+//! the hour's channel to the source. When nobody takes them (an hour fetched ahead of its
+//! turn), the channels fill, the parser stops reading, the task stops receiving, and TCP's
+//! window stops the server: memory stays bounded however large the hour.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use chrono::{DateTime, Utc};
+use flate2::read::MultiGzDecoder;
+use reqwest::{StatusCode, Url};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::config::GhArchiveConfig;
+use super::hours::archive_file_name;
+use super::status::{ArchiveFollowerStatus, FetchState};
+use crate::coverage::{ArchiveStatus, HOUR_SECONDS};
+use crate::event::Event;
+use crate::metrics::TimeWindow;
+use crate::parse::ParseStats;
+use crate::source::SourceError;
+use crate::source::file::{EventFileReader, read_up_to};
+use crate::store::SharedStore;
+
+/// Body chunks buffered between the download and the parser (a chunk is at most a few tens of
+/// kilobytes).
+const BYTE_CHANNEL_CHUNKS: usize = 16;
+
+/// Received bytes are reported to the status every this many.
+const STATUS_EVERY_BYTES: u64 = 1 << 20;
+
+/// What an hour's task hands over, in order.
+#[derive(Debug)]
+pub(super) enum HourItem {
+    /// Kept events read, in file order, with the counts of what was read for them.
+    Events {
+        events: Vec<Event>,
+        stats: ParseStats,
+        bytes: u64,
+    },
+    /// The attempt failed: the events of the next attempt start from the file's beginning
+    /// again.
+    Restart,
+    /// The hour is finished: nothing follows.
+    Done(HourEnd),
+}
+
+/// What became of an hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum HourEnd {
+    /// Read whole.
+    Complete,
+    /// Still not published long after its end: a hole in the archive.
+    Missing,
+    /// Could not be read whole after many tries, past the grace period.
+    Damaged { error: String },
+    /// The store already records it (another process, an earlier run): not downloaded.
+    Recorded(ArchiveStatus),
+    /// Not published yet, or failing (`failed`), and not waited for (a backfill): nothing
+    /// recorded.
+    Pending { reason: String, failed: bool },
+}
+
+/// Why one attempt did not read the hour.
+#[derive(Debug)]
+enum AttemptError {
+    /// 404 or 403 (what object stores answer for a missing key), or no file in the mirror.
+    NotPublished(String),
+    /// Anything else: retried with backoff.
+    Failed(String),
+    /// Nobody takes the events any more (the source was dropped).
+    Gone,
+}
+
+enum Location {
+    Http(Url),
+    Dir(PathBuf),
+}
+
+/// What every hour's task shares.
+pub(super) struct Fetcher {
+    pub(super) config: GhArchiveConfig,
+    client: reqwest::Client,
+    location: Location,
+    store: SharedStore,
+    status: ArchiveFollowerStatus,
+}
+
+/// A wait of `min × 2^(n-1)`, capped at `max`, with equal jitter (half fixed, half random), so
+/// that retries spread out but never collapse to nothing.
+pub(super) fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
+    let exp = n.saturating_sub(1).min(30);
+    let base = min.saturating_mul(1u32 << exp).min(max);
+    base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+}
+
+/// `t + d`, saturating.
+fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn at_utc(at: Instant) -> DateTime<Utc> {
+    let wait = at.saturating_duration_since(Instant::now());
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|d| Utc::now().checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn instant_at(at: DateTime<Utc>) -> Instant {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    Instant::now() + wait
+}
+
+/// `2026-11-30-5`, how hours are named in logs.
+pub(super) fn hour_name(hour: DateTime<Utc>) -> String {
+    archive_file_name(hour)
+        .trim_end_matches(".json.gz")
+        .to_owned()
+}
+
+impl Fetcher {
+    pub(super) fn new(
+        config: GhArchiveConfig,
+        store: SharedStore,
+        status: ArchiveFollowerStatus,
+    ) -> Result<Fetcher, SourceError> {
+        let trimmed = config.base_url.trim().trim_end_matches('/');
+        let url = Url::parse(&format!("{trimmed}/"))
+            .map_err(|e| SourceError::Config(format!("invalid GH Archive URL: {e}")))?;
+        let location = match url.scheme() {
+            "http" | "https" => Location::Http(url.clone()),
+            "file" => {
+                let dir = url.to_file_path().map_err(|()| {
+                    SourceError::Config("GH Archive file URL must name a local directory".into())
+                })?;
+                if !dir.is_dir() {
+                    return Err(SourceError::Config(format!(
+                        "GH Archive mirror directory {} does not exist",
+                        dir.display()
+                    )));
+                }
+                Location::Dir(dir)
+            }
+            other => {
+                return Err(SourceError::Config(format!(
+                    "GH Archive URL must be http, https or file, not {other}"
+                )));
+            }
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.connect_timeout)
+            .redirect(same_host_redirects())
+            .build()
+            .map_err(|e| SourceError::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(Fetcher {
+            config,
+            client,
+            location,
+            store,
+            status,
+        })
+    }
+
+    /// Fetches `hour` into `tx`, then says what became of it. Ends early when `tx`'s receiver
+    /// is gone.
+    pub(super) async fn run_hour(self: Arc<Self>, hour: DateTime<Utc>, tx: mpsc::Sender<HourItem>) {
+        let Some(end) = self.fetch_hour(hour, &tx).await else {
+            return;
+        };
+        if end == HourEnd::Complete {
+            self.status.fetch(hour, |f| {
+                f.state = FetchState::Downloaded;
+                f.next_attempt_at = None;
+            });
+        }
+        let _ = tx.send(HourItem::Done(end)).await;
+    }
+
+    async fn fetch_hour(
+        &self,
+        hour: DateTime<Utc>,
+        tx: &mpsc::Sender<HourItem>,
+    ) -> Option<HourEnd> {
+        let name = hour_name(hour);
+        self.status.fetch(hour, |f| f.state = FetchState::Checking);
+        if let Some(status) = self.recorded(hour).await {
+            let skip = match status {
+                ArchiveStatus::Imported | ArchiveStatus::Missing => true,
+                ArchiveStatus::Damaged => !self.config.retry_damaged,
+            };
+            if skip {
+                debug!(hour = %name, status = %status, "gh archive hour already recorded, skipped");
+                return Some(HourEnd::Recorded(status));
+            }
+        }
+        let hour_end = hour + chrono::Duration::seconds(HOUR_SECONDS);
+        let due = after(hour_end, self.config.publish_delay);
+        let grace_end = after(hour_end, self.config.missing_after);
+        if Utc::now() < due {
+            if !self.config.wait_for_publication {
+                return Some(HourEnd::Pending {
+                    reason: "not published yet".into(),
+                    failed: false,
+                });
+            }
+            self.wait(hour, instant_at(due)).await;
+        }
+
+        let mut attempt = 0u32;
+        let mut failures = 0u32;
+        let mut unpublished = 0u32;
+        loop {
+            attempt += 1;
+            self.status.fetch(hour, |f| {
+                f.state = FetchState::Downloading;
+                f.attempts = attempt;
+                f.bytes_received = 0;
+                f.next_attempt_at = None;
+            });
+            let result = self.attempt(hour, tx).await;
+            let past_grace = Utc::now() >= grace_end;
+            let wait = match result {
+                Ok(()) => {
+                    self.status.update(|s| s.consecutive_failures = 0);
+                    return Some(HourEnd::Complete);
+                }
+                Err(AttemptError::Gone) => return None,
+                Err(AttemptError::NotPublished(reason)) => {
+                    unpublished += 1;
+                    // Past the grace period, a second answer a few seconds later confirms the
+                    // hole: a missing record is never fetched again.
+                    if past_grace && unpublished >= 2 {
+                        info!(hour = %name, attempt, reason = %reason, "gh archive hour missing, skipped");
+                        return Some(HourEnd::Missing);
+                    }
+                    if !past_grace && !self.config.wait_for_publication {
+                        return Some(HourEnd::Pending {
+                            reason: format!("not published yet ({reason})"),
+                            failed: false,
+                        });
+                    }
+                    let wait = if past_grace {
+                        self.config.min_retry
+                    } else {
+                        backoff(
+                            self.config.unpublished_retry,
+                            self.config.max_unpublished_retry,
+                            unpublished,
+                        )
+                    };
+                    info!(
+                        hour = %name,
+                        attempt,
+                        retry_in_s = wait.as_secs(),
+                        reason = %reason,
+                        "gh archive hour not published yet"
+                    );
+                    wait
+                }
+                Err(AttemptError::Failed(error)) => {
+                    failures += 1;
+                    self.status.update(|s| {
+                        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+                        s.failed_downloads += 1;
+                    });
+                    self.status.fetch(hour, |f| f.failures = failures);
+                    self.status.error(format!("{name}: {error}"));
+                    if tx.send(HourItem::Restart).await.is_err() {
+                        return None;
+                    }
+                    if failures >= self.config.failures_before_damaged.max(1) {
+                        if past_grace {
+                            warn!(hour = %name, attempt, error = %error, "gh archive hour damaged, keeping what was read");
+                            return Some(HourEnd::Damaged { error });
+                        }
+                        if !self.config.wait_for_publication {
+                            return Some(HourEnd::Pending {
+                                reason: format!("failed {failures} times: {error}"),
+                                failed: true,
+                            });
+                        }
+                    }
+                    let wait = backoff(self.config.min_retry, self.config.max_retry, failures);
+                    warn!(
+                        hour = %name,
+                        attempt,
+                        retry_in_s = wait.as_secs(),
+                        error = %error,
+                        "gh archive download failed, retrying"
+                    );
+                    wait
+                }
+            };
+            self.wait(hour, Instant::now() + wait).await;
+        }
+    }
+
+    async fn wait(&self, hour: DateTime<Utc>, until: Instant) {
+        self.status.fetch(hour, |f| {
+            f.state = FetchState::Waiting;
+            f.next_attempt_at = Some(at_utc(until));
+        });
+        tokio::time::sleep_until(until).await;
+    }
+
+    /// What the store records for `hour`, if anything; a store that cannot answer is asked
+    /// again with backoff (nothing can be stored meanwhile anyway).
+    async fn recorded(&self, hour: DateTime<Utc>) -> Option<ArchiveStatus> {
+        let window = TimeWindow::new(hour, hour + chrono::Duration::seconds(HOUR_SECONDS))
+            .expect("an hour is not empty");
+        let mut failures = 0u32;
+        loop {
+            match self.store.archive_hours(window).await {
+                Ok(records) => {
+                    return records.iter().find(|r| r.hour == hour).map(|r| r.status);
+                }
+                Err(e) => {
+                    failures += 1;
+                    let wait = backoff(self.config.min_retry, self.config.max_retry, failures);
+                    warn!(
+                        hour = %hour_name(hour),
+                        error = %e,
+                        retry_in_s = wait.as_secs(),
+                        "cannot read the store's archive records, retrying"
+                    );
+                    self.status
+                        .error(format!("cannot read the store's archive records: {e}"));
+                    self.wait(hour, Instant::now() + wait).await;
+                }
+            }
+        }
+    }
+
+    /// One download (or opening) of `hour`, its events sent to `tx` as they are parsed.
+    async fn attempt(
+        &self,
+        hour: DateTime<Utc>,
+        tx: &mpsc::Sender<HourItem>,
+    ) -> Result<(), AttemptError> {
+        let name = archive_file_name(hour);
+        let settings = Decode {
+            name: name.clone(),
+            batch_size: self.config.batch_size.max(1),
+            chunk_bytes: self.config.chunk_bytes,
+            max_record_bytes: self.config.max_record_bytes,
+            tx: tx.clone(),
+        };
+        match &self.location {
+            Location::Dir(dir) => {
+                let path = dir.join(&name);
+                tokio::task::spawn_blocking(move || {
+                    let file = match std::fs::File::open(&path) {
+                        Ok(file) => file,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            return Err(AttemptError::NotPublished(format!(
+                                "no file {}",
+                                path.display()
+                            )));
+                        }
+                        Err(e) => {
+                            return Err(AttemptError::Failed(format!(
+                                "cannot open {}: {e}",
+                                path.display()
+                            )));
+                        }
+                    };
+                    settings.run(file)
+                })
+                .await
+                .unwrap_or_else(|e| Err(AttemptError::Failed(format!("reader task failed: {e}"))))
+            }
+            Location::Http(base) => {
+                let url = base
+                    .join(&name)
+                    .map_err(|e| AttemptError::Failed(format!("bad URL: {e}")))?;
+                self.download(url, hour, settings).await
+            }
+        }
+    }
+
+    async fn download(
+        &self,
+        url: Url,
+        hour: DateTime<Utc>,
+        settings: Decode,
+    ) -> Result<(), AttemptError> {
+        let stall = self.config.stall_timeout;
+        let mut response = match tokio::time::timeout(stall, self.client.get(url).send()).await {
+            Err(_) => {
+                return Err(AttemptError::Failed(format!(
+                    "no answer within {} s",
+                    stall.as_secs()
+                )));
+            }
+            Ok(Err(e)) => return Err(AttemptError::Failed(describe_http_error(&e))),
+            Ok(Ok(response)) => response,
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            s @ (StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) => {
+                return Err(AttemptError::NotPublished(format!("HTTP {}", s.as_u16())));
+            }
+            s if s.is_redirection() => {
+                return Err(AttemptError::Failed(format!(
+                    "HTTP {} redirecting to another host, not followed",
+                    s.as_u16()
+                )));
+            }
+            s => return Err(AttemptError::Failed(format!("HTTP {}", s.as_u16()))),
+        }
+
+        let (byte_tx, byte_rx) = mpsc::channel::<Result<Bytes, String>>(BYTE_CHANNEL_CHUNKS);
+        let parser = tokio::task::spawn_blocking(move || {
+            settings.run(ChannelReader {
+                rx: byte_rx,
+                current: Bytes::new(),
+            })
+        });
+        let mut transfer_error = None;
+        let mut unreported = 0u64;
+        loop {
+            match tokio::time::timeout(stall, response.chunk()).await {
+                Ok(Ok(Some(bytes))) => {
+                    unreported += bytes.len() as u64;
+                    if unreported >= STATUS_EVERY_BYTES {
+                        let n = std::mem::take(&mut unreported);
+                        self.status.fetch(hour, |f| f.bytes_received += n);
+                    }
+                    // Waits while the parser is paused: that is the backpressure.
+                    if byte_tx.send(Ok(bytes)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    transfer_error = Some(describe_http_error(&e));
+                    break;
+                }
+                Err(_) => {
+                    transfer_error = Some(format!(
+                        "download stalled: nothing received for {} s",
+                        stall.as_secs()
+                    ));
+                    break;
+                }
+            }
+        }
+        self.status.fetch(hour, |f| f.bytes_received += unreported);
+        drop(response);
+        if let Some(error) = &transfer_error {
+            // The parser must see a failure, not an end: a file cut between two gzip members
+            // would otherwise look whole.
+            let _ = byte_tx.send(Err(error.clone())).await;
+        }
+        drop(byte_tx);
+        let parsed = parser
+            .await
+            .unwrap_or_else(|e| Err(AttemptError::Failed(format!("parser task failed: {e}"))));
+        match (parsed, transfer_error) {
+            (Err(AttemptError::Gone), _) => Err(AttemptError::Gone),
+            (_, Some(error)) => Err(AttemptError::Failed(error)),
+            (parsed, None) => parsed,
+        }
+    }
+}
+
+/// Follows redirects only within the host (and port) first asked, at most 5: a mirror may
+/// move a path, but nothing sends our requests elsewhere.
+fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same = first.is_some_and(|first| {
+            first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same && attempt.previous().len() <= 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// A transport error in words.
+fn describe_http_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "request timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_decode() {
+        "download cut"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The body's chunks as a blocking reader, for the parser thread.
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(message)) => return Err(io::Error::other(message)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// Gunzipping and parsing one hour file (on a blocking thread).
+struct Decode {
+    name: String,
+    batch_size: usize,
+    chunk_bytes: usize,
+    max_record_bytes: usize,
+    tx: mpsc::Sender<HourItem>,
+}
+
+impl Decode {
+    fn run(self, input: impl Read + Send + 'static) -> Result<(), AttemptError> {
+        let failed = |e: io::Error| AttemptError::Failed(format!("cannot read the file: {e}"));
+        let mut input = input;
+        let mut magic = [0u8; 2];
+        let n = read_up_to(&mut input, &mut magic).map_err(failed)?;
+        if n < 2 {
+            return Err(AttemptError::Failed(
+                "empty file: no gzip header".to_owned(),
+            ));
+        }
+        if magic != [0x1f, 0x8b] {
+            return Err(AttemptError::Failed(
+                "invalid gzip header: not a gzip file".to_owned(),
+            ));
+        }
+        let gzip = MultiGzDecoder::new(Read::chain(io::Cursor::new(magic), input));
+        let mut reader = EventFileReader::from_reader(self.name, Box::new(gzip), self.chunk_bytes)
+            .json_lines()
+            .with_max_record_bytes(self.max_record_bytes);
+        let mut events = Vec::new();
+        let mut stats = ParseStats::default();
+        let mut bytes = 0u64;
+        loop {
+            let chunk = match reader.next_chunk() {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    // What was read before the break is handed on: a damaged hour keeps it.
+                    if !events.is_empty() {
+                        let item = HourItem::Events {
+                            events,
+                            stats,
+                            bytes,
+                        };
+                        if self.tx.blocking_send(item).is_err() {
+                            return Err(AttemptError::Gone);
+                        }
+                    }
+                    return Err(failed(e));
+                }
+            };
+            stats.merge(&chunk.stats);
+            bytes += chunk.bytes;
+            events.extend(chunk.events);
+            if events.len() >= self.batch_size || (chunk.last && stats.records > 0) {
+                let item = HourItem::Events {
+                    events: std::mem::take(&mut events),
+                    stats: std::mem::take(&mut stats),
+                    bytes: std::mem::take(&mut bytes),
+                };
+                if self.tx.blocking_send(item).is_err() {
+                    return Err(AttemptError::Gone);
+                }
+            }
+        }
+    }
+}
