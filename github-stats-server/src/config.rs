@@ -9,7 +9,9 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use chrono::Utc;
 use clap::Parser;
+use github_stats_core::source::gharchive::{DEFAULT_GHARCHIVE_URL, parse_duration, parse_hour};
 
 use crate::listener::ConnectionLimits;
 
@@ -136,6 +138,46 @@ pub struct Config {
     /// Seconds a connection may stay open without traffic (between keep-alive requests).
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
+
+    /// Follow GH Archive from this hour beside the poller (unset: off): an RFC 3339 hour
+    /// (2026-11-01T00:00:00Z), YYYY-MM-DDTHH (UTC), or a duration back from now (24h, 7d).
+    #[arg(
+        long,
+        env = "GHARCHIVE_FROM",
+        value_name = "HOUR",
+        help_heading = "GH Archive"
+    )]
+    pub gharchive_from: Option<String>,
+
+    /// Where GH Archive's hour files are: its server, a mirror, or file:///a/local/dir.
+    #[arg(
+        long,
+        env = "GHARCHIVE_URL",
+        default_value = DEFAULT_GHARCHIVE_URL,
+        value_name = "URL",
+        help_heading = "GH Archive"
+    )]
+    pub gharchive_url: String,
+
+    /// An hour still not published this long after its end is a hole in the archive,
+    /// recorded as missing (90m, 24h, 7d).
+    #[arg(
+        long,
+        env = "GHARCHIVE_MISSING_AFTER",
+        default_value = "24h",
+        value_name = "DURATION",
+        help_heading = "GH Archive"
+    )]
+    pub gharchive_missing_after: String,
+
+    /// The archive follower's position across restarts (the next hour, the hour in progress).
+    #[arg(
+        long,
+        env = "GHARCHIVE_STATE_FILE",
+        default_value = "state/gharchive-state.json",
+        help_heading = "GH Archive"
+    )]
+    pub gharchive_state_file: PathBuf,
 }
 
 /// The largest `MAX_CONNECTIONS` accepted.
@@ -277,6 +319,21 @@ impl Config {
         if self.idle_timeout_secs == 0 {
             problems.push("invalid IDLE_TIMEOUT_SECS 0, expected at least 1".to_owned());
         }
+        if let Some(from) = &self.gharchive_from
+            && let Err(e) = parse_hour(from, Utc::now())
+        {
+            problems.push(format!("invalid GHARCHIVE_FROM: {e}"));
+        }
+        if !is_archive_url(&self.gharchive_url) {
+            problems.push(format!(
+                "invalid GHARCHIVE_URL '{}', expected an http://, https:// or file:// URL \
+                 (https://data.gharchive.org, file:///srv/gharchive)",
+                redacted_url(&self.gharchive_url)
+            ));
+        }
+        if let Err(e) = parse_duration(&self.gharchive_missing_after) {
+            problems.push(format!("invalid GHARCHIVE_MISSING_AFTER: {e}"));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -376,7 +433,30 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("gharchive_from", &self.gharchive_from)
+            .field("gharchive_url", &redacted_url(&self.gharchive_url))
+            .field("gharchive_missing_after", &self.gharchive_missing_after)
+            .field("gharchive_state_file", &self.gharchive_state_file)
             .finish()
+    }
+}
+
+fn is_archive_url(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    is_http_url(url.trim()) || lower.starts_with("file:///")
+}
+
+/// `url` without a `user:password@` part, for messages and debug output.
+pub(crate) fn redacted_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -465,6 +545,31 @@ mod tests {
         assert!(err.contains("BIND_ADDRESS 'nowhere'"), "{err}");
         assert!(err.contains("GITHUB_API_URL 'ftp://x'"), "{err}");
         assert!(err.contains("LOG_LEVEL"), "{err}");
+    }
+
+    #[test]
+    fn archive_settings_are_checked_and_their_secrets_hidden() {
+        let config = parse(&[
+            "--gharchive-from",
+            "yesterday",
+            "--gharchive-url",
+            "ftp://alice:s3cret@mirror.example/gh",
+            "--gharchive-missing-after",
+            "24",
+        ]);
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 3, "{err}");
+        assert!(err.contains("invalid GHARCHIVE_FROM"), "{err}");
+        assert!(err.contains("invalid GHARCHIVE_URL"), "{err}");
+        assert!(err.contains("invalid GHARCHIVE_MISSING_AFTER"), "{err}");
+        assert!(!err.contains("s3cret") && !format!("{config:?}").contains("s3cret"));
+        for good in ["2026-11-01T00:00:00Z", "2026-11-01T00", "24h", "7d"] {
+            let config = parse(&["--gharchive-from", good, "--gharchive-url", "file:///srv/gh"]);
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        let off = parse(&[]);
+        assert_eq!(off.gharchive_from, None, "following GH Archive is off by default");
+        assert_eq!(off.gharchive_url, "https://data.gharchive.org");
     }
 
     #[test]

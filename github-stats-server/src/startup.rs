@@ -10,10 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use github_stats_core::source::gharchive::{
+    GhArchiveConfig, GhArchiveSource, parse_duration, parse_hour,
+};
+use github_stats_core::source::merged::MergedSource;
 use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use github_stats_core::{
-    GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore, SourceError,
-    StoreError,
+    EventSource, GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore,
+    SourceError, StoreError,
 };
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -54,6 +59,9 @@ pub enum StartupError {
     /// The GitHub poller could not be set up (bad API URL, token, events directory).
     #[error("cannot set up the GitHub poller")]
     Poller(#[source] SourceError),
+    /// The GH Archive follower could not be set up (bad URL, a missing mirror directory).
+    #[error("cannot set up the GH Archive follower")]
+    Archive(#[source] SourceError),
     /// The listener could not be bound.
     #[error("cannot listen on {address}")]
     Bind {
@@ -108,8 +116,10 @@ impl Application {
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(store.clone());
         let mut background = Vec::new();
+        // The sources: the poller, the GH Archive follower, both through one ingest loop.
+        let mut sources: Vec<(String, Arc<dyn EventSource>)> = Vec::new();
         if config.no_poll {
-            tracing::info!("polling disabled (--no-poll): serving the API only");
+            tracing::info!("polling disabled (--no-poll)");
         } else {
             let poller =
                 Arc::new(GitHubPoller::new(github_config(&config)).map_err(StartupError::Poller)?);
@@ -121,11 +131,45 @@ impl Application {
                     snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
                 }
             }));
+            tracing::info!(
+                api_url = %config.github_api_url,
+                authenticated = config.github_token.is_some(),
+                "polling GitHub's public events"
+            );
+            sources.push(("poller".to_owned(), poller));
+        }
+        if let Some(archive) = archive_config(&config)? {
+            tracing::info!(
+                from = %archive.from,
+                url = %crate::config::redacted_url(&archive.base_url),
+                "following GH Archive"
+            );
+            let follower = Arc::new(
+                GhArchiveSource::new(archive, store.clone()).map_err(StartupError::Archive)?,
+            );
+            let follower_status = follower.status();
+            state.archive = Some(Arc::new(move || {
+                let snapshot = follower_status.snapshot();
+                ComponentStatus {
+                    degraded: snapshot.degraded,
+                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
+                }
+            }));
+            sources.push(("gharchive".to_owned(), follower));
+        }
+        if sources.is_empty() {
+            tracing::info!("no source (--no-poll, GHARCHIVE_FROM unset): serving the API only");
+        } else {
+            let source: Arc<dyn EventSource> = if sources.len() == 1 {
+                sources.pop().expect("one source").1
+            } else {
+                Arc::new(MergedSource::new(sources))
+            };
             let mut ingest_config = IngestConfig::default();
             // Inside SHUTDOWN_BUDGET, with the final flush below.
             ingest_config.shutdown_timeout = Duration::from_secs(7);
             ingest_config.store_flush_timeout = Duration::from_secs(1);
-            let ingest = Ingest::spawn(poller, store.clone(), ingest_config, shutdown.clone());
+            let ingest = Ingest::spawn(source, store.clone(), ingest_config, shutdown.clone());
             let ingest_status = ingest.status();
             state.ingest = Some(Arc::new(move || {
                 let snapshot = ingest_status.snapshot();
@@ -147,11 +191,6 @@ impl Application {
                     );
                 }),
             ));
-            tracing::info!(
-                api_url = %config.github_api_url,
-                authenticated = config.github_token.is_some(),
-                "polling GitHub's public events"
-            );
         }
 
         let address = config.bind_address.clone();
@@ -341,6 +380,20 @@ async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, St
 }
 
 /// The poller's settings from the server's configuration.
+/// The GH Archive follower's settings, when `GHARCHIVE_FROM` asks for it.
+fn archive_config(config: &Config) -> Result<Option<GhArchiveConfig>, StartupError> {
+    let Some(from) = &config.gharchive_from else {
+        return Ok(None);
+    };
+    let invalid = |what: String| StartupError::Unsupported(what);
+    let from = parse_hour(from, Utc::now()).map_err(|e| invalid(format!("GHARCHIVE_FROM: {e}")))?;
+    let mut archive = GhArchiveConfig::new(from).with_url(&config.gharchive_url);
+    archive.missing_after = parse_duration(&config.gharchive_missing_after)
+        .map_err(|e| invalid(format!("GHARCHIVE_MISSING_AFTER: {e}")))?;
+    archive.state_file = Some(config.gharchive_state_file.clone());
+    Ok(Some(archive))
+}
+
 fn github_config(config: &Config) -> GitHubConfig {
     let mut github = GitHubConfig::new(config.github_api_url.clone());
     github.token = config.github_token.clone();

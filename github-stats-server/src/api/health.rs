@@ -38,9 +38,14 @@ pub struct HealthBody {
     /// counters. Absent with `--no-poll`.
     #[oai(skip_serializing_if_is_none)]
     pub poller: Option<serde_json::Value>,
-    /// The ingest loop: buffered events, inserts, store errors. Absent with `--no-poll`.
+    /// The ingest loop: buffered events, inserts, store errors. Absent with `--no-poll` and no
+    /// archive follower.
     #[oai(skip_serializing_if_is_none)]
     pub ingest: Option<serde_json::Value>,
+    /// The GH Archive follower: the next hour, hours behind, hours imported, missing and
+    /// damaged, the last error. Absent unless `GHARCHIVE_FROM` is set.
+    #[oai(skip_serializing_if_is_none)]
+    pub archive: Option<serde_json::Value>,
     /// Why the status is not `ok`, when it is not.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
@@ -62,6 +67,7 @@ pub struct HealthApi {
     store: SharedStore,
     poller: Option<StatusProbe>,
     ingest: Option<StatusProbe>,
+    archive: Option<StatusProbe>,
 }
 
 impl HealthApi {
@@ -71,6 +77,7 @@ impl HealthApi {
             store: state.store.clone(),
             poller: state.poller.clone(),
             ingest: state.ingest.clone(),
+            archive: state.archive.clone(),
         }
     }
 }
@@ -85,11 +92,16 @@ impl HealthApi {
         let store = self.store.health().await;
         let poller = self.poller.as_ref().map(|probe| probe());
         let ingest = self.ingest.as_ref().map(|probe| probe());
-        let troubled: Vec<&str> = [("poller", &poller), ("ingest loop", &ingest)]
-            .into_iter()
-            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.degraded))
-            .map(|(name, _)| name)
-            .collect();
+        let archive = self.archive.as_ref().map(|probe| probe());
+        let troubled: Vec<&str> = [
+            ("poller", &poller),
+            ("ingest loop", &ingest),
+            ("archive follower", &archive),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.degraded))
+        .map(|(name, _)| name)
+        .collect();
         // The store's own words on what is wrong, when it gave any.
         let reason = store
             .details
@@ -131,6 +143,7 @@ impl HealthApi {
             store: serde_json::Value::Object(store.details),
             poller: poller.map(|s| s.snapshot),
             ingest: ingest.map(|s| s.snapshot),
+            archive: archive.map(|s| s.snapshot),
             error,
         };
         if status == HealthStatus::Unavailable {

@@ -124,8 +124,10 @@ pub struct AppState {
     pub store: SharedStore,
     /// The poller's status, when polling.
     pub poller: Option<StatusProbe>,
-    /// The ingest loop's status, when polling.
+    /// The ingest loop's status, when polling or following GH Archive.
     pub ingest: Option<StatusProbe>,
+    /// The GH Archive follower's status, when following (`GHARCHIVE_FROM`).
+    pub archive: Option<StatusProbe>,
 }
 
 impl AppState {
@@ -135,6 +137,7 @@ impl AppState {
             store,
             poller: None,
             ingest: None,
+            archive: None,
         }
     }
 }

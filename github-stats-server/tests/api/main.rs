@@ -11,6 +11,7 @@ mod dashboard;
 mod debug;
 mod errors;
 mod fake_github;
+mod gharchive;
 mod health;
 mod helpers;
 mod lifecycle;
