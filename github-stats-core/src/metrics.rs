@@ -228,6 +228,11 @@ pub struct StoreHealth {
     pub backend: String,
     /// Whether the store answered.
     pub connected: bool,
+    /// The store answers, but part of it does not (a node of a ClickHouse cluster): the queries
+    /// that need that part fail with [`StoreError::Unavailable`](crate::StoreError).
+    pub degraded: bool,
+    /// What is wrong, in the store's words, when it is not connected or is degraded.
+    pub error: Option<String>,
     /// Distinct stored events.
     pub total_events: u64,
     /// The newest `created_at` stored.
@@ -237,7 +242,7 @@ pub struct StoreHealth {
 }
 
 impl StoreHealth {
-    /// A health report without details.
+    /// A health report without details, not degraded, without error.
     pub fn new(
         backend: impl Into<String>,
         connected: bool,
@@ -247,9 +252,19 @@ impl StoreHealth {
         StoreHealth {
             backend: backend.into(),
             connected,
+            degraded: false,
+            error: None,
             total_events,
             last_event_at,
             details: serde_json::Map::new(),
+        }
+    }
+
+    /// A store that does not answer, and why.
+    pub fn unreachable(backend: impl Into<String>, error: impl Into<String>) -> StoreHealth {
+        StoreHealth {
+            error: Some(error.into()),
+            ..StoreHealth::new(backend, false, 0, None)
         }
     }
 }

@@ -1041,14 +1041,11 @@ impl EventStore for ClickHouseStore {
                 health
                     .details
                     .insert("server_version".into(), version.into());
-                health.details.insert("error".into(), e.to_string().into());
+                health.degraded = true;
+                health.error = Some(e.to_string());
                 health
             }
-            Ok((_, Err(e))) | Err(e) => {
-                let mut health = StoreHealth::new(self.backend_name(), false, 0, None);
-                health.details.insert("error".into(), e.to_string().into());
-                health
-            }
+            Ok((_, Err(e))) | Err(e) => StoreHealth::unreachable(self.backend_name(), e.to_string()),
             Ok((version, Ok((total, last)))) => {
                 let mut health = StoreHealth::new(self.backend_name(), true, total, last);
                 health
@@ -1060,8 +1057,9 @@ impl EventStore for ClickHouseStore {
         if let Some(cluster) = self.schema.cluster() {
             let nodes = self.node_health().await;
             let up = nodes.iter().filter(|n| n["up"] == true).count();
-            let degraded =
-                health.connected && (up < nodes.len() || health.details.contains_key("error"));
+            if health.connected && up < nodes.len() {
+                health.degraded = true;
+            }
             health.details.insert("cluster".into(), cluster.into());
             health
                 .details
@@ -1071,7 +1069,6 @@ impl EventStore for ClickHouseStore {
                 .details
                 .insert("nodes_total".into(), nodes.len().into());
             health.details.insert("nodes".into(), nodes.into());
-            health.details.insert("degraded".into(), degraded.into());
         }
         health
             .details
