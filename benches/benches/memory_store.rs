@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use github_stats_benches::{kept_events, kept_events_with};
-use github_stats_core::{EventStore, MemoryStore, MetricsQuery, RepoName, TimeWindow};
+use github_stats_core::{
+    Event, EventStore, MAX_WINDOW_MINUTES, MemoryStore, MetricsQuery, RepoName, TimeWindow,
+};
 
 const BATCH: usize = 50_000;
 
@@ -15,7 +17,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn fill(store: &MemoryStore, events: &[github_stats_core::Event]) {
+fn fill(store: &MemoryStore, events: &[Event]) {
     for chunk in events.chunks(BATCH) {
         store.insert_blocking(chunk).unwrap();
     }
@@ -74,13 +76,13 @@ fn queries(c: &mut Criterion) {
             b.iter(|| rt.block_on(store.event_counts(window)).unwrap())
         });
         group.bench_function("event_counts_1year", |b| {
-            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
             b.iter(|| rt.block_on(store.event_counts(window)).unwrap())
         });
         group.bench_function("timeline_60_buckets_1year", |b| {
-            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
             b.iter(|| {
-                rt.block_on(store.timeline(window, 525_600 * 60 / 60))
+                rt.block_on(store.timeline(window, i64::from(MAX_WINDOW_MINUTES) * 60 / 60))
                     .unwrap()
             })
         });

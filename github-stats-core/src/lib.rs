@@ -14,10 +14,13 @@ pub mod store;
 
 pub use coverage::{ArchiveHour, ArchiveStatus, CompleteRun, WindowCoverage};
 pub use event::{Event, EventType, RepoName, RepoNameError};
-pub use ingest::{Ingest, IngestConfig, IngestHandle, IngestReport, IngestSnapshot, IngestStatus};
+pub use ingest::{
+    Ingest, IngestConfig, IngestError, IngestHandle, IngestReport, IngestSnapshot, IngestStatus,
+};
 pub use metrics::{
-    EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
-    TimeWindow, Timeline, TypeCounts, WindowError,
+    EventCounts, InsertOutcome, MAX_TIMELINE_BUCKETS, MAX_WINDOW_MINUTES, PrAverage,
+    RepoEventCount, RepoEventCounts, StoreHealth, TimeWindow, Timeline, TypeCounts, WindowError,
+    timeline_buckets,
 };
 pub use parse::ParseStats;
 pub use source::gharchive::{

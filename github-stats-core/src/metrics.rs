@@ -67,6 +67,10 @@ pub enum WindowError {
 /// Upper bound on the number of buckets of one timeline, so a request cannot ask for millions.
 pub const MAX_TIMELINE_BUCKETS: u64 = 10_000;
 
+/// The longest window the HTTP API accepts, in minutes: a year (365 days). The server's
+/// validators, its error hints and its OpenAPI spec all say this number.
+pub const MAX_WINDOW_MINUTES: u32 = 525_600;
+
 impl TimeWindow {
     /// `[since, until)`; refused when empty. Sub-second parts are truncated.
     pub fn new(since: DateTime<Utc>, until: DateTime<Utc>) -> Result<TimeWindow, WindowError> {

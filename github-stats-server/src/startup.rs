@@ -181,14 +181,16 @@ impl Application {
             background.push((
                 "ingest",
                 tokio::spawn(async move {
-                    let report = ingest.join().await;
-                    tracing::info!(
-                        inserted = report.inserted,
-                        duplicates = report.duplicates,
-                        source_errors = report.source_errors,
-                        unflushed = report.unflushed,
-                        "ingest loop stopped"
-                    );
+                    match ingest.join().await {
+                        Ok(report) => tracing::info!(
+                            inserted = report.inserted,
+                            duplicates = report.duplicates,
+                            source_errors = report.source_errors,
+                            unflushed = report.unflushed,
+                            "ingest loop stopped"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "ingest loop stopped"),
+                    }
                 }),
             ));
         }
