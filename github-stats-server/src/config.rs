@@ -1,4 +1,4 @@
-//! Configuration (DESIGN.md §6, a contract): flags with environment fallbacks, and an optional
+//! Configuration (a contract, documented in README's table): flags with environment fallbacks, and an optional
 //! dotenv file given by `--dotenv PATH`, loaded before the environment is read.
 //!
 //! [`Config::load`] parses and validates; every problem is reported on a line of its own, and
@@ -21,7 +21,7 @@ pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
 pub const CLICKHOUSE_NATIVE_PORT: u16 = 9000;
 
 /// The server's configuration. Every flag falls back to the environment variable named in its
-/// help, then to the default of DESIGN.md §6.
+/// help, then to its default (README's configuration table).
 #[derive(Clone, Parser)]
 #[command(
     name = "github-stats-server",
@@ -257,7 +257,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Fills values that DESIGN.md allows under a second name (`GITHUB_READ_TOKEN`).
+    /// Fills values given under their second name (`GITHUB_READ_TOKEN` for `GITHUB_TOKEN`).
     pub fn apply_aliases(&mut self, env: impl Fn(&str) -> Option<String>) {
         if self.github_token.as_deref().is_none_or(str::is_empty) {
             self.github_token = env("GITHUB_READ_TOKEN").filter(|t| !t.is_empty());
