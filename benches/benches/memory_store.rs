@@ -48,6 +48,51 @@ fn insert(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // Ids an attacker picked against a hash that multiplies the id: `(x << 29) | x` makes the
+    // low bits of `(id ^ id >> 29) * K` zero, so every id lands in the same buckets. Beside
+    // them, the same events with random ids: a seeded hash treats both alike.
+    let mut group = c.benchmark_group("memory_insert_ids");
+    let n = 100_000u64;
+    group.throughput(Throughput::Elements(n));
+    group.sample_size(10);
+    let events = kept_events(n as usize);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let random: Vec<Event> = events
+        .iter()
+        .map(|e| {
+            // SplitMix64: distinct, well-spread ids, the same on every run.
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            Event {
+                id: z ^ (z >> 31),
+                ..e.clone()
+            }
+        })
+        .collect();
+    let adversarial: Vec<Event> = events
+        .iter()
+        .zip(0u64..)
+        .map(|(e, x)| Event {
+            id: (x << 29) | x,
+            ..e.clone()
+        })
+        .collect();
+    for (name, input) in [
+        ("100k_random_ids", &random),
+        ("100k_adversarial_ids", &adversarial),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                MemoryStore::new,
+                |store| fill(&store, input),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
 }
 
 fn queries(c: &mut Criterion) {
