@@ -17,8 +17,6 @@ use crate::listener::ConnectionLimits;
 
 /// Default ClickHouse HTTP port.
 pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
-/// ClickHouse's native-protocol port, which the Python service used and which does not speak HTTP.
-pub const CLICKHOUSE_NATIVE_PORT: u16 = 9000;
 
 /// The server's configuration. Every flag falls back to the environment variable named in its
 /// help, then to its default (README's configuration table).
