@@ -6,6 +6,7 @@ pub mod coverage;
 pub mod event;
 #[cfg(feature = "testsuite")]
 pub mod fake_gharchive;
+mod id_set;
 pub mod ingest;
 pub mod metrics;
 pub mod parse;

@@ -60,7 +60,7 @@
 
 pub mod schema;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -76,7 +76,7 @@ use crate::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline, TypeCounts, timeline_buckets,
 };
-use crate::store::memory::IdHash;
+use crate::id_set::{IdSet, RecentIds};
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
 use schema::{Schema, type_code, type_from_code};
@@ -239,39 +239,6 @@ fn redacted_origin(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => u.origin().ascii_serialization(),
         Err(_) => "<invalid url>".to_owned(),
-    }
-}
-
-/// A bounded set of recently stored ids, oldest evicted first.
-struct RecentIds {
-    set: HashSet<u64, std::hash::BuildHasherDefault<IdHash>>,
-    order: VecDeque<u64>,
-    capacity: usize,
-}
-
-impl RecentIds {
-    fn new(capacity: usize) -> RecentIds {
-        RecentIds {
-            set: HashSet::default(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    fn contains(&self, id: u64) -> bool {
-        self.set.contains(&id)
-    }
-
-    fn insert(&mut self, id: u64) {
-        if self.capacity == 0 || !self.set.insert(id) {
-            return;
-        }
-        self.order.push_back(id);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
     }
 }
 
@@ -796,7 +763,7 @@ impl ClickHouseStore {
     /// `range_scan_limit`: one round trip, and nothing to read for new hours. Past that
     /// (a batch spanning a long, full history), the candidates sorted by time are looked up
     /// [`IDS_PER_LOOKUP`] at a time, each chunk in its own time range.
-    async fn stored_among(&self, candidates: &[&Event]) -> Result<HashSet<u64>, StoreError> {
+    async fn stored_among(&self, candidates: &[&Event]) -> Result<IdSet, StoreError> {
         let range = |events: &[&Event]| {
             events.iter().fold((u32::MAX, 0u32), |(min, max), e| {
                 let ts = e.timestamp() as u32;
@@ -812,7 +779,7 @@ impl ClickHouseStore {
             )
             .await?;
         if in_range.len() <= self.range_scan_limit {
-            let wanted: HashSet<u64> = candidates.iter().map(|e| e.id).collect();
+            let wanted: IdSet = candidates.iter().map(|e| e.id).collect();
             return Ok(in_range
                 .into_iter()
                 .filter(|id| wanted.contains(id))
@@ -820,7 +787,7 @@ impl ClickHouseStore {
         }
         let mut sorted = candidates.to_vec();
         sorted.sort_unstable_by_key(|e| e.timestamp());
-        let mut found = HashSet::new();
+        let mut found = IdSet::default();
         for chunk in sorted.chunks(IDS_PER_LOOKUP) {
             let (min, max) = range(chunk);
             let ids: Vec<u64> = chunk.iter().map(|e| e.id).collect();
@@ -966,8 +933,7 @@ impl EventStore for ClickHouseStore {
         let mut recent = self.writer.lock().await;
         let mut outcome = InsertOutcome::default();
         // Level 1: within the batch, and against the recent ids.
-        let mut seen: HashSet<u64, std::hash::BuildHasherDefault<IdHash>> = HashSet::default();
-        seen.reserve(events.len());
+        let mut seen = IdSet::with_capacity_and_hasher(events.len(), Default::default());
         let mut candidates = Vec::with_capacity(events.len());
         for e in events {
             if !seen.insert(e.id) || recent.contains(e.id) {
@@ -1006,7 +972,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
-        let mut seen: HashSet<u64, std::hash::BuildHasherDefault<IdHash>> = HashSet::default();
+        let mut seen = IdSet::default();
         let mut known = 0;
         let mut candidates = Vec::with_capacity(events.len());
         {
@@ -1357,18 +1323,6 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(shown.contains("db.example:8123"), "{shown}");
-    }
-
-    #[test]
-    fn recent_ids_are_bounded_oldest_out() {
-        let mut recent = RecentIds::new(3);
-        for id in 1..=4 {
-            recent.insert(id);
-        }
-        assert!(!recent.contains(1));
-        assert!((2..=4).all(|id| recent.contains(id)));
-        recent.insert(3);
-        assert_eq!(recent.order.len(), 3);
     }
 
     #[tokio::test]
