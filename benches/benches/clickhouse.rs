@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use github_stats_benches::recorded_kept_events;
-use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
-use github_stats_core::{Event, EventStore, MAX_WINDOW_MINUTES, MetricsQuery, RepoName, TimeWindow};
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{
+    Event, EventStore, MAX_WINDOW_MINUTES, MetricsQuery, RepoName, TimeWindow,
+};
 
 /// Rows per `insert_events` call: what backfill sends.
 const BATCH: usize = 100_000;

@@ -66,6 +66,7 @@ impl RecentIds {
     }
 
     /// Whether `id` is remembered.
+    #[cfg_attr(not(feature = "clickhouse"), allow(dead_code))]
     pub(crate) fn contains(&self, id: u64) -> bool {
         self.set.contains(&id)
     }
@@ -158,7 +159,9 @@ mod tests {
     #[test]
     fn each_set_has_its_own_seed() {
         let (a, b) = (IdHasher::default(), IdHasher::default());
-        let same = (0..64u64).filter(|&id| a.hash_one(id) == b.hash_one(id)).count();
+        let same = (0..64u64)
+            .filter(|&id| a.hash_one(id) == b.hash_one(id))
+            .count();
         assert_eq!(same, 0);
     }
 }

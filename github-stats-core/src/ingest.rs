@@ -4,9 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), github_stats_core::SourceError> {
 //! use std::sync::Arc;
-//! use github_stats_core::ingest::{Ingest, IngestConfig};
-//! use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
-//! use github_stats_core::{MemoryStore, SharedStore};
+//! use github_stats_core::{GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let store: SharedStore = Arc::new(MemoryStore::new());

@@ -1,4 +1,5 @@
-//! Metric result types, with the definitions every store implements exactly (DESIGN.md §4).
+//! Metric result types, with the definitions every store implements exactly (see
+//! [`MetricsQuery`](crate::MetricsQuery)).
 
 use std::ops::{Index, IndexMut};
 
@@ -112,7 +113,8 @@ fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
-/// Events of each kept type in a window (DESIGN.md §4: distinct ids, `since <= t < until`).
+/// Events of each kept type in a window: distinct event ids with `since <= created_at < until`,
+/// every type present (zero included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
     /// The window counted.
@@ -121,7 +123,10 @@ pub struct EventCounts {
     pub counts: TypeCounts,
 }
 
-/// Average time between opened pull requests of one repository (DESIGN.md §4).
+/// Average time between opened pull requests of one repository: over its distinct
+/// `PullRequestEvent`s with action `opened`, sorted by `created_at`, the mean gap between
+/// consecutive ones, which is `(last - first) / (n - 1)` ([`PrAverage::average_seconds`]); none
+/// with fewer than two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrAverage {
     /// `owner/name`.

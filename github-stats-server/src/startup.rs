@@ -11,13 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use github_stats_core::source::gharchive::{
-    GhArchiveConfig, GhArchiveSource, parse_duration, parse_hour,
-};
-use github_stats_core::source::merged::MergedSource;
-use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::source::gharchive::{parse_duration, parse_hour};
 use github_stats_core::{
-    EventSource, GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore,
+    ClickHouseConfig, ClickHouseStore, EventSource, GhArchiveConfig, GhArchiveSource,
+    GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, MergedSource, SharedStore,
     SourceError, StoreError,
 };
 use poem::endpoint::BoxEndpoint;

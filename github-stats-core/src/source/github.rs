@@ -45,7 +45,7 @@ pub use config::{
     DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
     MAX_HEADER_WAIT_SECS,
 };
-pub use state::{PollState, STATE_VERSION};
+use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 
 /// The longest a restart waits for a `next_poll_time` read from the state file, in seconds of

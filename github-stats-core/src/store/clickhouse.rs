@@ -1,8 +1,8 @@
-//! The ClickHouse store: the production backend (DESIGN.md §8), over ClickHouse's HTTP
+//! The ClickHouse store: the production backend, over ClickHouse's HTTP
 //! interface with the official `clickhouse` crate (one pooled client, RowBinary inserts,
 //! client-side bound parameters).
 //!
-//! The schema and every SQL statement are in [`schema`]. At [`ClickHouseStore::connect`] the
+//! The schema and every SQL statement are in `schema.rs`. At [`ClickHouseStore::connect`] the
 //! database is created when missing and the versioned migrations not yet recorded in
 //! `schema_migrations` are run; each statement is idempotent (`IF NOT EXISTS`), so two
 //! processes starting at once both succeed.
@@ -50,7 +50,7 @@
 //!
 //! With [`ClickHouseConfig::cluster`] set, the store reads the cluster's nodes from
 //! `system.clusters` at connect, creates the local tables and the `Distributed` tables over
-//! them on every node (see [`Schema`]), and sends everything through the node at `url`:
+//! them on every node (`docs/clickhouse.md`), and sends everything through the node at `url`:
 //! inserts into the `Distributed` `events` table (synchronous where the server has
 //! `insert_distributed_sync`), queries on the `Distributed` tables. A shard that does not
 //! answer makes the queries that need it fail with [`StoreError::Unavailable`] within the
@@ -58,7 +58,7 @@
 //! `degraded` when one does not. Deduplication reads every shard, so it is as exact as on one
 //! server.
 
-pub mod schema;
+pub(crate) mod schema;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -72,11 +72,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::coverage::{ArchiveHour, ArchiveStatus, CompleteRun};
 use crate::event::{Event, RepoName, utc_from_timestamp};
+use crate::id_set::{IdSet, RecentIds};
 use crate::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline, TypeCounts, timeline_buckets,
 };
-use crate::id_set::{IdSet, RecentIds};
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
 use schema::{Schema, type_code, type_from_code};
@@ -110,7 +110,7 @@ pub struct ClickHouseConfig {
     pub request_timeout: Duration,
     /// Cluster mode (`CLICKHOUSE_CLUSTER`): the name of a cluster in the servers'
     /// `remote_servers`. `url` is then the node the store sends queries and inserts to; the
-    /// schema is created on every node of the cluster. See [`Schema`].
+    /// schema is created on every node of the cluster (`docs/clickhouse.md`).
     pub cluster: Option<String>,
     /// Cluster mode: make the local tables `Replicated…MergeTree` (`CLICKHOUSE_REPLICATED`);
     /// needs ZooKeeper or ClickHouse Keeper and the `{shard}`/`{replica}` macros on each node.
@@ -526,9 +526,9 @@ impl ClickHouseStore {
         }
     }
 
-    /// The schema (names and statements) this store uses.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
+    /// The database the store's tables are in.
+    pub fn database(&self) -> &str {
+        self.schema.database()
     }
 
     /// The server's version string (`SELECT version()`).
@@ -1011,7 +1011,9 @@ impl EventStore for ClickHouseStore {
                 health.error = Some(e.to_string());
                 health
             }
-            Ok((_, Err(e))) | Err(e) => StoreHealth::unreachable(self.backend_name(), e.to_string()),
+            Ok((_, Err(e))) | Err(e) => {
+                StoreHealth::unreachable(self.backend_name(), e.to_string())
+            }
             Ok((version, Ok((total, last)))) => {
                 let mut health = StoreHealth::new(self.backend_name(), true, total, last);
                 health

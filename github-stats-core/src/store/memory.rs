@@ -7,7 +7,7 @@
 //! O(log n). About 30 bytes per event, all indexes included (see `benches/README.md`).
 //!
 //! With a data directory, every stored event is also appended to `events.log` (see
-//! [`log`]) before [`EventStore::insert_events`] returns, and replayed at open, so a restart
+//! `memory/log.rs` for its format) before [`EventStore::insert_events`] returns, and replayed at open, so a restart
 //! loses nothing. A lock file keeps a second process out of the same directory.
 
 use std::cmp::Reverse;
@@ -29,7 +29,7 @@ use crate::metrics::{
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
 mod archive;
-pub mod log;
+mod log;
 
 pub use log::ReplayReport;
 

@@ -14,7 +14,7 @@ use crate::clickhouse_process::{ClickHouseProcess, sql};
 use chrono::DateTime;
 use github_stats_core::conformance::{self, event};
 use github_stats_core::parse::{ParseStats, parse_json_lines};
-use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
 use github_stats_core::{
     Event, EventStore, EventType, MetricsQuery, RepoName, SharedStore, StoreError, TimeWindow,
 };
@@ -140,7 +140,7 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     assert_eq!(store.insert_events(&events).await.unwrap().inserted, 0);
 
     // Spread: both shards hold events, together all of them, each repository on one.
-    let db = store.schema().database().to_owned();
+    let db = store.database().to_owned();
     let mut on_shard = Vec::new();
     let mut repos_on_shard = Vec::new();
     for url in &cluster.urls {
@@ -247,7 +247,7 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
 
     // Two writers racing on every event, on every shard: the counts see the copies until a
     // recount (one per shard) corrects them.
-    let db = store.schema().database().to_owned();
+    let db = store.database().to_owned();
     for url in &cluster.urls {
         crate::clickhouse_process::sql(
             url,

@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use github_stats_core::conformance::{self, fixtures};
-use github_stats_core::ingest::{Ingest, IngestConfig, IngestStatus};
-use github_stats_core::metrics::{InsertOutcome, StoreHealth};
 use github_stats_core::parse::{ParseStats, RecordOutcome, parse_record};
-use github_stats_core::source::file::FileSource;
-use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
 use github_stats_core::{
     ArchiveHour, Event, EventBatch, EventSource, EventStore, EventType, MemoryStore, MetricsQuery,
     SourceError, StoreError,
 };
+use github_stats_core::{FileSource, GitHubConfig, GitHubPoller};
+use github_stats_core::{Ingest, IngestConfig, IngestStatus};
+use github_stats_core::{InsertOutcome, StoreHealth};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

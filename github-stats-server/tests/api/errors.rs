@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use github_stats_core::metrics::{
-    EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
-    TimeWindow, Timeline,
-};
 use github_stats_core::{
-    ArchiveHour, CompleteRun, Event, EventStore, MetricsQuery, RepoName, StoreError,
+    ArchiveHour, CompleteRun, Event, EventCounts, EventStore, InsertOutcome, MetricsQuery,
+    PrAverage, RepoEventCount, RepoEventCounts, RepoName, StoreError, StoreHealth, TimeWindow,
+    Timeline,
 };
 use github_stats_server::api::AppState;
 use poem::http::StatusCode;

@@ -114,7 +114,10 @@ fn spec_maximums_and_hints_are_the_constants() {
         serde_json::from_str(&github_stats_server::api::spec_json()).unwrap();
     let mut checked = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
-        let parameters = item["get"]["parameters"].as_array().cloned().unwrap_or_default();
+        let parameters = item["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for parameter in parameters {
             let name = parameter["name"].as_str().unwrap();
             let Some(maximum) = parameter["schema"]["maximum"].as_f64() else {
