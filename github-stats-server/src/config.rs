@@ -562,11 +562,19 @@ mod tests {
         assert!(err.contains("invalid GHARCHIVE_MISSING_AFTER"), "{err}");
         assert!(!err.contains("s3cret") && !format!("{config:?}").contains("s3cret"));
         for good in ["2026-11-01T00:00:00Z", "2026-11-01T00", "24h", "7d"] {
-            let config = parse(&["--gharchive-from", good, "--gharchive-url", "file:///srv/gh"]);
+            let config = parse(&[
+                "--gharchive-from",
+                good,
+                "--gharchive-url",
+                "file:///srv/gh",
+            ]);
             assert!(config.validate().is_ok(), "{good}");
         }
         let off = parse(&[]);
-        assert_eq!(off.gharchive_from, None, "following GH Archive is off by default");
+        assert_eq!(
+            off.gharchive_from, None,
+            "following GH Archive is off by default"
+        );
         assert_eq!(off.gharchive_url, "https://data.gharchive.org");
     }
 

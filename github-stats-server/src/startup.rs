@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use github_stats_core::source::gharchive::{parse_duration, parse_hour};
 use github_stats_core::{
-    ClickHouseConfig, ClickHouseStore, EventSource, GhArchiveConfig, GhArchiveSource,
-    GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, MergedSource, SharedStore,
-    SourceError, StoreError,
+    ClickHouseConfig, ClickHouseStore, EventSource, GhArchiveConfig, GhArchiveSource, GitHubConfig,
+    GitHubPoller, Ingest, IngestConfig, MemoryStore, MergedSource, SharedStore, SourceError,
+    StoreError,
 };
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
