@@ -4,10 +4,9 @@ CLICKHOUSE_URL (Debian's 18.16 in CI), on the same data, and compares every answ
 
 Usage: chdb_check.py STATEMENTS.json
 
-STATEMENTS.json comes from the Rust unit test `chdb_check_statements`
-(GITHUB_STATS_CHDB_SQL=FILE cargo test -p github-stats-core --lib chdb_check_statements): the
-store's DDL, the recorded events as INSERT ... VALUES, and every query template filled with real
-values. Each query is run before and after a simulated race (every event inserted twice), then
+STATEMENTS.json comes from `cargo xtask chdb-statements FILE`
+(github_stats_core::conformance::clickhouse::chdb_check_statements): the store's DDL, the
+recorded events as INSERT ... VALUES, and every query template filled with real values. Each query is run before and after a simulated race (every event inserted twice), then
 OPTIMIZE TABLE ... FINAL and a recount of the count tables (ClickHouseStore::recount), which
 must bring every answer back. Exits non-zero when a
 statement fails on either server or an answer differs.

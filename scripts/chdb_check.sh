@@ -15,6 +15,5 @@ fi
 target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target"
 statements="$(cd "$target" && pwd)/chdb-check-statements.json"
-GITHUB_STATS_CHDB_SQL="$statements" \
-    cargo test --quiet -p github-stats-core --lib chdb_check_statements >/dev/null
+cargo xtask chdb-statements "$statements"
 "$venv/bin/python" scripts/chdb_check.py "$statements"

@@ -1,19 +1,60 @@
 #!/usr/bin/env bash
-# The one test command (README, .ci/run): installs what the tests need when missing, starts a
-# throwaway ClickHouse, runs format, lint, tests and docs checks, and stops the server whatever
-# happens.
+# The one test command (README, .ci/run): checks its prerequisites, installs the system packages
+# the tests need when missing, starts a throwaway ClickHouse (and a two-shard cluster), runs
+# format, lint, tests, docs and the chDB check, and stops the servers whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/clickhouse.sh
 source scripts/clickhouse-cluster.sh
 
-clickhouse_install
-# The dashboard's browser test (github-stats-server/tests/api/dashboard.rs) runs Debian's
-# chromium headless.
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "installing chromium from Debian's packages (dashboard browser test)" >&2
+# Debian packages the run needs: ClickHouse for the store tests, chromium for the dashboard's
+# browser test (github-stats-server/tests/api/dashboard.rs), curl for the servers' readiness,
+# python3 with venv for the chDB check (scripts/chdb_check.sh).
+apt_packages=()
+# Everything else that cannot be installed here, with how to get it.
+missing=()
+
+# Takes well under a second: nothing is built or downloaded before every check has run.
+preflight() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        missing+=("cargo: install Rust (https://rustup.rs)")
+    else
+        cargo fmt --version >/dev/null 2>&1 ||
+            missing+=("rustfmt: rustup component add rustfmt")
+        cargo clippy --version >/dev/null 2>&1 ||
+            missing+=("clippy: rustup component add clippy")
+    fi
+    command -v clickhouse-server >/dev/null 2>&1 ||
+        apt_packages+=(clickhouse-server clickhouse-client)
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 &&
+        [ -z "${CHROMIUM:-}" ]; then
+        apt_packages+=(chromium)
+    fi
+    command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+    if ! command -v python3 >/dev/null 2>&1; then
+        apt_packages+=(python3 python3-venv)
+    elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_packages+=(python3-venv)
+    fi
+    if ((${#apt_packages[@]})); then
+        if [ "$(id -u)" -ne 0 ]; then
+            missing+=("Debian packages ${apt_packages[*]}: run this script as root to install them, or install them yourself")
+        elif ! command -v apt-get >/dev/null 2>&1; then
+            missing+=("packages ${apt_packages[*]}: no apt-get here to install them; install them yourself")
+        fi
+    fi
+    if ((${#missing[@]})); then
+        echo "scripts/test.sh cannot run; missing:" >&2
+        printf '  - %s\n' "${missing[@]}" >&2
+        exit 2
+    fi
+}
+
+preflight
+if ((${#apt_packages[@]})); then
+    echo "installing ${apt_packages[*]} from Debian's packages" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 # The generated-client test (github-stats-server/tests/api/openapi.rs) runs openapi-python-client
 # from a virtualenv under target/, made once here (the test would make it too, less visibly).

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use github_stats_benches::recorded_kept_events;
-use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
-use github_stats_core::{Event, EventStore, MetricsQuery, RepoName, TimeWindow};
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{
+    Event, EventStore, MAX_WINDOW_MINUTES, MetricsQuery, RepoName, TimeWindow,
+};
 
 /// Rows per `insert_events` call: what backfill sends.
 const BATCH: usize = 100_000;
@@ -206,12 +208,12 @@ fn queries(c: &mut Criterion) {
         });
         // Every event: whole hours from the hourly counts, the two partial ones from events.
         group.bench_function("event_counts_1year", |b| {
-            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
             b.iter(|| rt.block_on(store.event_counts(window)).unwrap())
         });
         group.bench_function("timeline_52_weekly_buckets_1year", |b| {
             // The server's default bucket for a year-long window: one week.
-            let window = TimeWindow::last_minutes(newest, 525_600).unwrap();
+            let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
             b.iter(|| rt.block_on(store.timeline(window, 7 * 86_400)).unwrap())
         });
         group.bench_function("total_events", |b| {

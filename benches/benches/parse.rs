@@ -1,5 +1,5 @@
-//! Parse + filter throughput on GH Archive-style JSON lines (DESIGN.md §10: ≥ 1 GB/s of input
-//! on one core). Input: the recorded hours repeated with fresh ids, built at bench time.
+//! Parse + filter throughput on GH Archive-style JSON lines (target: ≥ 1 GB/s of input on one
+//! core). Input: the recorded hours repeated with fresh ids, built at bench time.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use github_stats_benches::gharchive_lines;

@@ -130,6 +130,7 @@ pub(crate) async fn run(
     };
     progress.finish();
     let flushed = store.flush().await;
+    let report = report.context("the import loop")?;
 
     summary.stats = report.stats;
     summary.bytes = report.bytes;

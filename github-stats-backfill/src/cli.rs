@@ -1,5 +1,5 @@
-//! The command line (a contract: DESIGN.md §6): flags with environment fallbacks, and the dotenv
-//! file that feeds those fallbacks.
+//! The command line (a contract, documented in `docs/backfill.md`): flags with environment
+//! fallbacks, and the dotenv file that feeds those fallbacks.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

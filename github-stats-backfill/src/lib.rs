@@ -19,11 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use github_stats_core::MemoryStoreOptions;
 use github_stats_core::source::file::{DEFAULT_CHUNK_BYTES, collect_event_files};
-use github_stats_core::store::clickhouse::{
-    ClickHouseConfig as ClickHouseStoreConfig, ClickHouseStore,
-};
-use github_stats_core::store::memory::MemoryStoreOptions;
+use github_stats_core::{ClickHouseConfig as ClickHouseStoreConfig, ClickHouseStore};
 use github_stats_core::{Event, MemoryStore, SharedStore, StoreError};
 use tokio_util::sync::CancellationToken;
 

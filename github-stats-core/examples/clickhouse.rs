@@ -7,7 +7,7 @@
 
 use github_stats_core::conformance::fixtures;
 use github_stats_core::parse::{ParseStats, parse_json_lines};
-use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
 use github_stats_core::{EventStore, MetricsQuery, TimeWindow};
 
 #[tokio::main]

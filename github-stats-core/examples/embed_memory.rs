@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use github_stats_core::conformance::fixtures;
-use github_stats_core::ingest::{Ingest, IngestConfig};
 use github_stats_core::source::file::{FileSource, collect_event_files};
 use github_stats_core::{EventStore, EventType, MemoryStore, MetricsQuery, RepoName, TimeWindow};
+use github_stats_core::{Ingest, IngestConfig};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]

@@ -1,5 +1,9 @@
 //! The conformance suite every [`Store`] implementation runs (Quickwit's `storage_test_suite`
-//! is the model): the same cases, the same expectations, whatever the backend.
+//! is the model): the same cases, the same expectations, whatever the backend; and the recorded
+//! GitHub data ([`fixtures`]) that tests, benches and examples read.
+//!
+//! Behind the cargo feature `testsuite` (off by default): crates that test against it take
+//! `github-stats-core = { …, features = ["testsuite"] }` as a dev-dependency.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -24,20 +28,8 @@ use crate::metrics::{TimeWindow, TypeCounts};
 use crate::parse::{RecordOutcome, parse_record};
 use crate::store::{SharedStore, Store};
 
-/// Every case of the suite, by name, in the order [`run_suite`] runs them.
-pub const CASES: &[&str] = &[
-    "duplicates_count_once",
-    "window_bounds",
-    "pr_average_definition",
-    "unknown_repository_is_zero",
-    "timeline_buckets",
-    "windows_across_hours",
-    "top_repositories_order",
-    "concurrent_inserts_and_queries",
-    "real_events_match_brute_force",
-    "pr_average_in_a_window",
-    "archive_hours_are_recorded",
-];
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 
 /// Runs every case, each on a fresh store from `make_store` (given the case name, so a backend
 /// can name a database after it). The real-events case reads [`fixtures`].
@@ -875,5 +867,16 @@ pub mod fixtures {
         all.extend(json_records("samples/2021-07-21-few-hours.jsonl"));
         all.extend(json_records("api-responses/events-2026-01-25.json"));
         all
+    }
+
+    /// The kept events of [`recorded_events`], parsed.
+    pub fn recorded_kept_events() -> Vec<Event> {
+        recorded_events()
+            .iter()
+            .filter_map(|v| match parse_record(v.to_string().as_bytes()) {
+                RecordOutcome::Kept(e) => Some(e),
+                _ => None,
+            })
+            .collect()
     }
 }

@@ -100,7 +100,7 @@ impl Event {
 }
 
 /// Seconds since the Unix epoch to a UTC time; `None` outside chrono's range.
-pub fn utc_from_timestamp(seconds: i64) -> Option<DateTime<Utc>> {
+pub(crate) fn utc_from_timestamp(seconds: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(seconds, 0).single()
 }
 

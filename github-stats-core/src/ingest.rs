@@ -4,9 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), github_stats_core::SourceError> {
 //! use std::sync::Arc;
-//! use github_stats_core::ingest::{Ingest, IngestConfig};
-//! use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
-//! use github_stats_core::{MemoryStore, SharedStore};
+//! use github_stats_core::{GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let store: SharedStore = Arc::new(MemoryStore::new());
@@ -17,7 +15,7 @@
 //! let ingest_status = handle.status(); // for /health: ingest_status.snapshot()
 //! // … on SIGTERM:
 //! cancel.cancel();
-//! let report = handle.join().await; // within 10 s
+//! let report = handle.join().await.expect("not aborted"); // within 10 s
 //! # Ok(()) }
 //! ```
 //!
@@ -201,14 +199,25 @@ impl IngestHandle {
     }
 
     /// Waits for the loop to end (the source exhausted, or the token cancelled) and returns its
-    /// report. A panic of the loop is propagated.
-    pub async fn join(self) -> IngestReport {
+    /// report. A panic of the loop is propagated; a loop whose task was aborted before it
+    /// returned (its runtime shut down) has no report: [`IngestError::Aborted`].
+    pub async fn join(self) -> Result<IngestReport, IngestError> {
         match self.task.await {
-            Ok(report) => report,
+            Ok(report) => Ok(report),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => IngestReport::default(),
+            Err(_) => Err(IngestError::Aborted),
         }
     }
+}
+
+/// Why [`IngestHandle::join`] has no report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The loop's task was cancelled before it returned (its runtime shut down): what it had
+    /// buffered may not be stored, and nothing counted it.
+    #[error("the ingest loop was aborted before it finished")]
+    Aborted,
 }
 
 /// The ingest loop.

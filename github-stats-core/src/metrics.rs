@@ -1,4 +1,5 @@
-//! Metric result types, with the definitions every store implements exactly (DESIGN.md §4).
+//! Metric result types, with the definitions every store implements exactly (see
+//! [`MetricsQuery`](crate::MetricsQuery)).
 
 use std::ops::{Index, IndexMut};
 
@@ -67,6 +68,10 @@ pub enum WindowError {
 /// Upper bound on the number of buckets of one timeline, so a request cannot ask for millions.
 pub const MAX_TIMELINE_BUCKETS: u64 = 10_000;
 
+/// The longest window the HTTP API accepts, in minutes: a year (365 days). The server's
+/// validators, its error hints and its OpenAPI spec all say this number.
+pub const MAX_WINDOW_MINUTES: u32 = 525_600;
+
 impl TimeWindow {
     /// `[since, until)`; refused when empty. Sub-second parts are truncated.
     pub fn new(since: DateTime<Utc>, until: DateTime<Utc>) -> Result<TimeWindow, WindowError> {
@@ -108,7 +113,8 @@ fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
-/// Events of each kept type in a window (DESIGN.md §4: distinct ids, `since <= t < until`).
+/// Events of each kept type in a window: distinct event ids with `since <= created_at < until`,
+/// every type present (zero included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
     /// The window counted.
@@ -117,7 +123,10 @@ pub struct EventCounts {
     pub counts: TypeCounts,
 }
 
-/// Average time between opened pull requests of one repository (DESIGN.md §4).
+/// Average time between opened pull requests of one repository: over its distinct
+/// `PullRequestEvent`s with action `opened`, sorted by `created_at`, the mean gap between
+/// consecutive ones, which is `(last - first) / (n - 1)` ([`PrAverage::average_seconds`]); none
+/// with fewer than two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrAverage {
     /// `owner/name`.
@@ -228,6 +237,11 @@ pub struct StoreHealth {
     pub backend: String,
     /// Whether the store answered.
     pub connected: bool,
+    /// The store answers, but part of it does not (a node of a ClickHouse cluster): the queries
+    /// that need that part fail with [`StoreError::Unavailable`](crate::StoreError).
+    pub degraded: bool,
+    /// What is wrong, in the store's words, when it is not connected or is degraded.
+    pub error: Option<String>,
     /// Distinct stored events.
     pub total_events: u64,
     /// The newest `created_at` stored.
@@ -237,7 +251,7 @@ pub struct StoreHealth {
 }
 
 impl StoreHealth {
-    /// A health report without details.
+    /// A health report without details, not degraded, without error.
     pub fn new(
         backend: impl Into<String>,
         connected: bool,
@@ -247,9 +261,19 @@ impl StoreHealth {
         StoreHealth {
             backend: backend.into(),
             connected,
+            degraded: false,
+            error: None,
             total_events,
             last_event_at,
             details: serde_json::Map::new(),
+        }
+    }
+
+    /// A store that does not answer, and why.
+    pub fn unreachable(backend: impl Into<String>, error: impl Into<String>) -> StoreHealth {
+        StoreHealth {
+            error: Some(error.into()),
+            ..StoreHealth::new(backend, false, 0, None)
         }
     }
 }

@@ -281,7 +281,7 @@ fn parse_candidate(record: &[u8]) -> RecordOutcome {
 }
 
 /// Parses GitHub's `created_at`: `YYYY-MM-DDTHH:MM:SSZ` on a fast path, any RFC 3339 otherwise.
-pub fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     if b.len() == 20
         && b[4] == b'-'

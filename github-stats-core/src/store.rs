@@ -1,6 +1,6 @@
 //! The store traits: where events go ([`EventStore`]) and the questions asked of them
-//! ([`MetricsQuery`]). One module per implementation; [`conformance`](crate::conformance) runs
-//! every implementation through the same cases.
+//! ([`MetricsQuery`]). One module per implementation; the conformance suite (`conformance`,
+//! cargo feature `testsuite`) runs every implementation through the same cases.
 
 use std::sync::Arc;
 
@@ -114,7 +114,12 @@ pub trait EventStore: Send + Sync {
     }
 }
 
-/// The metric queries behind the API (DESIGN.md §4). Every count is over distinct event ids.
+/// The metric queries behind the API, with the definitions every store implements exactly:
+///
+/// - every count is over distinct event ids (an event stored twice counts once);
+/// - windows are half-open, `since <= created_at < until`, at second precision;
+/// - the PR average is over the distinct `PullRequestEvent`s with action `opened`, sorted by
+///   `created_at`: `(last - first) / (n - 1)` seconds, none below two ([`PrAverage`]).
 #[async_trait]
 pub trait MetricsQuery: Send + Sync {
     /// Average time between the opened pull requests of `repo`.

@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use chrono::{Duration, Utc};
 use github_stats_core::conformance::fixtures;
 use github_stats_core::parse::parse_document;
-use github_stats_core::store::memory::{MemoryStore, MemoryStoreOptions};
 use github_stats_core::{Event, ParseStats};
+use github_stats_core::{MemoryStore, MemoryStoreOptions};
 
 const SOURCES: &[&str] = &[
     "gharchive/2015-01-01-12.json.gz",

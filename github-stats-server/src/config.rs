@@ -1,4 +1,4 @@
-//! Configuration (DESIGN.md §6, a contract): flags with environment fallbacks, and an optional
+//! Configuration (a contract, documented in README's table): flags with environment fallbacks, and an optional
 //! dotenv file given by `--dotenv PATH`, loaded before the environment is read.
 //!
 //! [`Config::load`] parses and validates; every problem is reported on a line of its own, and
@@ -17,11 +17,9 @@ use crate::listener::ConnectionLimits;
 
 /// Default ClickHouse HTTP port.
 pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
-/// ClickHouse's native-protocol port, which the Python service used and which does not speak HTTP.
-pub const CLICKHOUSE_NATIVE_PORT: u16 = 9000;
 
 /// The server's configuration. Every flag falls back to the environment variable named in its
-/// help, then to the default of DESIGN.md §6.
+/// help, then to its default (README's configuration table).
 #[derive(Clone, Parser)]
 #[command(
     name = "github-stats-server",
@@ -257,7 +255,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Fills values that DESIGN.md allows under a second name (`GITHUB_READ_TOKEN`).
+    /// Fills values given under their second name (`GITHUB_READ_TOKEN` for `GITHUB_TOKEN`).
     pub fn apply_aliases(&mut self, env: impl Fn(&str) -> Option<String>) {
         if self.github_token.as_deref().is_none_or(str::is_empty) {
             self.github_token = env("GITHUB_READ_TOKEN").filter(|t| !t.is_empty());
@@ -564,11 +562,19 @@ mod tests {
         assert!(err.contains("invalid GHARCHIVE_MISSING_AFTER"), "{err}");
         assert!(!err.contains("s3cret") && !format!("{config:?}").contains("s3cret"));
         for good in ["2026-11-01T00:00:00Z", "2026-11-01T00", "24h", "7d"] {
-            let config = parse(&["--gharchive-from", good, "--gharchive-url", "file:///srv/gh"]);
+            let config = parse(&[
+                "--gharchive-from",
+                good,
+                "--gharchive-url",
+                "file:///srv/gh",
+            ]);
             assert!(config.validate().is_ok(), "{good}");
         }
         let off = parse(&[]);
-        assert_eq!(off.gharchive_from, None, "following GH Archive is off by default");
+        assert_eq!(
+            off.gharchive_from, None,
+            "following GH Archive is off by default"
+        );
         assert_eq!(off.gharchive_url, "https://data.gharchive.org");
     }
 

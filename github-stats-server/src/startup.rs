@@ -11,14 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use github_stats_core::source::gharchive::{
-    GhArchiveConfig, GhArchiveSource, parse_duration, parse_hour,
-};
-use github_stats_core::source::merged::MergedSource;
-use github_stats_core::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use github_stats_core::source::gharchive::{parse_duration, parse_hour};
 use github_stats_core::{
-    EventSource, GitHubConfig, GitHubPoller, Ingest, IngestConfig, MemoryStore, SharedStore,
-    SourceError, StoreError,
+    ClickHouseConfig, ClickHouseStore, EventSource, GhArchiveConfig, GhArchiveSource, GitHubConfig,
+    GitHubPoller, Ingest, IngestConfig, MemoryStore, MergedSource, SharedStore, SourceError,
+    StoreError,
 };
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -181,14 +178,16 @@ impl Application {
             background.push((
                 "ingest",
                 tokio::spawn(async move {
-                    let report = ingest.join().await;
-                    tracing::info!(
-                        inserted = report.inserted,
-                        duplicates = report.duplicates,
-                        source_errors = report.source_errors,
-                        unflushed = report.unflushed,
-                        "ingest loop stopped"
-                    );
+                    match ingest.join().await {
+                        Ok(report) => tracing::info!(
+                            inserted = report.inserted,
+                            duplicates = report.duplicates,
+                            source_errors = report.source_errors,
+                            unflushed = report.unflushed,
+                            "ingest loop stopped"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "ingest loop stopped"),
+                    }
                 }),
             ));
         }

@@ -4,7 +4,7 @@
 
 use github_stats_backfill::{ClickHouseConfig, Config, StoreConfig};
 use github_stats_core::MetricsQuery;
-use github_stats_core::store::clickhouse::{ClickHouseConfig as StoreConfigCh, ClickHouseStore};
+use github_stats_core::{ClickHouseConfig as StoreConfigCh, ClickHouseStore};
 
 use crate::common::{assert_counts, run};
 use crate::real_data::{assert_metrics, expected_of_real_inputs, real_inputs};

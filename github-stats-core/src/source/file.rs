@@ -20,7 +20,7 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 /// The sort key of an event file: the time in its name (poll files
 /// `YYYY-MM-DDTHH-MM-SS.json`, GH Archive `YYYY-MM-DD-H.json.gz`), then the name. Files without
 /// a time in their name sort after those with one.
-pub fn file_order_key(path: &Path) -> (bool, [u32; 6], String) {
+pub(crate) fn file_order_key(path: &Path) -> (bool, [u32; 6], String) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -52,7 +52,7 @@ fn time_in_name(name: &str) -> Option<[u32; 6]> {
 
 /// Whether `path` names a file this source reads (`.json`, `.jsonl`, `.ndjson`, optionally
 /// `.gz`).
-pub fn is_event_file(path: &Path) -> bool {
+pub(crate) fn is_event_file(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -63,7 +63,8 @@ pub fn is_event_file(path: &Path) -> bool {
 
 /// Expands `inputs` (files and directories, walked recursively) into event files in
 /// chronological order. A named file is taken whatever its extension; in directories, only
-/// [event files](is_event_file). Paths that do not exist are returned as errors.
+/// event files (`.json`, `.jsonl` or `.ndjson`, each maybe `.gz`). Paths that do not exist
+/// are returned as errors.
 pub fn collect_event_files(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
@@ -104,7 +105,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
 }
 
 /// Opens `path` for reading, decompressing gzip (detected by its magic bytes, not its name).
-pub fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+pub(crate) fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut file, &mut magic)?;
@@ -179,7 +180,7 @@ pub struct FileChunk {
 }
 
 impl EventFileReader {
-    /// Opens `path`; see [`open_event_file`].
+    /// Opens `path`, decompressing gzip (detected by its magic bytes, not its name).
     pub fn open(path: &Path, chunk_bytes: usize) -> io::Result<EventFileReader> {
         Ok(EventFileReader::from_reader(
             path,

@@ -18,7 +18,7 @@
 //! waits for the next poll. A failed poll is returned as an error after scheduling the retry, so
 //! the next call waits for the backoff. See `docs/poller.md`.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{EventBatch, EventSource, SourceError};
+use crate::id_set::{IdSet, RecentIds};
 use crate::parse::{ParseStats, RecordOutcome, parse_record};
 
 mod config;
@@ -44,7 +45,7 @@ pub use config::{
     DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
     MAX_HEADER_WAIT_SECS,
 };
-pub use state::{PollState, STATE_VERSION};
+use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 
 /// The longest a restart waits for a `next_poll_time` read from the state file, in seconds of
@@ -84,7 +85,7 @@ struct PollLoop {
     etag: Option<String>,
     recent: RecentIds,
     /// Every event id of the last poll answered 200, for gap detection.
-    previous_poll_ids: HashSet<u64>,
+    previous_poll_ids: IdSet,
 }
 
 /// What is persisted, and the polls returned but not yet committed.
@@ -92,37 +93,6 @@ struct Shared {
     persisted: PollState,
     /// ETag and ids of every returned batch not yet committed, oldest first.
     uncommitted: VecDeque<(Option<String>, Vec<u64>)>,
-}
-
-/// The most recent event ids, bounded: the oldest are forgotten first.
-struct RecentIds {
-    set: HashSet<u64>,
-    order: VecDeque<u64>,
-    capacity: usize,
-}
-
-impl RecentIds {
-    fn new(capacity: usize) -> RecentIds {
-        RecentIds {
-            set: HashSet::with_capacity(capacity.min(1 << 16)),
-            order: VecDeque::with_capacity(capacity.min(1 << 16)),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// Remembers `id`; whether it was new.
-    fn insert(&mut self, id: u64) -> bool {
-        if !self.set.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
 }
 
 /// What one page-1 request led to.
@@ -206,7 +176,7 @@ impl GitHubPoller {
         let replace_corrupt = startup_error.is_some();
         let persisted = loaded.unwrap_or_default();
 
-        let mut recent = RecentIds::new(config.recent_ids);
+        let mut recent = RecentIds::new(config.recent_ids.max(1));
         for &id in &persisted.last_poll_event_ids {
             recent.insert(id);
         }
@@ -890,17 +860,6 @@ mod tests {
         assert_eq!(event_id(r#"{"type":"X","id":7}"#), Some(7));
         assert_eq!(event_id(r#"{"type":"X"}"#), None);
         assert_eq!(event_id(r#"{"id":"abc"}"#), None);
-    }
-
-    #[test]
-    fn recent_ids_forget_the_oldest() {
-        let mut recent = RecentIds::new(2);
-        assert!(recent.insert(1));
-        assert!(recent.insert(2));
-        assert!(!recent.insert(1));
-        assert!(recent.insert(3));
-        assert!(recent.insert(1), "1 was forgotten");
-        assert!(!recent.insert(3));
     }
 
     #[test]

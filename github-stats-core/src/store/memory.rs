@@ -7,13 +7,13 @@
 //! O(log n). About 30 bytes per event, all indexes included (see `benches/README.md`).
 //!
 //! With a data directory, every stored event is also appended to `events.log` (see
-//! [`log`]) before [`EventStore::insert_events`] returns, and replayed at open, so a restart
+//! `memory/log.rs` for its format) before [`EventStore::insert_events`] returns, and replayed at open, so a restart
 //! loses nothing. A lock file keeps a second process out of the same directory.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -21,6 +21,7 @@ use async_trait::async_trait;
 
 use crate::coverage::{ArchiveHour, CompleteRun};
 use crate::event::{Event, EventType, RepoName, utc_from_timestamp};
+use crate::id_set::IdHasher;
 use crate::metrics::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline, TypeCounts, timeline_buckets,
@@ -28,7 +29,7 @@ use crate::metrics::{
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
 mod archive;
-pub mod log;
+mod log;
 
 pub use log::ReplayReport;
 
@@ -406,28 +407,6 @@ fn position(times: &[u32], ts: i64) -> usize {
     let ts = ts as u32;
     times.partition_point(|&t| t < ts)
 }
-
-/// A fast hasher for event ids, which are already well-spread integers. Ids come from GitHub,
-/// not from an adversary choosing collisions.
-#[derive(Default, Clone, Copy)]
-pub struct IdHash(u64);
-
-impl Hasher for IdHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: the high bits, which hashbrown uses, depend on every input bit.
-        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdHasher = BuildHasherDefault<IdHash>;
 
 #[derive(Default, Debug, Clone, Copy)]
 struct RepoStats {

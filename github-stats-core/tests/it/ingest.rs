@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use github_stats_core::conformance::{self, fixtures};
-use github_stats_core::ingest::{Ingest, IngestConfig, IngestStatus};
-use github_stats_core::metrics::{InsertOutcome, StoreHealth};
 use github_stats_core::parse::{ParseStats, RecordOutcome, parse_record};
-use github_stats_core::source::file::FileSource;
-use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
 use github_stats_core::{
     ArchiveHour, Event, EventBatch, EventSource, EventStore, EventType, MemoryStore, MetricsQuery,
     SourceError, StoreError,
 };
+use github_stats_core::{FileSource, GitHubConfig, GitHubPoller};
+use github_stats_core::{Ingest, IngestConfig, IngestStatus};
+use github_stats_core::{InsertOutcome, StoreHealth};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -214,12 +213,37 @@ async fn a_store_outage_keeps_events_buffered_and_inserts_them_once_back() {
     );
 
     cancel.cancel();
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     assert!(!report.completed);
     assert_eq!(report.unflushed, 0);
     assert_eq!(report.inserted, distinct.len() as u64);
     assert!(report.store_failures >= 3);
     assert!(!status.snapshot().running);
+}
+
+/// A loop whose runtime shut down before it returned has no report: `join` says so instead of
+/// an all-zero report that would read as "nothing to do".
+#[test]
+fn joining_an_aborted_loop_is_an_error() {
+    let doomed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = doomed.block_on(async {
+        Ingest::spawn(
+            ScriptedSource::new(vec![], false),
+            Arc::new(MemoryStore::new()),
+            fast_config(),
+            CancellationToken::new(),
+        )
+    });
+    // Shutting the runtime down cancels the loop's task where it waits for the source.
+    drop(doomed);
+    let joined = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(handle.join());
+    assert_eq!(joined.unwrap_err(), github_stats_core::IngestError::Aborted);
 }
 
 #[tokio::test]
@@ -252,7 +276,7 @@ async fn a_full_buffer_pauses_the_source_without_dropping() {
     assert_eq!(source.pulls.load(Ordering::SeqCst), 2, "no pull while full");
 
     store.set_down(false);
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     assert!(report.completed);
     assert_eq!(report.inserted, 30);
     assert_eq!(report.batches, 5);
@@ -279,7 +303,7 @@ async fn shutdown_flushes_the_buffer() {
         "still flushing while the store is down"
     );
     store.set_down(false);
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(report.unflushed, 0);
     assert_eq!(report.inserted, events.len() as u64);
@@ -304,7 +328,7 @@ async fn shutdown_gives_up_in_bounded_time_and_says_what_was_left() {
 
     let started = Instant::now();
     cancel.cancel();
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_secs(3),
@@ -327,7 +351,7 @@ async fn shutdown_finishes_the_insert_in_flight() {
     })
     .await;
     cancel.cancel();
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     assert_eq!(report.inserted, events.len() as u64);
     assert_eq!(report.unflushed, 0);
     assert_eq!(
@@ -452,7 +476,7 @@ async fn the_poller_feeds_the_store_through_an_outage() {
     })
     .await;
     cancel.cancel();
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
 
     let mut everything = recent.clone();
     everything.extend(older);
@@ -510,7 +534,7 @@ async fn failing_sources_neither_spin_nor_hang() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = handle.status().snapshot();
     cancel.cancel();
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     let pulls = flaky.pulls.load(Ordering::SeqCst);
     assert!((2..=12).contains(&pulls), "{pulls} pulls in 200 ms");
     assert!(status.last_source_error.unwrap().contains("500"));

@@ -97,6 +97,7 @@ async fn a_torn_last_record_is_dropped_and_reported() {
     assert_eq!(store.total_events().await.unwrap(), 2);
     let health = store.health().await;
     assert!(health.details["torn_bytes_dropped"].as_u64().unwrap() > 0);
+    assert!(health.connected && !health.degraded && health.error.is_none());
 }
 
 #[tokio::test]

@@ -220,6 +220,6 @@ async fn a_waiting_source_does_not_hold_up_the_other() {
     assert_eq!(flowing.commits.load(Ordering::SeqCst), 6);
     assert_eq!(waiting.commits.load(Ordering::SeqCst), 1);
     cancel.cancel();
-    let report = handle.join().await;
+    let report = handle.join().await.unwrap();
     assert!(!report.completed, "cancelled while a source still waits");
 }

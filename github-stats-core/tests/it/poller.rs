@@ -7,9 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use github_stats_core::source::file::FileSource;
-use github_stats_core::source::github::{GitHubConfig, GitHubPoller};
 use github_stats_core::{EventSource, EventStore, MemoryStore, MetricsQuery};
+use github_stats_core::{FileSource, GitHubConfig, GitHubPoller};
 use serde_json::Value;
 
 use crate::fake_github::{FakeGitHub, Reply, kept_ids, recorded_events};

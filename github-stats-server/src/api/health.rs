@@ -32,7 +32,8 @@ pub struct HealthBody {
     pub total_events: u64,
     /// `created_at` of the newest stored event; `null` when empty.
     pub last_event_ts: Option<UtcTime>,
-    /// Backend details (data file, server version, …).
+    /// Backend details (data file, server version, cluster nodes, …), with `degraded` (part of
+    /// the store does not answer) and `error` (the store's words on what is wrong, when any).
     pub store: serde_json::Value,
     /// The GitHub poller: last poll, poll interval, rate limit left, last error, coverage
     /// counters. Absent with `--no-poll`.
@@ -104,9 +105,8 @@ impl HealthApi {
         .collect();
         // The store's own words on what is wrong, when it gave any.
         let reason = store
-            .details
-            .get("error")
-            .and_then(|e| e.as_str())
+            .error
+            .as_deref()
             .map(|e| format!(": {e}"))
             .unwrap_or_default();
         let (status, error) = if !store.connected {
@@ -117,7 +117,7 @@ impl HealthApi {
                     store.backend
                 )),
             )
-        } else if store.details.get("degraded") == Some(&serde_json::Value::Bool(true)) {
+        } else if store.degraded {
             // A cluster with a node down: the store answers, queries needing it get 503.
             (
                 HealthStatus::Degraded,
@@ -140,7 +140,7 @@ impl HealthApi {
             backend_type: store.backend,
             total_events: store.total_events,
             last_event_ts: store.last_event_at.map(UtcTime),
-            store: serde_json::Value::Object(store.details),
+            store: store_object(store.details, store.degraded, store.error),
             poller: poller.map(|s| s.snapshot),
             ingest: ingest.map(|s| s.snapshot),
             archive: archive.map(|s| s.snapshot),
@@ -152,4 +152,18 @@ impl HealthApi {
             HealthResponse::Ok(Json(body))
         }
     }
+}
+
+/// The `store` object of the answer: the backend's details with `degraded` and, when the store
+/// gave one, `error`.
+fn store_object(
+    mut details: serde_json::Map<String, serde_json::Value>,
+    degraded: bool,
+    error: Option<String>,
+) -> serde_json::Value {
+    details.insert("degraded".into(), degraded.into());
+    if let Some(error) = error {
+        details.insert("error".into(), error.into());
+    }
+    serde_json::Value::Object(details)
 }

@@ -1,5 +1,6 @@
-//! The REST API (DESIGN.md §5, a contract), with poem-openapi: one [`OpenApi`](trait@poem_openapi::OpenApi)
-//! implementation per area, every answer and error documented in the generated spec.
+//! The REST API (a contract, documented in `docs/api.md`), with poem-openapi: one
+//! [`OpenApi`](trait@poem_openapi::OpenApi) implementation per area, every answer and error
+//! documented in the generated spec.
 //!
 //! This layer maps core types to API types and nothing more: the metrics are computed by the
 //! store ([`github_stats_core::MetricsQuery`]).

@@ -8,11 +8,10 @@
 //! parameter of the spec must have an [`expectation`] (a test walks the spec).
 
 use chrono::{DateTime, Datelike, Utc};
-use github_stats_core::{TimeWindow, WindowError};
+use github_stats_core::{MAX_WINDOW_MINUTES, TimeWindow, WindowError};
 
 use super::ApiError;
 use super::debug::MAX_TOP_LIMIT;
-use super::metrics::MAX_OFFSET_MINUTES;
 
 /// The earliest `until` accepted: RFC 3339 writes years with four digits.
 pub const EARLIEST_UNTIL_YEAR: i32 = 0;
@@ -27,10 +26,10 @@ pub const QUOTED_VALUE_CHARS: usize = 40;
 pub fn expectation(name: &str) -> Option<String> {
     Some(match name {
         "offset" => {
-            format!("whole minutes from 1 to {MAX_OFFSET_MINUTES} (a year), such as offset=60")
+            format!("whole minutes from 1 to {MAX_WINDOW_MINUTES} (a year), such as offset=60")
         }
         "bucket_minutes" => {
-            format!("whole minutes from 1 to {MAX_OFFSET_MINUTES}, such as bucket_minutes=15")
+            format!("whole minutes from 1 to {MAX_WINDOW_MINUTES}, such as bucket_minutes=15")
         }
         "until" => format!(
             "an RFC 3339 time with a four-digit year ({EARLIEST_UNTIL_YEAR:04} to \
@@ -218,9 +217,9 @@ mod tests {
     #[test]
     fn windows_at_the_ends_of_time_are_400s() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let earliest = window(Some(at("0000-01-01T00:00:00Z")), MAX_OFFSET_MINUTES).unwrap();
+        let earliest = window(Some(at("0000-01-01T00:00:00Z")), MAX_WINDOW_MINUTES).unwrap();
         assert_eq!(earliest.until, at("0000-01-01T00:00:00Z"));
-        window(Some(at("9999-12-31T23:59:59Z")), MAX_OFFSET_MINUTES).unwrap();
+        window(Some(at("9999-12-31T23:59:59Z")), MAX_WINDOW_MINUTES).unwrap();
         let year_10000 = chrono::TimeZone::with_ymd_and_hms(&Utc, 10_000, 1, 1, 0, 0, 0).unwrap();
         let before_year_0 = at("0000-01-01T00:00:00Z") - chrono::Duration::seconds(1);
         for too_far in [
@@ -229,7 +228,7 @@ mod tests {
             year_10000,
             before_year_0,
         ] {
-            for offset in [1, MAX_OFFSET_MINUTES, u32::MAX] {
+            for offset in [1, MAX_WINDOW_MINUTES, u32::MAX] {
                 assert!(window(Some(too_far), offset).is_err(), "{too_far} {offset}");
             }
         }

@@ -3,9 +3,9 @@
 //! script and stylesheet, embedded in the binary.
 
 use chrono::{DateTime, Utc};
-use github_stats_core::metrics::{MAX_TIMELINE_BUCKETS, timeline_buckets};
 use github_stats_core::{
-    EventType, SharedStore, Timeline, TypeCounts, WindowCoverage, WindowError,
+    EventType, MAX_TIMELINE_BUCKETS, SharedStore, Timeline, TypeCounts, WindowCoverage,
+    WindowError, timeline_buckets,
 };
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Html, Json, PlainText};

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use github_stats_core::metrics::{
-    EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
-    TimeWindow, Timeline,
-};
 use github_stats_core::{
-    ArchiveHour, CompleteRun, Event, EventStore, MetricsQuery, RepoName, StoreError,
+    ArchiveHour, CompleteRun, Event, EventCounts, EventStore, InsertOutcome, MetricsQuery,
+    PrAverage, RepoEventCount, RepoEventCounts, RepoName, StoreError, StoreHealth, TimeWindow,
+    Timeline,
 };
 use github_stats_server::api::AppState;
 use poem::http::StatusCode;
@@ -171,19 +169,11 @@ impl EventStore for BrokenStore {
     }
     async fn health(&self) -> StoreHealth {
         match self.0 {
-            Failure::Unreachable => {
-                let mut health = StoreHealth::new("broken", false, 0, None);
-                health
-                    .details
-                    .insert("error".into(), "connection refused".into());
-                health
-            }
+            Failure::Unreachable => StoreHealth::unreachable("broken", "connection refused"),
             Failure::ShardDown => {
                 let mut health = StoreHealth::new("broken", true, 0, None);
-                health.details.insert("degraded".into(), true.into());
-                health
-                    .details
-                    .insert("error".into(), "shard 2 does not answer".into());
+                health.degraded = true;
+                health.error = Some("shard 2 does not answer".into());
                 health.details.insert(
                     "nodes".into(),
                     serde_json::json!([{"shard": 1, "up": true}, {"shard": 2, "up": false}]),
@@ -255,6 +245,9 @@ async fn a_cluster_with_a_shard_down_is_degraded_and_its_queries_503() {
     assert_eq!(health.body["status"], "degraded");
     assert_eq!(health.body["is_connected"], true);
     assert_eq!(health.body["store"]["nodes"][1]["up"], false);
+    // The store's typed health keeps the `store` object's contract: `degraded` and `error`.
+    assert_eq!(health.body["store"]["degraded"], true);
+    assert_eq!(health.body["store"]["error"], "shard 2 does not answer");
     let error = health.body["error"].as_str().unwrap();
     assert!(error.contains("shard 2 does not answer"), "{error}");
 }
@@ -278,6 +271,8 @@ async fn an_unreachable_store_is_503_json() {
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.body["status"], "unavailable");
     assert_eq!(health.body["is_connected"], false);
+    assert_eq!(health.body["store"]["error"], "connection refused");
+    assert_eq!(health.body["store"]["degraded"], false);
     assert!(
         health.body["error"]
             .as_str()

@@ -21,6 +21,8 @@ async fn health_reports_the_store() {
     let newest = raw.iter().map(|e| e.created_at).max().unwrap();
     assert_eq!(json_time(&body["last_event_ts"]), newest);
     assert!(body["store"].is_object(), "{body}");
+    assert_eq!(body["store"]["degraded"], false, "{body}");
+    assert!(body["store"].get("error").is_none(), "{body}");
     // Without a poller (--no-poll) there is nothing to say about it.
     assert!(body.get("poller").is_none(), "{body}");
     assert!(body.get("error").is_none(), "{body}");

@@ -85,7 +85,10 @@ fn spec_documents_every_endpoint_and_error() {
         .unwrap();
     assert_eq!(offset["required"], true);
     assert_eq!(offset["schema"]["minimum"], 1.0);
-    assert_eq!(offset["schema"]["maximum"], 525_600.0);
+    assert_eq!(
+        offset["schema"]["maximum"],
+        f64::from(github_stats_core::MAX_WINDOW_MINUTES)
+    );
     let schemas = &spec["components"]["schemas"];
     let counts = &schemas["EventCountsBody"]["properties"];
     for field in [
@@ -97,6 +100,42 @@ fn spec_documents_every_endpoint_and_error() {
     ] {
         assert!(counts.get(field).is_some(), "EventCountsBody.{field}");
     }
+}
+
+/// The limits are written once, as constants: every maximum of the spec (attributes take only
+/// literals) and every error hint says the constant's number.
+#[test]
+fn spec_maximums_and_hints_are_the_constants() {
+    use github_stats_core::MAX_WINDOW_MINUTES;
+    use github_stats_server::api::debug::MAX_TOP_LIMIT;
+    use github_stats_server::api::params::expectation;
+
+    let spec: serde_json::Value =
+        serde_json::from_str(&github_stats_server::api::spec_json()).unwrap();
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let parameters = item["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for parameter in parameters {
+            let name = parameter["name"].as_str().unwrap();
+            let Some(maximum) = parameter["schema"]["maximum"].as_f64() else {
+                continue;
+            };
+            let expected = match name {
+                "offset" | "bucket_minutes" => MAX_WINDOW_MINUTES,
+                "limit" => MAX_TOP_LIMIT,
+                other => panic!("{path}: {other} has a maximum no constant names"),
+            };
+            assert_eq!(maximum, f64::from(expected), "{path} {name}");
+            let hint = expectation(name).unwrap_or_else(|| panic!("no message for {name}"));
+            assert!(hint.contains(&format!("to {expected}")), "{name}: {hint}");
+            checked += 1;
+        }
+    }
+    // offset on three paths at least, bucket_minutes on two, limit on one.
+    assert!(checked >= 6, "{checked} maximums");
 }
 
 #[tokio::test]

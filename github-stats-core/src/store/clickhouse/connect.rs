@@ -1,0 +1,288 @@
+//! Connecting (with a clear word when the URL is ClickHouse's native port), migrating every
+//! node to the current schema version, and the maintenance statements (merges, recount).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use clickhouse::Client;
+
+use super::config::redacted_origin;
+use super::errors::native_port_error;
+use super::schema::Schema;
+use super::{ClickHouseConfig, ClickHouseStore, clamp_ts};
+use crate::id_set::RecentIds;
+use crate::store::StoreError;
+
+/// Limit on each statement of a migration: version 2 fills its tables from `events` (a few
+/// seconds per 10 million events), far longer than an ordinary request.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl ClickHouseStore {
+    /// Connects, creates the database when missing and applies pending migrations.
+    ///
+    /// Fails with [`StoreError::Config`] for a bad URL or database name, and with
+    /// [`StoreError::Unavailable`] when the server does not answer (the message says so when
+    /// the URL points at the native protocol's port 9000 instead of the HTTP one, 8123).
+    pub async fn connect(config: ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
+        let schema = Schema::new(
+            &config.database,
+            config.cluster.as_deref(),
+            config.replicated,
+        )?;
+        let url = reqwest::Url::parse(&config.url).map_err(|e| {
+            StoreError::Config(format!(
+                "CLICKHOUSE_URL {:?} is not a URL: {e}",
+                redacted_origin(&config.url)
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StoreError::Config(format!(
+                "CLICKHOUSE_URL must be an http:// or https:// address of ClickHouse's HTTP \
+                 interface (usually port 8123), not {}://",
+                url.scheme()
+            )));
+        }
+        let native_port_hint = matches!(url.port(), Some(9000 | 9440));
+        let client = Client::default()
+            .with_url(config.url.as_str())
+            .with_user(config.user.as_str())
+            .with_password(config.password.as_str())
+            .with_validation(false);
+        let mut store = ClickHouseStore {
+            client,
+            schema,
+            nodes: Vec::new(),
+            origin: url.origin().ascii_serialization(),
+            native_port_hint,
+            timeout: config.request_timeout,
+            max_rows_per_insert: config.max_rows_per_insert.max(1),
+            range_scan_limit: config.range_scan_limit,
+            writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
+            archive_version: std::sync::atomic::AtomicU64::new(0),
+        };
+        let version = match store.server_version().await {
+            Ok(version) => version,
+            Err(StoreError::Unavailable(message)) => {
+                if let Some(answer) = probe_native_port(&url).await {
+                    return Err(native_port_error(&store.origin, &answer));
+                }
+                return Err(StoreError::Unavailable(message));
+            }
+            Err(other) => return Err(other),
+        };
+        tracing::info!(
+            origin = %store.origin,
+            database = store.schema.database(),
+            server_version = %version,
+            "connected to clickhouse"
+        );
+        if let Some(cluster) = store.schema.cluster().map(str::to_owned) {
+            store.join_cluster(&cluster, &config).await?;
+            for node in &store.nodes {
+                store.migrate(&node.client, &node.origin).await?;
+            }
+        } else {
+            store.migrate(&store.client, &store.origin).await?;
+        }
+        Ok(store)
+    }
+
+    /// The server's version string (`SELECT version()`).
+    pub async fn server_version(&self) -> Result<String, StoreError> {
+        self.run(
+            self.schema
+                .q_server_version(&self.client)
+                .fetch_one::<String>(),
+        )
+        .await
+    }
+
+    /// Runs `OPTIMIZE TABLE … FINAL` on every table: merges everything now. Metrics do not
+    /// depend on it (tests check that); it only reclaims space.
+    pub async fn optimize_final(&self) -> Result<(), StoreError> {
+        for (client, origin) in self.table_holders() {
+            for sql in self.schema.optimize_final() {
+                self.execute_on(client, origin, &sql).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Corrects the count tables (`hourly_type_counts`, `repo_type_counts`) to the counts of
+    /// `events` read with `FINAL`: after two writers raced on the same events, these tables
+    /// count the copies (`docs/clickhouse.md`, "Two writers racing"); a recount makes every count
+    /// exact again. It inserts the differences (nothing when there are none), on the one server
+    /// or on the first replica of each shard; queries and inserts go on meanwhile, but an event
+    /// inserted while it runs may be counted twice: run it while nothing writes.
+    pub async fn recount(&self) -> Result<(), StoreError> {
+        let statements = self.schema.recount();
+        for (client, origin) in self.shard_leaders() {
+            for sql in &statements {
+                self.run_within(
+                    origin,
+                    self.timeout.max(MIGRATION_TIMEOUT),
+                    client.query(sql).execute(),
+                )
+                .await?;
+            }
+            tracing::info!(
+                origin,
+                database = self.schema.database(),
+                "recounted events"
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops the whole database, on every node in cluster mode (tests, benches). The store is
+    /// unusable afterwards.
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        for (client, origin) in self.table_holders() {
+            self.execute_on(client, origin, &self.schema.drop_database())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn execute_on(&self, client: &Client, origin: &str, sql: &str) -> Result<(), StoreError> {
+        self.run_at(origin, client.query(sql).execute()).await
+    }
+
+    /// Applies the migrations not recorded yet. Every statement is idempotent, so a race with
+    /// another process applying the same migration only repeats work; a statement that fails
+    /// because the other process is creating the same table is retried.
+    /// In cluster mode this runs on each node in turn, each recording its own versions.
+    async fn migrate(&self, client: &Client, origin: &str) -> Result<(), StoreError> {
+        self.execute_retrying(client, origin, &self.schema.create_database(), self.timeout)
+            .await?;
+        self.execute_retrying(
+            client,
+            origin,
+            &self.schema.create_migrations_table(),
+            self.timeout,
+        )
+        .await?;
+        let applied: HashSet<u32> = self
+            .run_at(
+                origin,
+                self.schema.q_applied_versions(client).fetch_all::<u32>(),
+            )
+            .await?
+            .into_iter()
+            .collect();
+        for migration in self.schema.migrations() {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            tracing::info!(
+                origin,
+                database = self.schema.database(),
+                version = migration.version,
+                name = migration.name,
+                "applying clickhouse migration"
+            );
+            for sql in &migration.statements {
+                self.execute_retrying(client, origin, sql, self.timeout.max(MIGRATION_TIMEOUT))
+                    .await?;
+            }
+            let now = clamp_ts(Utc::now().timestamp());
+            self.run_at(
+                origin,
+                self.schema
+                    .q_record_migration(client, &migration, now)
+                    .execute(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs an idempotent DDL statement, retrying a few times when it fails for another reason
+    /// than an outage (two processes creating the same table at once).
+    async fn execute_retrying(
+        &self,
+        client: &Client,
+        origin: &str,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .run_within(origin, timeout, client.query(sql).execute())
+                .await
+            {
+                Err(StoreError::Backend(message)) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %message, "retrying schema statement");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Asks `url`'s port, over plain TCP, what it is: ClickHouse's native port answers an HTTP
+/// request with a line of text telling to use the HTTP port, which HTTP clients cannot parse
+/// (18.16) or get as an error status. Returns that text when it names `clickhouse-client`.
+async fn probe_native_port(url: &reqwest::Url) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while answer.len() < 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.contains("clickhouse-client").then_some(text)
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_configuration_is_refused_before_any_request() {
+        let err = ClickHouseStore::connect(ClickHouseConfig::default().with_database("x-y"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err}");
+        let err = ClickHouseStore::connect(ClickHouseConfig::new("tcp://localhost:9000"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_native_port_gets_a_message_saying_so() {
+        // Nothing listens on this port here, as for a 9000 that does not answer HTTP.
+        let config = ClickHouseConfig::new("http://127.0.0.1:9000")
+            .with_request_timeout(Duration::from_secs(5));
+        match ClickHouseStore::connect(config).await {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("native protocol"), "{message}");
+                assert!(message.contains("8123"), "{message}");
+            }
+            // A real HTTP server on 9000 would be fine; anything else is not.
+            Err(other) => panic!("unexpected error: {other}"),
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Every request to ClickHouse goes through [`ClickHouseStore::run`] (or `run_at`, `run_within`):
+//! bounded by a timeout, its error mapped to a [`StoreError`] that tells outages
+//! ([`StoreError::Unavailable`], retried by callers, HTTP 503) from the rest.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::ClickHouseStore;
+use crate::store::StoreError;
+
+impl ClickHouseStore {
+    /// Awaits a request to the main server with the configured timeout, mapping errors.
+    pub(super) async fn run<T>(
+        &self,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        self.run_at(&self.origin, request).await
+    }
+
+    /// Awaits a request to the server at `origin` with the configured timeout, mapping errors.
+    pub(super) async fn run_at<T>(
+        &self,
+        origin: &str,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        self.run_within(origin, self.timeout, request).await
+    }
+
+    /// Awaits a request to the server at `origin` for at most `timeout`, mapping errors.
+    pub(super) async fn run_within<T>(
+        &self,
+        origin: &str,
+        timeout: Duration,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.map_error(origin, e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "clickhouse at {origin} did not answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    fn map_error(&self, origin: &str, e: clickhouse::error::Error) -> StoreError {
+        use clickhouse::error::Error;
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        if message.contains("is for clickhouse-client") {
+            return native_port_error(origin, &message);
+        }
+        if let Some(code) = server_error_code(&message)
+            && UNAVAILABLE_CODES.contains(&code)
+        {
+            return StoreError::Unavailable(format!(
+                "clickhouse at {origin} could not reach part of the cluster: {message}"
+            ));
+        }
+        match e {
+            Error::Network(_) | Error::TimedOut => {
+                let hint = if self.native_port_hint {
+                    " (port 9000 is ClickHouse's native protocol; this store speaks HTTP, \
+                     which listens on port 8123 by default: set CLICKHOUSE_URL=http://HOST:8123)"
+                } else {
+                    ""
+                };
+                StoreError::Unavailable(format!(
+                    "clickhouse at {origin} unreachable: {message}{hint}"
+                ))
+            }
+            _ => StoreError::Backend(message),
+        }
+    }
+}
+
+/// Server error codes that mean another server (a shard of the cluster) could not be reached,
+/// not that the query is wrong: `NETWORK_ERROR` (210), `SOCKET_TIMEOUT` (209),
+/// `ALL_CONNECTION_TRIES_FAILED` (279) and `ALL_REPLICAS_ARE_STALE` (369); the same codes in
+/// 18.16 and current releases.
+const UNAVAILABLE_CODES: [u32; 4] = [209, 210, 279, 369];
+
+/// The `Code: N` of a server's error message (`Code: 279, e.displayText() = …` in 18.16,
+/// `Code: 279. DB::NetException: …` in current releases).
+fn server_error_code(message: &str) -> Option<u32> {
+    let at = message.find("Code: ")? + "Code: ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+pub(super) fn native_port_error(origin: &str, answer: &str) -> StoreError {
+    StoreError::Config(format!(
+        "{origin} is ClickHouse's native protocol port (9000 by default), not its HTTP interface \
+         (8123 by default), which this store uses: point CLICKHOUSE_URL at the HTTP port (the \
+         server said: {:?})",
+        answer.split_whitespace().collect::<Vec<_>>().join(" ")
+    ))
+}

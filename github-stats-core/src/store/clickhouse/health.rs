@@ -1,0 +1,95 @@
+//! Health: whether the server answers, what it holds, and in cluster mode every node.
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::ClickHouseStore;
+use crate::event::utc_from_timestamp;
+use crate::metrics::StoreHealth;
+use crate::store::{EventStore, StoreError};
+
+#[derive(clickhouse::Row, Deserialize)]
+struct TotalsRow {
+    n: u64,
+    last_hour: u32,
+}
+
+impl ClickHouseStore {
+    /// What [`EventStore::health`] answers: whether the server answers, its totals, and in
+    /// cluster mode every node and whether the store is degraded.
+    pub(super) async fn health_report(&self) -> StoreHealth {
+        let probe = async {
+            let version = self.server_version().await?;
+            Ok::<_, StoreError>((version, self.totals().await))
+        };
+        let mut health = match probe.await {
+            // In cluster mode the node the store talks to answers but a shard does not: the
+            // store is up, degraded; queries needing that shard give `Unavailable`.
+            Ok((version, Err(e))) if self.schema.is_clustered() => {
+                let mut health = StoreHealth::new(self.backend_name(), true, 0, None);
+                health
+                    .details
+                    .insert("server_version".into(), version.into());
+                health.degraded = true;
+                health.error = Some(e.to_string());
+                health
+            }
+            Ok((_, Err(e))) | Err(e) => {
+                StoreHealth::unreachable(self.backend_name(), e.to_string())
+            }
+            Ok((version, Ok((total, last)))) => {
+                let mut health = StoreHealth::new(self.backend_name(), true, total, last);
+                health
+                    .details
+                    .insert("server_version".into(), version.into());
+                health
+            }
+        };
+        if let Some(cluster) = self.schema.cluster() {
+            let nodes = self.node_health().await;
+            let up = nodes.iter().filter(|n| n["up"] == true).count();
+            if health.connected && up < nodes.len() {
+                health.degraded = true;
+            }
+            health.details.insert("cluster".into(), cluster.into());
+            health
+                .details
+                .insert("replicated".into(), self.schema.is_replicated().into());
+            health.details.insert("nodes_up".into(), up.into());
+            health
+                .details
+                .insert("nodes_total".into(), nodes.len().into());
+            health.details.insert("nodes".into(), nodes.into());
+        }
+        health
+            .details
+            .insert("url".into(), self.origin.clone().into());
+        health
+            .details
+            .insert("database".into(), self.schema.database().into());
+        health
+    }
+
+    /// Stored events and the newest event time: the total and the newest hour from the hourly
+    /// counts, then the newest time within that hour from `events` (one hour read, not all).
+    async fn totals(&self) -> Result<(u64, Option<chrono::DateTime<Utc>>), StoreError> {
+        let totals = self
+            .run(
+                self.schema
+                    .q_health_totals(&self.client)
+                    .fetch_one::<TotalsRow>(),
+            )
+            .await?;
+        if totals.n == 0 {
+            return Ok((0, None));
+        }
+        let last = self
+            .run(
+                self.schema
+                    .q_last_event_since(&self.client, totals.last_hour)
+                    .fetch_one::<u32>(),
+            )
+            .await?;
+        Ok((totals.n, utc_from_timestamp(i64::from(last))))
+    }
+}

@@ -1,0 +1,225 @@
+//! Writing: [`EventStore`] for the ClickHouse store. Each event id is stored once: repeats in a
+//! batch and recently stored ids are skipped here, the rest checked against `events` in the
+//! batch's time range (`docs/clickhouse.md`, "Deduplication"); inserts of one store are
+//! serialised, so its [`InsertOutcome`] is exact.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::Serialize;
+
+use super::ClickHouseStore;
+use super::schema::type_code;
+use crate::coverage::ArchiveHour;
+use crate::event::Event;
+use crate::id_set::{IdSet, RecentIds};
+use crate::metrics::{InsertOutcome, StoreHealth};
+use crate::store::{EventStore, StoreError};
+
+/// Ids per existence query: keeps the query text under 18.16's `max_query_size` (256 KiB)
+/// even with 20-digit ids.
+const IDS_PER_LOOKUP: usize = 10_000;
+
+/// One row of `events`, as sent in RowBinary (`DateTime` is seconds as `u32`, `Enum8` an `i8`).
+#[derive(clickhouse::Row, Serialize)]
+struct EventRow<'a> {
+    id: u64,
+    event_type: i8,
+    repo_id: u64,
+    repo_name: &'a str,
+    created_at: u32,
+    action: &'a str,
+}
+
+#[async_trait]
+impl EventStore for ClickHouseStore {
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError> {
+        for e in events {
+            check_storable(e)?;
+        }
+        let mut recent = self.writer.lock().await;
+        let mut outcome = InsertOutcome::default();
+        // Level 1: within the batch, and against the recent ids.
+        let mut seen = IdSet::with_capacity_and_hasher(events.len(), Default::default());
+        let mut candidates = Vec::with_capacity(events.len());
+        for e in events {
+            if !seen.insert(e.id) || recent.contains(e.id) {
+                outcome.duplicates += 1;
+            } else {
+                candidates.push(e);
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(outcome);
+        }
+        // Level 2: against what is stored, in the batch's time range.
+        let stored = self.stored_among(&candidates).await?;
+        let fresh: Vec<&Event> = candidates
+            .into_iter()
+            .filter(|e| {
+                if stored.contains(&e.id) {
+                    outcome.duplicates += 1;
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        for id in stored {
+            recent.insert(id);
+        }
+        self.send(&fresh, &mut recent).await?;
+        outcome.inserted = fresh.len() as u64;
+        tracing::debug!(
+            inserted = outcome.inserted,
+            duplicates = outcome.duplicates,
+            "inserted events into clickhouse"
+        );
+        Ok(outcome)
+    }
+
+    async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
+        let mut seen = IdSet::default();
+        let mut known = 0;
+        let mut candidates = Vec::with_capacity(events.len());
+        {
+            let recent = self.writer.lock().await;
+            for e in events {
+                if !seen.insert(e.id) {
+                    continue;
+                }
+                if recent.contains(e.id) {
+                    known += 1;
+                } else if check_storable(e).is_ok() {
+                    candidates.push(e);
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(known);
+        }
+        Ok(known + self.stored_among(&candidates).await?.len() as u64)
+    }
+
+    async fn health(&self) -> StoreHealth {
+        self.health_report().await
+    }
+
+    async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let now = Utc::now().timestamp_millis().max(0) as u64;
+        let previous = self
+            .archive_version
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(0);
+        let version = now.max(previous + 1);
+        self.run(
+            self.schema
+                .q_record_archive_hour(&self.client, record, version)
+                .execute(),
+        )
+        .await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "clickhouse"
+    }
+}
+
+impl ClickHouseStore {
+    /// Ids among `candidates` (no repeats, none cached) already in `events`.
+    ///
+    /// First every id stored in the candidates' time range, when there are at most
+    /// `range_scan_limit`: one round trip, and nothing to read for new hours. Past that
+    /// (a batch spanning a long, full history), the candidates sorted by time are looked up
+    /// [`IDS_PER_LOOKUP`] at a time, each chunk in its own time range.
+    async fn stored_among(&self, candidates: &[&Event]) -> Result<IdSet, StoreError> {
+        let range = |events: &[&Event]| {
+            events.iter().fold((u32::MAX, 0u32), |(min, max), e| {
+                let ts = e.timestamp() as u32;
+                (min.min(ts), max.max(ts))
+            })
+        };
+        let (min, max) = range(candidates);
+        let in_range = self
+            .run(
+                self.schema
+                    .q_ids_in_range(&self.client, min, max, self.range_scan_limit as u64 + 1)
+                    .fetch_all::<u64>(),
+            )
+            .await?;
+        if in_range.len() <= self.range_scan_limit {
+            let wanted: IdSet = candidates.iter().map(|e| e.id).collect();
+            return Ok(in_range
+                .into_iter()
+                .filter(|id| wanted.contains(id))
+                .collect());
+        }
+        let mut sorted = candidates.to_vec();
+        sorted.sort_unstable_by_key(|e| e.timestamp());
+        let mut found = IdSet::default();
+        for chunk in sorted.chunks(IDS_PER_LOOKUP) {
+            let (min, max) = range(chunk);
+            let ids: Vec<u64> = chunk.iter().map(|e| e.id).collect();
+            let rows = self
+                .run(
+                    self.schema
+                        .q_existing_ids(&self.client, min, max, &ids)
+                        .fetch_all::<u64>(),
+                )
+                .await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Sends `events` in RowBinary, at most `max_rows_per_insert` per `INSERT`, and adds the
+    /// ids of every completed `INSERT` to `recent`.
+    async fn send(&self, events: &[&Event], recent: &mut RecentIds) -> Result<(), StoreError> {
+        let table = self.schema.events_table();
+        for chunk in events.chunks(self.max_rows_per_insert) {
+            let sent = async {
+                let mut insert = self
+                    .client
+                    .insert_unescaped::<EventRow<'_>>(&table)
+                    .await?
+                    .with_timeouts(Some(self.timeout), Some(self.timeout));
+                for e in chunk {
+                    insert
+                        .write(&EventRow {
+                            id: e.id,
+                            event_type: type_code(e.event_type),
+                            repo_id: e.repo_id,
+                            repo_name: &e.repo_name,
+                            created_at: e.timestamp() as u32,
+                            action: &e.action,
+                        })
+                        .await?;
+                }
+                insert.end().await
+            };
+            self.run(sent).await?;
+            for e in chunk {
+                recent.insert(e.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Times `DateTime` can hold: seconds in `u32`.
+fn check_storable(e: &Event) -> Result<(), StoreError> {
+    let ts = e.timestamp();
+    if (0..=i64::from(u32::MAX)).contains(&ts) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidEvent {
+            id: e.id,
+            reason: format!(
+                "created_at {} is outside ClickHouse's DateTime range (1970 to 2106)",
+                e.created_at
+            ),
+        })
+    }
+}
