@@ -69,15 +69,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--size-mb", type=float, default=500)
-    parser.add_argument("--gzip", action="store_true", help="gzip the output (level 1)")
+    parser.add_argument("--gzip", action="store_true", help="gzip the output")
+    parser.add_argument(
+        "--gzip-level", type=int, default=1, help="gzip level (GH Archive's files are level 6)"
+    )
+    parser.add_argument(
+        "--first-copy",
+        type=int,
+        default=0,
+        help="number of the first copy: files built with disjoint ranges share no id",
+    )
     args = parser.parse_args()
 
     records = templates(data_dir())
     target = int(args.size_mb * 1e6)
-    written = lines = copies = 0
+    written = lines = 0
+    copies = args.first_copy
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     raw = open(args.out, "wb")
-    out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if args.gzip else raw
+    out = (
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=args.gzip_level)
+        if args.gzip
+        else raw
+    )
     hour = datetime.timedelta(hours=1)
     while written < target:
         shift = hour * copies
@@ -105,7 +119,8 @@ def main():
     if out is not raw:
         raw.close()
     print(
-        f"{args.out}: {lines} lines, {written / 1e6:.1f} MB uncompressed, {copies} copies",
+        f"{args.out}: {lines} lines, {written / 1e6:.1f} MB uncompressed, "
+        f"copies {args.first_copy} to {copies - 1}",
         file=sys.stderr,
     )
 

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use github_stats_benches::recorded_kept_events;
-use github_stats_core::{ClickHouseConfig, ClickHouseStore};
 use github_stats_core::{
-    Event, EventStore, MAX_WINDOW_MINUTES, MetricsQuery, RepoName, TimeWindow,
+    ArchiveHour, ArchiveStatus, Event, EventStore, MAX_WINDOW_MINUTES, MetricsQuery, RepoName,
+    TimeWindow,
 };
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
 
 /// Rows per `insert_events` call: what backfill sends.
 const BATCH: usize = 100_000;
@@ -150,6 +151,21 @@ fn busiest_repository(events: &[Event], keep: impl Fn(&Event) -> bool) -> RepoNa
     name.parse().expect("a valid repository name")
 }
 
+/// Archive records for every hour of the last year up to `newest`, all imported (once: kept in
+/// the reused database).
+async fn record_every_hour(store: &ClickHouseStore, newest: chrono::DateTime<chrono::Utc>) {
+    if store.complete_run().await.unwrap().is_some() {
+        return;
+    }
+    let last = github_stats_core::coverage::hour_floor(newest);
+    let recorded = chrono::Utc::now();
+    for h in 0..(MAX_WINDOW_MINUTES as i64 / 60) {
+        let hour = last - chrono::Duration::hours(h);
+        let record = ArchiveHour::new(hour, ArchiveStatus::Imported, 1000, 40, recorded);
+        store.record_archive_hour(&record).await.unwrap();
+    }
+}
+
 fn queries(c: &mut Criterion) {
     let Some(url) = url() else { return };
     let rt = runtime();
@@ -215,6 +231,26 @@ fn queries(c: &mut Criterion) {
             // The server's default bucket for a year-long window: one week.
             let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
             b.iter(|| rt.block_on(store.timeline(window, 7 * 86_400)).unwrap())
+        });
+        // The PR average over a window: whole hours from the hourly PR states, the two partial
+        // hours from `events` (windows not on whole hours, as users ask them).
+        group.bench_function("pr_average_in_30days", |b| {
+            let window = TimeWindow::last_minutes(newest, 30 * 1440 + 17).unwrap();
+            b.iter(|| rt.block_on(store.pr_average_in(&most_prs, window)).unwrap())
+        });
+        group.bench_function("pr_average_in_1year", |b| {
+            let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
+            b.iter(|| rt.block_on(store.pr_average_in(&most_prs, window)).unwrap())
+        });
+        // What every window answer adds: the archive records of the hours it touches (one per
+        // hour of the store's span here), and the latest complete run.
+        rt.block_on(record_every_hour(&store, newest));
+        group.bench_function("archive_hours_1year", |b| {
+            let window = TimeWindow::last_minutes(newest, MAX_WINDOW_MINUTES).unwrap();
+            b.iter(|| rt.block_on(store.archive_hours(window)).unwrap())
+        });
+        group.bench_function("complete_run", |b| {
+            b.iter(|| rt.block_on(store.complete_run()).unwrap())
         });
         group.bench_function("total_events", |b| {
             b.iter(|| rt.block_on(store.total_events()).unwrap())

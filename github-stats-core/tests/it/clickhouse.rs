@@ -83,9 +83,22 @@ async fn snapshot(store: &dyn github_stats_core::Store, events: &[Event]) -> Str
     {
         let avg = store.pr_average(&name).await.unwrap();
         let counts = store.repo_event_counts(&name).await.unwrap();
+        // The middle of the span: whole hours from the hourly PR states, edges from events.
+        let middle = TimeWindow::new(
+            t(min + (max - min) / 4 + 1234),
+            t(max - (max - min) / 4 - 321),
+        )
+        .unwrap();
+        let within = store.pr_average_in(&name, middle).await.unwrap();
         out.push_str(&format!(
-            "\n{name}: {} {:?} {:?} {:?}",
-            avg.opened_count, avg.first_opened_at, avg.last_opened_at, counts.counts
+            "\n{name}: {} {:?} {:?} {:?} in the middle: {} {:?} {:?}",
+            avg.opened_count,
+            avg.first_opened_at,
+            avg.last_opened_at,
+            counts.counts,
+            within.opened_count,
+            within.first_opened_at,
+            within.last_opened_at
         ));
     }
     out
@@ -319,7 +332,7 @@ async fn two_processes_migrating_at_once_both_succeed() {
         &format!("SELECT DISTINCT version FROM {database}.schema_migrations ORDER BY version"),
     )
     .await;
-    assert_eq!(versions.trim(), "1\n2\n3");
+    assert_eq!(versions.trim(), "1\n2\n3\n4");
     let health = b.health().await;
     assert!(health.connected);
     assert_eq!(health.total_events, 1);
@@ -489,7 +502,7 @@ async fn a_version_1_database_is_upgraded_with_its_events_counted() {
         &format!("SELECT DISTINCT version FROM {database}.schema_migrations ORDER BY version"),
     )
     .await;
-    assert_eq!(versions.trim(), "1\n2\n3");
+    assert_eq!(versions.trim(), "1\n2\n3\n4");
     let gone = sql(
         &url,
         &format!(

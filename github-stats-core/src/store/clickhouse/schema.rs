@@ -92,6 +92,9 @@ enum DerivedTable {
     HourlyCounts,
     /// `repo_type_counts`: rows per repository and type.
     RepositoryCounts,
+    /// `repo_hourly_opened_prs` (migration 4): per repository and hour (start, UTC), the id
+    /// set and first and last time of its opened pull requests: the PR average over a window.
+    HourlyOpenedPullRequests,
 }
 
 impl DerivedTable {
@@ -109,12 +112,15 @@ impl DerivedTable {
             DerivedTable::OpenedPullRequests => "repo_opened_prs",
             DerivedTable::HourlyCounts => "hourly_type_counts",
             DerivedTable::RepositoryCounts => "repo_type_counts",
+            DerivedTable::HourlyOpenedPullRequests => "repo_hourly_opened_prs",
         }
     }
 
     fn engine_kind(self) -> &'static str {
         match self {
-            DerivedTable::OpenedPullRequests => "AggregatingMergeTree",
+            DerivedTable::OpenedPullRequests | DerivedTable::HourlyOpenedPullRequests => {
+                "AggregatingMergeTree"
+            }
             DerivedTable::HourlyCounts | DerivedTable::RepositoryCounts => "SummingMergeTree",
         }
     }
@@ -134,6 +140,11 @@ impl DerivedTable {
             DerivedTable::RepositoryCounts => {
                 format!("repo_name String, event_type {EVENT_TYPE_ENUM}, n Int64")
             }
+            DerivedTable::HourlyOpenedPullRequests => "repo_name String, hour DateTime, \
+                 opened_ids AggregateFunction(uniqExact, UInt64), \
+                 first_opened AggregateFunction(min, DateTime), \
+                 last_opened AggregateFunction(max, DateTime)"
+                .to_owned(),
         }
     }
 
@@ -147,6 +158,10 @@ impl DerivedTable {
                 "PARTITION BY toYYYYMM(hour) ORDER BY (hour, event_type)".to_owned()
             }
             DerivedTable::RepositoryCounts => "ORDER BY (repo_name, event_type)".to_owned(),
+            DerivedTable::HourlyOpenedPullRequests => format!(
+                "ORDER BY (repo_name, hour) SETTINGS index_granularity = \
+                 {HOURLY_PR_STATE_GRANULARITY}"
+            ),
         }
     }
 
@@ -156,6 +171,7 @@ impl DerivedTable {
             DerivedTable::OpenedPullRequests => "repo_name",
             DerivedTable::HourlyCounts => "hour, event_type",
             DerivedTable::RepositoryCounts => "repo_name, event_type",
+            DerivedTable::HourlyOpenedPullRequests => "repo_name, hour",
         }
     }
 
@@ -178,6 +194,12 @@ impl DerivedTable {
                 "SELECT repo_name, event_type, toInt64(count()) AS n FROM {events} \
                  GROUP BY repo_name, event_type"
             ),
+            DerivedTable::HourlyOpenedPullRequests => format!(
+                "SELECT repo_name, {HOUR_OF_EVENT} AS hour, uniqExactState(id) AS opened_ids, \
+                 minState(created_at) AS first_opened, maxState(created_at) AS last_opened \
+                 FROM {events} WHERE event_type = 'PullRequestEvent' AND action = 'opened' \
+                 GROUP BY repo_name, hour"
+            ),
         }
     }
 }
@@ -191,6 +213,10 @@ const HOUR_OF_EVENT: &str = "toDateTime(intDiv(toUInt32(created_at), 3600) * 360
 /// quarter of a million ids for one answer at 10M events (70 ms for the repository with the
 /// most pull requests); with 16, a few thousand.
 const PR_STATE_GRANULARITY: u32 = 16;
+
+/// Rows per granule of `repo_hourly_opened_prs`: a repository's rows are one per hour with an
+/// opening, so a lookup reads its own rows and few neighbours' (each a tiny id set).
+const HOURLY_PR_STATE_GRANULARITY: u32 = 64;
 
 /// The `Enum8` of event types: codes match [`type_code`].
 const EVENT_TYPE_ENUM: &str = "Enum8('WatchEvent' = 1, 'PullRequestEvent' = 2, 'IssuesEvent' = 3)";
@@ -428,6 +454,53 @@ impl Schema {
             },
             self.migration_2(),
             self.migration_3(),
+            self.migration_4(),
+        ]
+    }
+
+    /// Version 4: `repo_hourly_opened_prs`, the opened pull requests per repository and hour
+    /// (aggregate states, like `repo_opened_prs`), so that the PR average over a window reads
+    /// the window's whole hours here and only its partial hours at the ends from `events`.
+    /// Created filled from `events`, then fed by its view, as version 2's tables are;
+    /// replicated tables are created empty (see `docs/clickhouse.md`).
+    fn migration_4(&self) -> Migration {
+        let derived = DerivedTable::HourlyOpenedPullRequests;
+        let mut statements = self.derived_table(derived);
+        if let Some(cluster) = &self.cluster {
+            statements.push(self.create_distributed(cluster, derived.name(), None));
+        }
+        Migration {
+            version: 4,
+            name: "repo_hourly_opened_prs: opened pull requests per repository and hour",
+            statements,
+        }
+    }
+
+    /// The statements creating a derived table, filled from `events` (empty when replicated),
+    /// then the view that feeds it.
+    fn derived_table(&self, derived: DerivedTable) -> Vec<String> {
+        let events = self.table(&self.local_name("events"));
+        let local = self.local_name(derived.name());
+        let engine = self.engine(derived.engine_kind(), &local);
+        let table = self.table(&local);
+        let keys = derived.keys();
+        vec![
+            if self.replicated {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table} ({}) {engine} {keys}",
+                    derived.columns()
+                )
+            } else {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table} {engine} {keys} AS {}",
+                    derived.select(&events)
+                )
+            },
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {table} AS {}",
+                self.table(derived.name()),
+                derived.select(&events),
+            ),
         ]
     }
 
@@ -471,29 +544,9 @@ impl Schema {
     /// AS SELECT`, so only the process that creates it fills it), then its view; replicated
     /// tables are created empty. Why, and what upgrading takes: `docs/clickhouse.md`.
     fn migration_2(&self) -> Migration {
-        let events = self.table(&self.local_name("events"));
         let mut statements = Vec::new();
         for derived in DerivedTable::ALL {
-            let local = self.local_name(derived.name());
-            let engine = self.engine(derived.engine_kind(), &local);
-            let table = self.table(&local);
-            let keys = derived.keys();
-            statements.push(if self.replicated {
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} ({}) {engine} {keys}",
-                    derived.columns()
-                )
-            } else {
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} {engine} {keys} AS {}",
-                    derived.select(&events)
-                )
-            });
-            statements.push(format!(
-                "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {table} AS {}",
-                self.table(derived.name()),
-                derived.select(&events),
-            ));
+            statements.extend(self.derived_table(derived));
         }
         for old in ["pr_opened", "repo_counts"] {
             if self.cluster.is_some() {
@@ -553,6 +606,7 @@ impl Schema {
             "hourly_type_counts",
             "repo_type_counts",
             "archive_hours",
+            "repo_hourly_opened_prs",
         ]
         .iter()
         .map(|t| format!("OPTIMIZE TABLE {} FINAL", self.table(&self.local_name(t))))
@@ -819,15 +873,26 @@ impl Schema {
         client.query(&self.pr_average()).bind(repo)
     }
 
-    /// Opened pull requests of one repository in a window, from `events`; binds: since, until
-    /// (seconds), repo name. Returns one `(opened UInt64, first UInt32, last UInt32)` row.
+    /// Opened pull requests of one repository in `[since, until)`: the window's whole hours
+    /// from `repo_hourly_opened_prs`, its partial hours at the ends from `events` (disjoint
+    /// times, so the counts add up and the extremes combine; a part without openings is left
+    /// out of the extremes). Binds: repo name, the whole hours `[from, to)` (maybe empty), the
+    /// two ranges of `events` (see [`HourSplit`]), repo name. Returns one
+    /// `(opened UInt64, first UInt32, last UInt32)` row, zeros when none.
     fn pr_average_in(&self) -> String {
         format!(
-            "SELECT uniqExact(id) AS opened, toUInt32(min(created_at)) AS first, \
-             toUInt32(max(created_at)) AS last FROM {} \
-             WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
-             AND repo_name = ? AND event_type = 'PullRequestEvent' AND action = 'opened'",
-            self.table("events")
+            "SELECT toUInt64(sum(opened)) AS n, toUInt32(minIf(first, opened > 0)) AS f, \
+             toUInt32(maxIf(last, opened > 0)) AS l FROM (\
+             SELECT uniqExactMerge(opened_ids) AS opened, \
+             toUInt32(minMerge(first_opened)) AS first, \
+             toUInt32(maxMerge(last_opened)) AS last FROM {} \
+             WHERE repo_name = ? AND hour >= toDateTime(?) AND hour < toDateTime(?) \
+             UNION ALL \
+             SELECT uniqExact(id) AS opened, toUInt32(min(created_at)) AS first, \
+             toUInt32(max(created_at)) AS last FROM {} WHERE {EDGES} AND repo_name = ? \
+             AND event_type = 'PullRequestEvent' AND action = 'opened')",
+            self.table("repo_hourly_opened_prs"),
+            self.table("events"),
         )
     }
 
@@ -838,11 +903,20 @@ impl Schema {
         since: u32,
         until: u32,
     ) -> Query {
-        client
-            .query(&self.pr_average_in())
-            .bind(since)
-            .bind(until)
-            .bind(repo)
+        // Without a whole hour, `events` answers for the whole window.
+        let split = HourSplit::new(since, until, None).unwrap_or(HourSplit {
+            hours: (0, 0),
+            edges: [(since, until), (0, 0)],
+        });
+        bind_edges(
+            client
+                .query(&self.pr_average_in())
+                .bind(repo)
+                .bind(split.hours.0)
+                .bind(split.hours.1),
+            &split,
+        )
+        .bind(repo)
     }
 
     /// Records an archive hour; binds: hour (seconds), status code, archive events, polled
@@ -1095,7 +1169,7 @@ mod tests {
         let migrations = schema.migrations();
         assert_eq!(
             migrations.iter().map(|m| m.version).collect::<Vec<_>>(),
-            [1, 2, 3]
+            [1, 2, 3, 4]
         );
         let statements = &migrations[1].statements;
         // Each table is created filled, before the view that feeds it from then on.
