@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log_level);
+    telemetry::init(&config.log_level, config.log_format().unwrap_or_default());
     tracing::debug!(?config, "configuration");
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,

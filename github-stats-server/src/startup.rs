@@ -22,9 +22,11 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Response, Server};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, ComponentStatus};
+use crate::api::{self, AppState, ComponentStatus, HttpSettings};
 use crate::config::{Backend, Config};
 use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
+use crate::prometheus::Exporter;
+use crate::telemetry::redact_url;
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -102,6 +104,9 @@ impl Application {
         let backend = config
             .backend()
             .map_err(|e| StartupError::Unsupported(e.to_string()))?;
+        let cors = config
+            .cors_policy()
+            .map_err(|e| StartupError::Unsupported(e.join("; ")))?;
         let store = open_store(&config, backend).await?;
         let health = store.health().await;
         tracing::info!(
@@ -112,6 +117,7 @@ impl Application {
         );
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(store.clone());
+        let mut exporter = Exporter::new();
         let mut background = Vec::new();
         // The sources: the poller, the GH Archive follower, both through one ingest loop.
         let mut sources: Vec<(String, Arc<dyn EventSource>)> = Vec::new();
@@ -121,6 +127,7 @@ impl Application {
             let poller =
                 Arc::new(GitHubPoller::new(github_config(&config)).map_err(StartupError::Poller)?);
             let poller_status = poller.status();
+            exporter.register_poller(poller_status.clone(), chrono::Utc::now());
             state.poller = Some(Arc::new(move || {
                 let snapshot = poller_status.snapshot();
                 ComponentStatus {
@@ -129,7 +136,7 @@ impl Application {
                 }
             }));
             tracing::info!(
-                api_url = %config.github_api_url,
+                api_url = %redact_url(&config.github_api_url),
                 authenticated = config.github_token.is_some(),
                 "polling GitHub's public events"
             );
@@ -138,7 +145,7 @@ impl Application {
         if let Some(archive) = archive_config(&config)? {
             tracing::info!(
                 from = %archive.from,
-                url = %crate::config::redacted_url(&archive.base_url),
+                url = %redact_url(&archive.base_url),
                 "following GH Archive"
             );
             let follower = Arc::new(
@@ -168,6 +175,7 @@ impl Application {
             ingest_config.store_flush_timeout = Duration::from_secs(1);
             let ingest = Ingest::spawn(source, store.clone(), ingest_config, shutdown.clone());
             let ingest_status = ingest.status();
+            exporter.register_ingest(ingest_status.clone());
             state.ingest = Some(Arc::new(move || {
                 let snapshot = ingest_status.snapshot();
                 ComponentStatus {
@@ -228,7 +236,12 @@ impl Application {
             "listening"
         );
         let acceptor = GuardedAcceptor::new(acceptor, limits);
-        let endpoint = api::app(state, config.request_timeout()).boxed();
+        state.exporter = Arc::new(exporter);
+        let settings = HttpSettings {
+            request_timeout: config.request_timeout(),
+            cors,
+        };
+        let endpoint = api::app_with(state, settings).boxed();
         Ok(Application {
             acceptor,
             limits,
