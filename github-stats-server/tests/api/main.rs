@@ -7,14 +7,17 @@
 mod binary;
 mod connections;
 mod coverage;
+mod cors;
 mod dashboard;
 mod debug;
 mod errors;
+mod exposition;
 mod fake_github;
 mod gharchive;
 mod health;
 mod helpers;
 mod lifecycle;
 mod metrics;
+mod observability;
 mod openapi;
 mod visualization;
