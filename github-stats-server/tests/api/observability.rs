@@ -343,6 +343,24 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
     // The scrape being answered is the only request in flight.
     assert_eq!(metrics.get("github_stats_http_requests_in_flight"), 1.0);
 
+    // Every metric is documented in docs/operations.md, and follows the naming conventions.
+    let operations = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    assert!(metrics.families.len() >= 40, "{:?}", metrics.families.keys());
+    for (name, family) in &metrics.families {
+        assert!(name.starts_with("github_stats_"), "{name}");
+        assert!(
+            operations.contains(&format!("`{name}`")) || operations.contains(&format!("`{name}{{")),
+            "{name} is not listed in docs/operations.md"
+        );
+        assert!(
+            family.help.as_deref().is_some_and(|h| h.len() > 10),
+            "{name} has no help"
+        );
+    }
+
     token.cancel();
     running.await.unwrap().unwrap();
 }
