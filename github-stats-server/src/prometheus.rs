@@ -3,10 +3,11 @@
 //!
 //! Two kinds:
 //! - the HTTP server's own ([`HttpMetrics`]), updated by the middleware on every request;
-//! - the background components' and the store's, read at scrape time from the same status
-//!   snapshots that `/health` shows, so that the two never disagree and core carries no metrics
-//!   code. A component is added in one place: an `encode_…` function below over its snapshot,
-//!   and an `Exporter::register_…` call where `startup` spawns it.
+//! - the background components' (the GitHub poller, the GH Archive follower, the ingest loop)
+//!   and the store's, read at scrape time from the same status snapshots that `/health` shows,
+//!   so that the two never disagree and core carries no metrics code. A component is added in
+//!   one place: an `encode_…` function below over its snapshot, and an `Exporter::register_…`
+//!   call where `startup` spawns it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use github_stats_core::{
-    DurationHistogram, IngestSnapshot, IngestStatus, PollerSnapshot, PollerStatus, StoreHealth,
+    ArchiveFollowerSnapshot, ArchiveFollowerStatus, DurationHistogram, IngestSnapshot,
+    IngestStatus, PollerSnapshot, PollerStatus, StoreHealth,
 };
 use poem::http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
@@ -232,6 +234,12 @@ impl Exporter {
     pub fn register_ingest(&mut self, status: IngestStatus) {
         self.registry
             .register_collector(Box::new(IngestCollector { status }));
+    }
+
+    /// Adds the GH Archive follower's metrics, read from `status` at each scrape.
+    pub fn register_archive_follower(&mut self, status: ArchiveFollowerStatus) {
+        self.registry
+            .register_collector(Box::new(ArchiveFollowerCollector { status }));
     }
 
     /// Adds a component's metrics (for a component the server does not know yet).
@@ -564,11 +572,69 @@ pub fn encode_ingest(
     )
 }
 
-// The GH Archive follower goes here once it is in core: a collector over its status snapshot,
-// registered by `Exporter::register_archive_follower`, writing
-// `github_stats_archive_hours_total{status="imported|missing|damaged"}` (the counters),
-// `github_stats_archive_hours_behind`, `github_stats_archive_failed_downloads_total` and
-// `github_stats_archive_consecutive_failures`.
+#[derive(Debug)]
+struct ArchiveFollowerCollector {
+    status: ArchiveFollowerStatus,
+}
+
+impl Collector for ArchiveFollowerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        encode_archive_follower(&self.status.snapshot(), &mut encoder)
+    }
+}
+
+/// The GH Archive follower's metrics, from its snapshot.
+pub fn encode_archive_follower(
+    snapshot: &ArchiveFollowerSnapshot,
+    encoder: &mut DescriptorEncoder<'_>,
+) -> fmt::Result {
+    let c = &snapshot.counters;
+    let mut hours = encoder.encode_descriptor(
+        "github_stats_archive_hours",
+        &sentence(
+            "GH Archive hours by what became of them: imported whole, missing from the archive, \
+             damaged (not readable whole), skipped (recorded already), pending (given up for now)",
+        ),
+        None,
+        MetricType::Counter,
+    )?;
+    for (status, value) in [
+        ("imported", c.imported),
+        ("missing", c.missing),
+        ("damaged", c.damaged),
+        ("skipped", c.skipped),
+        ("pending", c.pending),
+    ] {
+        ConstCounter::new(value).encode(hours.encode_family(&[("status", status)])?)?;
+    }
+    gauge(
+        encoder,
+        "github_stats_archive_hours_behind",
+        "Whole hours between the first hour not imported yet and the current hour (0 or 1 when \
+         up to date: GH Archive publishes an hour an hour or two after it ends)",
+        snapshot.hours_behind,
+    )?;
+    if let Some(next) = snapshot.next_hour {
+        gauge(
+            encoder,
+            "github_stats_archive_next_hour_timestamp_seconds",
+            "The first hour not imported yet: every hour before it is stored and recorded",
+            timestamp(next),
+        )?;
+    }
+    counter(
+        encoder,
+        "github_stats_archive_failed_downloads",
+        "Downloads that failed (network, server errors, cut or corrupt files), each retried",
+        snapshot.failed_downloads,
+    )?;
+    gauge(
+        encoder,
+        "github_stats_archive_consecutive_failures",
+        "Failed downloads in a row (0 after a download read whole)",
+        i64::from(snapshot.consecutive_failures),
+    )
+}
 
 #[derive(Debug)]
 struct StoreCollector {

@@ -152,6 +152,7 @@ impl Application {
                 GhArchiveSource::new(archive, store.clone()).map_err(StartupError::Archive)?,
             );
             let follower_status = follower.status();
+            exporter.register_archive_follower(follower_status.clone());
             state.archive = Some(Arc::new(move || {
                 let snapshot = follower_status.snapshot();
                 ComponentStatus {

@@ -19,8 +19,8 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 
-pub mod coverage;
 pub mod cors;
+pub mod coverage;
 pub mod debug;
 pub mod health;
 pub mod metrics;

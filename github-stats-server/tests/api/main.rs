@@ -6,8 +6,8 @@
 
 mod binary;
 mod connections;
-mod coverage;
 mod cors;
+mod coverage;
 mod dashboard;
 mod debug;
 mod errors;

@@ -148,6 +148,25 @@ async fn scrape(base: &str) -> Exposition {
     exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// Every metric of `metrics` is listed in docs/operations.md, is prefixed and has a help text.
+fn assert_documented(metrics: &Exposition) {
+    let operations = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    for (name, family) in &metrics.families {
+        assert!(name.starts_with("github_stats_"), "{name}");
+        assert!(
+            operations.contains(&format!("`{name}`")) || operations.contains(&format!("`{name}{{")),
+            "{name} is not listed in docs/operations.md"
+        );
+        assert!(
+            family.help.as_deref().is_some_and(|h| h.len() > 10),
+            "{name} has no help"
+        );
+    }
+}
+
 /// The recorded answer `body` as JSON events.
 fn events_of(body: &str) -> Vec<Value> {
     github_stats_core::conformance::fixtures::json_records(body)
@@ -343,23 +362,12 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
     // The scrape being answered is the only request in flight.
     assert_eq!(metrics.get("github_stats_http_requests_in_flight"), 1.0);
 
-    // Every metric is documented in docs/operations.md, and follows the naming conventions.
-    let operations = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
-    )
-    .unwrap();
-    assert!(metrics.families.len() >= 40, "{:?}", metrics.families.keys());
-    for (name, family) in &metrics.families {
-        assert!(name.starts_with("github_stats_"), "{name}");
-        assert!(
-            operations.contains(&format!("`{name}`")) || operations.contains(&format!("`{name}{{")),
-            "{name} is not listed in docs/operations.md"
-        );
-        assert!(
-            family.help.as_deref().is_some_and(|h| h.len() > 10),
-            "{name} has no help"
-        );
-    }
+    assert!(
+        metrics.families.len() >= 40,
+        "{:?}",
+        metrics.families.keys()
+    );
+    assert_documented(&metrics);
 
     token.cancel();
     running.await.unwrap().unwrap();
@@ -460,4 +468,115 @@ async fn an_unreachable_store_is_a_zero_not_an_error() {
             .any(|k| k.starts_with("github_stats_poller_") || k.starts_with("github_stats_ingest_")),
         "{text}"
     );
+}
+
+/// The GH Archive follower's metrics, after a run over a fake archive with a hole, an hour and a
+/// damaged hour: what its snapshot says and what the fake served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_followers_metrics_say_what_became_of_each_hour() {
+    use chrono::{TimeZone, Timelike};
+    use github_stats_core::fake_gharchive::{Answer, FakeArchive, FakeHour, RecordedHour};
+    use github_stats_core::ingest::{Ingest, IngestConfig};
+    use github_stats_core::{GhArchiveConfig, GhArchiveSource, MemoryStore};
+    use github_stats_server::api::AppState;
+    use github_stats_server::prometheus::Exporter;
+    use tokio_util::sync::CancellationToken;
+
+    // Three hours from 04:00 three days ago, older than the archive's publishing delay: no
+    // file for the first (missing), the second whole (imported), the third cut three times
+    // (damaged).
+    let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+    let base = chrono::Utc.from_utc_datetime(&day.and_hms_opt(4, 0, 0).unwrap());
+    let hour = |n: i64| base + chrono::Duration::hours(n);
+    let imported = FakeHour::build(RecordedHour::Noon, hour(1));
+    let damaged = FakeHour::build(RecordedHour::Midnight, hour(2));
+    let archive = FakeArchive::start().await;
+    archive.put_hour(&imported);
+    archive.put_hour(&damaged);
+    archive.script(
+        &damaged.file_name(),
+        vec![Answer::CutAfter(damaged.gzip.len() / 3); 3],
+    );
+    let mut config = GhArchiveConfig::backfill(hour(0), hour(3));
+    config.base_url = archive.url();
+    config.wait_for_publication = true; // following, as the server does
+    config.retry_damaged = false;
+    config.failures_before_damaged = 3;
+    config.min_retry = Duration::from_millis(20);
+    config.max_retry = Duration::from_millis(100);
+    config.unpublished_retry = Duration::from_millis(50);
+    config.max_unpublished_retry = Duration::from_millis(200);
+    let store = Arc::new(MemoryStore::new());
+    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let status = source.status();
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        Ingest::run(
+            source,
+            store.clone(),
+            IngestConfig::default(),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the run ends");
+    assert!(report.completed, "{report:?}");
+
+    let mut state = AppState::new(store);
+    let mut exporter = Exporter::new();
+    exporter.register_archive_follower(status.clone());
+    state.exporter = Arc::new(exporter);
+    let client = crate::helpers::client_with(state, Duration::from_secs(30));
+    let before = chrono::Utc::now();
+    let response = client.get("/metrics").send().await;
+    let after = chrono::Utc::now();
+    response.assert_status_is_ok();
+    let text = response.0.into_body().into_string().await.unwrap();
+    let metrics = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    let hours =
+        |status: &str| metrics.value("github_stats_archive_hours_total", &[("status", status)]);
+    assert_eq!(hours("imported"), Some(1.0), "{text}");
+    assert_eq!(hours("missing"), Some(1.0));
+    assert_eq!(hours("damaged"), Some(1.0));
+    assert_eq!(hours("skipped"), Some(0.0));
+    assert_eq!(hours("pending"), Some(0.0));
+    let snapshot = status.snapshot();
+    assert_eq!(
+        (
+            snapshot.counters.imported,
+            snapshot.counters.missing,
+            snapshot.counters.damaged
+        ),
+        (1, 1, 1)
+    );
+    // The cut downloads of the damaged hour.
+    assert_eq!(
+        metrics.get("github_stats_archive_failed_downloads_total"),
+        3.0
+    );
+    assert_eq!(
+        metrics.get("github_stats_archive_failed_downloads_total"),
+        snapshot.failed_downloads as f64
+    );
+    // Every hour up to hour(3) is done: behind by the hours from there to now.
+    assert_eq!(
+        metrics.get("github_stats_archive_next_hour_timestamp_seconds"),
+        hour(3).timestamp() as f64
+    );
+    let behind = |now: chrono::DateTime<chrono::Utc>| {
+        let floor = now.with_minute(0).unwrap().with_second(0).unwrap();
+        (floor.with_nanosecond(0).unwrap() - hour(3)).num_hours() as f64
+    };
+    let scraped = metrics.get("github_stats_archive_hours_behind");
+    assert!(
+        scraped == behind(before) || scraped == behind(after),
+        "{scraped} hours behind"
+    );
+    assert!(scraped >= 60.0, "{scraped}");
+    assert_eq!(
+        metrics.get("github_stats_archive_consecutive_failures"),
+        f64::from(snapshot.consecutive_failures)
+    );
+    assert_documented(&metrics);
 }
