@@ -30,9 +30,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The `Content-Type` of a scrape's answer.
-pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
-
 /// The `route` label of a request that matched no route (an unknown path): one value for all of
 /// them, so that random paths cannot create series.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -192,8 +189,8 @@ impl Default for Exporter {
 }
 
 impl Exporter {
-    /// The HTTP metrics and the build information; components are added with the
-    /// `register_…` methods. `started_at` is now (the server's start).
+    /// The HTTP metrics and the build information (`github_stats_start_time_seconds` is now);
+    /// components are added with the `register_…` methods.
     pub fn new() -> Exporter {
         let http = HttpMetrics::default();
         let mut registry = Registry::default();

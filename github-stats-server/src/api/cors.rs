@@ -140,18 +140,19 @@ impl CorsPolicy {
         Some(response)
     }
 
-    /// Adds the CORS headers to the answer of a request that is not a preflight: the allowed
-    /// origin when `origin` is allowed, and `Vary: Origin` whenever the answer depends on it.
+    /// Adds the CORS headers to the answer of a request that is not a preflight: `*` on every
+    /// answer when any origin is allowed; with a list, the origin when `origin` is in it, and
+    /// `Vary: Origin` on every answer (it depends on the origin).
     pub fn decorate(&self, origin: Option<&HeaderValue>, response: &mut Response) {
         match self {
             CorsPolicy::Disabled => {}
+            // On every answer, Origin or not: the answer then does not depend on it, and a
+            // cache may give it to any page.
             CorsPolicy::AnyOrigin => {
-                if origin.is_some() {
-                    response.headers_mut().insert(
-                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                        HeaderValue::from_static("*"),
-                    );
-                }
+                response.headers_mut().insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
             }
             CorsPolicy::Origins(_) => {
                 // Caches must key on Origin: the same path answers with or without the header.

@@ -148,6 +148,13 @@ async fn a_wildcard_allows_every_origin() {
         header(&answer, "access-control-allow-origin").as_deref(),
         Some("*")
     );
+    // The same answer without Origin: nothing for a cache to tell apart.
+    let plain = client.get("/health").send().await;
+    assert_eq!(
+        header(&plain, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(header(&plain, "vary"), None);
 }
 
 #[tokio::test]
