@@ -344,7 +344,7 @@ impl Config {
             problems.push(format!(
                 "invalid GHARCHIVE_URL '{}', expected an http://, https:// or file:// URL \
                  (https://data.gharchive.org, file:///srv/gharchive)",
-                redacted_url(&self.gharchive_url)
+                redact_url(&self.gharchive_url)
             ));
         }
         if let Err(e) = parse_duration(&self.gharchive_missing_after) {
@@ -467,7 +467,7 @@ impl fmt::Debug for Config {
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("gharchive_from", &self.gharchive_from)
-            .field("gharchive_url", &redacted_url(&self.gharchive_url))
+            .field("gharchive_url", &redact_url(&self.gharchive_url))
             .field("gharchive_missing_after", &self.gharchive_missing_after)
             .field("gharchive_state_file", &self.gharchive_state_file)
             .finish()
@@ -477,20 +477,6 @@ impl fmt::Debug for Config {
 fn is_archive_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
     is_http_url(url.trim()) || lower.starts_with("file:///")
-}
-
-/// `url` without a `user:password@` part, for messages and debug output.
-pub(crate) fn redacted_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -663,8 +649,11 @@ mod tests {
             assert!(!shown.contains(secret), "{secret}: {shown}");
         }
         assert!(shown.contains("<redacted>"), "{shown}");
-        assert!(shown.contains("http://db:8123"), "{shown}");
-        assert!(shown.contains("https://github.example/api/v3"), "{shown}");
+        assert!(shown.contains("http://<redacted>@db:8123"), "{shown}");
+        assert!(
+            shown.contains("https://<redacted>@github.example/api/v3"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -679,7 +668,7 @@ mod tests {
         ]);
         let err = config.validate().unwrap_err().to_string();
         assert_eq!(err.lines().count(), 2, "{err}");
-        assert!(err.contains("'ftp://github.example'"), "{err}");
+        assert!(err.contains("'ftp://<redacted>@github.example'"), "{err}");
         assert!(!err.contains("ghpass") && !err.contains("chpass"), "{err}");
     }
 

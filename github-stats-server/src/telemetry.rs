@@ -55,8 +55,9 @@ pub fn init(log_level: &str, format: LogFormat) {
     }
 }
 
-/// `url` without the credentials of its authority (`https://user:secret@host/x` gives
-/// `https://host/x`), for logs and messages; text without credentials is returned as is.
+/// `url` with the credentials of its authority replaced (`https://user:secret@host/x` gives
+/// `https://<redacted>@host/x`), for logs and messages; text without credentials is returned as
+/// is.
 pub fn redact_url(url: &str) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
         return Cow::Borrowed(url);
@@ -67,7 +68,7 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
         .map_or(url.len(), |i| authority_start + i);
     match url[authority_start..authority_end].rfind('@') {
         Some(at) => Cow::Owned(format!(
-            "{}{}",
+            "{}<redacted>@{}",
             &url[..authority_start],
             &url[authority_start + at + 1..]
         )),
@@ -80,17 +81,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_lose_their_credentials_only() {
+    fn urls_lose_their_credentials_and_nothing_else() {
         for (url, shown) in [
             (
                 "https://user:secret@host:8123/db?x=1",
-                "https://host:8123/db?x=1",
+                "https://<redacted>@host:8123/db?x=1",
             ),
             (
                 "http://token@github.example/api/v3",
-                "http://github.example/api/v3",
+                "http://<redacted>@github.example/api/v3",
             ),
-            ("http://a:b@c@host", "http://host"),
+            ("http://a:b@c@host", "http://<redacted>@host"),
+            ("http://host?next=a@b", "http://host?next=a@b"),
             (
                 "https://host/path@not-credentials",
                 "https://host/path@not-credentials",
