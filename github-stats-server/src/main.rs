@@ -43,8 +43,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let app = Application::build(config).await?;
         let token = app.shutdown_token();
+        // Listening from here on, before the first request is served.
+        let signal = shutdown_signal();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signal.await;
             token.cancel();
         });
         app.run_until_stopped().await?;

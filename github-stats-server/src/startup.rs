@@ -417,30 +417,48 @@ fn github_config(config: &Config) -> GitHubConfig {
     github
 }
 
-/// Waits for SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called (inside the runtime),
+/// and returns a future that resolves at the first of them. Called before serving: a listener
+/// installed only when a spawned task is first polled would leave a moment in which SIGTERM
+/// still killed the process outright, without the graceful shutdown.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+                None
+            }
+        };
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            let interrupted = async {
+                match interrupt.as_mut() {
+                    Some(stream) => stream.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(stream) => stream.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupted => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                _ = terminated => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        tracing::info!(signal = "ctrl-c", "shutdown requested");
     }
 }
