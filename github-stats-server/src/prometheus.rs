@@ -30,6 +30,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::listener::OpenConnections;
+
 /// The `route` label of a request that matched no route (an unknown path): one value for all of
 /// them, so that random paths cannot create series.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -239,6 +241,12 @@ impl Exporter {
             .register_collector(Box::new(ArchiveFollowerCollector { status }));
     }
 
+    /// Adds the connection layer's metrics: connections open, and the cap.
+    pub fn register_connections(&mut self, connections: OpenConnections) {
+        self.registry
+            .register_collector(Box::new(ConnectionsCollector { connections }));
+    }
+
     /// Adds a component's metrics (for a component the server does not know yet).
     pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
         self.registry.register_collector(collector);
@@ -328,6 +336,28 @@ impl Collector for ProcessCollector {
             "github_stats_start_time_seconds",
             "When the server started, in seconds since the Unix epoch",
             timestamp(self.started_at),
+        )
+    }
+}
+
+#[derive(Debug)]
+struct ConnectionsCollector {
+    connections: OpenConnections,
+}
+
+impl Collector for ConnectionsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        gauge(
+            &mut encoder,
+            "github_stats_http_connections_open",
+            "HTTP connections open (idle keep-alive ones included)",
+            self.connections.open() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "github_stats_http_connections_max",
+            "HTTP connections allowed at once (MAX_CONNECTIONS); more wait in the listen backlog",
+            self.connections.max() as i64,
         )
     }
 }

@@ -237,6 +237,7 @@ impl Application {
             "listening"
         );
         let acceptor = GuardedAcceptor::new(acceptor, limits);
+        exporter.register_connections(acceptor.connections());
         state.exporter = Arc::new(exporter);
         let settings = HttpSettings {
             request_timeout: config.request_timeout(),

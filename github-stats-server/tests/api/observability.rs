@@ -361,6 +361,48 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
     );
     // The scrape being answered is the only request in flight.
     assert_eq!(metrics.get("github_stats_http_requests_in_flight"), 1.0);
+    assert_eq!(metrics.get("github_stats_http_connections_max"), 512.0);
+
+    // Connections are counted while open, idle or not.
+    let idle: Vec<tokio::net::TcpStream> = {
+        let mut idle = Vec::new();
+        for _ in 0..5 {
+            idle.push(
+                tokio::net::TcpStream::connect(&base["http://".len()..])
+                    .await
+                    .unwrap(),
+            );
+        }
+        idle
+    };
+    let started = Instant::now();
+    loop {
+        let open = scrape(&base)
+            .await
+            .get("github_stats_http_connections_open");
+        if open >= 6.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{open} connections open with 5 idle ones and a scrape"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(idle);
+    // … and no longer once closed.
+    let started = Instant::now();
+    while scrape(&base)
+        .await
+        .get("github_stats_http_connections_open")
+        >= 6.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "closed connections still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     assert!(
         metrics.families.len() >= 40,
