@@ -674,8 +674,8 @@ impl Collector for StoreCollector {
     }
 }
 
-/// The store's metrics, from its health. Totals are left out while it cannot be reached (rather
-/// than reported as 0).
+/// The store's metrics, from its health. Totals are left out while it cannot count them (down,
+/// or a shard down), rather than reported as 0.
 pub fn encode_store(health: &StoreHealth, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
     labelled_gauge(
         encoder,
@@ -686,7 +686,15 @@ pub fn encode_store(health: &StoreHealth, encoder: &mut DescriptorEncoder<'_>) -
             i64::from(health.connected),
         )],
     )?;
-    if health.connected {
+    gauge(
+        encoder,
+        "github_stats_store_degraded",
+        "1 when the store answers but part of it does not (a node of a ClickHouse cluster)",
+        i64::from(health.degraded),
+    )?;
+    // Totals only when the store could count: a store down, or a cluster with a shard down,
+    // reports 0, which is not the number of events stored.
+    if health.connected && health.error.is_none() {
         gauge(
             encoder,
             "github_stats_store_events",

@@ -484,6 +484,42 @@ async fn route_labels_stay_bounded_whatever_is_requested() {
     assert_eq!(by_route["unmatched"], 120.0);
 }
 
+/// A cluster with a shard down: up, degraded, and no totals rather than zeros.
+#[tokio::test]
+async fn a_shard_down_is_degraded_without_totals() {
+    let client = client_for(Arc::new(BrokenStore(Failure::ShardDown)));
+    let response = client.get("/metrics").send().await;
+    response.assert_status_is_ok();
+    let text = response.0.into_body().into_string().await.unwrap();
+    let metrics = exposition::parse(&text).unwrap();
+    assert_eq!(
+        metrics.value("github_stats_store_up", &[("backend", "broken")]),
+        Some(1.0)
+    );
+    assert_eq!(metrics.get("github_stats_store_degraded"), 1.0);
+    assert!(
+        metrics
+            .samples("github_stats_store_events")
+            .next()
+            .is_none(),
+        "{text}"
+    );
+    // A store that answers whole is not degraded.
+    let client = client_for(recorded_store().await);
+    let text = client
+        .get("/metrics")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .unwrap();
+    let metrics = exposition::parse(&text).unwrap();
+    assert_eq!(metrics.get("github_stats_store_degraded"), 0.0);
+    assert!(metrics.get("github_stats_store_events") > 1000.0);
+}
+
 /// A store that cannot be reached: still 200, `github_stats_store_up` 0, and no totals rather
 /// than zeros.
 #[tokio::test]
