@@ -26,6 +26,16 @@ pub enum Backend {
     Clickhouse,
 }
 
+/// The shape of log lines (the server's `LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (and a progress bar on a terminal).
+    Text,
+    /// One JSON object per line (time, level, target, message, fields), for log shippers;
+    /// progress as log lines, never a bar.
+    Json,
+}
+
 /// `github-stats-backfill`: imports saved poll files and GH Archive hours into a store.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -93,6 +103,10 @@ pub struct Args {
     /// Seconds between progress log lines when stderr is not a terminal.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub progress_interval: u64,
+
+    /// Log lines: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, env = "LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// ClickHouse HTTP interface [default: http://localhost:8123, or CLICKHOUSE_HOST and
     /// CLICKHOUSE_PORT].

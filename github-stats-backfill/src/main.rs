@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use github_stats_backfill::ProgressMode;
-use github_stats_backfill::cli::{Args, Backend, DotenvOutcome, Parsed, load_dotenv};
+use github_stats_backfill::cli::{Args, Backend, DotenvOutcome, LogFormat, Parsed, load_dotenv};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -37,12 +37,14 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    init_tracing();
+    let log_format = parsed.args.log_format;
+    init_tracing(log_format);
     if let DotenvOutcome::Loaded(path) = &dotenv {
         tracing::debug!(file = %path.display(), "dotenv file loaded");
     }
 
-    let progress = if std::io::stderr().is_terminal() {
+    // A bar would break JSON lines: a log shipper reads stderr even from a terminal session.
+    let progress = if std::io::stderr().is_terminal() && log_format == LogFormat::Text {
         ProgressMode::Bar
     } else {
         ProgressMode::Log {
@@ -109,8 +111,8 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Logs to stderr: `RUST_LOG` when set, else `LOG_LEVEL`, else `info`.
-fn init_tracing() {
+/// Logs to stderr, as text or JSON lines: `RUST_LOG` when set, else `LOG_LEVEL`, else `info`.
+fn init_tracing(format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -118,9 +120,11 @@ fn init_tracing() {
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

@@ -130,6 +130,57 @@ pub struct IngestSnapshot {
     pub last_source_error: Option<String>,
     /// Whether the source is exhausted (finite sources only).
     pub source_exhausted: bool,
+    /// How long the store took to answer each insert, failed ones included.
+    pub insert_duration: DurationHistogram,
+}
+
+/// Durations in fixed buckets, the shape of a Prometheus histogram: how many took at most each
+/// bound of [`DurationHistogram::BOUNDS_SECONDS`], their count and their sum. `/health` shows the
+/// count and the sum; `/metrics` the buckets too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct DurationHistogram {
+    /// Durations recorded.
+    pub count: u64,
+    /// Their sum, in seconds.
+    pub sum_seconds: f64,
+    /// Per bucket, the durations above the previous bound and at most this bucket's bound of
+    /// [`BOUNDS_SECONDS`](DurationHistogram::BOUNDS_SECONDS); the last entry counts those above
+    /// the last bound.
+    #[serde(skip)]
+    pub buckets: [u64; DURATION_BUCKETS],
+}
+
+/// Buckets of a [`DurationHistogram`]: one per bound, and one above the last.
+const DURATION_BUCKETS: usize = 15;
+
+impl DurationHistogram {
+    /// Bucket upper bounds, in seconds: 1 ms (a memory-store insert) to 30 s (a ClickHouse
+    /// timeout).
+    pub const BOUNDS_SECONDS: [f64; DURATION_BUCKETS - 1] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+
+    /// Adds one duration.
+    pub fn record(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        let bucket = Self::BOUNDS_SECONDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(Self::BOUNDS_SECONDS.len());
+        self.buckets[bucket] += 1;
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+
+    /// `(upper bound, count in that bucket)` for every bucket, the last bound infinite.
+    pub fn bucket_counts(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        Self::BOUNDS_SECONDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.buckets.iter().copied())
+    }
 }
 
 /// A cheaply cloneable handle on the ingest loop's status.
@@ -290,6 +341,8 @@ struct Entry {
 
 struct InsertDone {
     result: Result<InsertOutcome, StoreError>,
+    /// How long the store took.
+    duration: Duration,
     events: Vec<Event>,
     /// `(events, completes_batch)` of each entry taken, in order.
     parts: Vec<(usize, bool)>,
@@ -528,6 +581,7 @@ impl Loop {
         }
         let store = Arc::clone(&self.store);
         Box::pin(async move {
+            let started = Instant::now();
             let result = if events.is_empty() {
                 Ok(InsertOutcome::default())
             } else {
@@ -535,6 +589,7 @@ impl Loop {
             };
             InsertDone {
                 result,
+                duration: started.elapsed(),
                 events,
                 parts,
             }
@@ -545,9 +600,13 @@ impl Loop {
     async fn finish_insert(&mut self, done: InsertDone) -> Option<Duration> {
         let InsertDone {
             result,
+            duration,
             events,
             parts,
         } = done;
+        if !events.is_empty() {
+            self.status.update(|s| s.insert_duration.record(duration));
+        }
         match result {
             Ok(outcome) => {
                 let stored = events.len();
@@ -642,6 +701,23 @@ impl Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_fall_in_the_bucket_of_their_first_bound_not_below() {
+        let mut histogram = DurationHistogram::default();
+        histogram.record(Duration::from_micros(500));
+        histogram.record(Duration::from_millis(1));
+        histogram.record(Duration::from_millis(30));
+        histogram.record(Duration::from_secs(60));
+        let buckets: Vec<(f64, u64)> = histogram.bucket_counts().collect();
+        assert_eq!(buckets.len(), DurationHistogram::BOUNDS_SECONDS.len() + 1);
+        assert_eq!(buckets[0], (0.001, 2));
+        assert_eq!(buckets[5], (0.05, 1));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 4);
+        assert_eq!(histogram.count, 4);
+        assert!((histogram.sum_seconds - 60.0315).abs() < 1e-9);
+    }
 
     #[test]
     fn status_starts_idle() {

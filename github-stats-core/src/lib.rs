@@ -17,7 +17,8 @@ pub mod store;
 pub use coverage::{ArchiveHour, ArchiveStatus, CompleteRun, WindowCoverage};
 pub use event::{Event, EventType, MAX_REPO_NAME_LEN, RepoName, RepoNameError};
 pub use ingest::{
-    Ingest, IngestConfig, IngestError, IngestHandle, IngestReport, IngestSnapshot, IngestStatus,
+    DurationHistogram, Ingest, IngestConfig, IngestError, IngestHandle, IngestReport,
+    IngestSnapshot, IngestStatus,
 };
 pub use metrics::{
     EventCounts, InsertOutcome, MAX_TIMELINE_BUCKETS, MAX_WINDOW_MINUTES, PrAverage,

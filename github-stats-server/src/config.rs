@@ -13,7 +13,9 @@ use chrono::Utc;
 use clap::Parser;
 use github_stats_core::source::gharchive::{DEFAULT_GHARCHIVE_URL, parse_duration, parse_hour};
 
+use crate::api::CorsPolicy;
 use crate::listener::ConnectionLimits;
+use crate::telemetry::{LogFormat, redact_url};
 
 /// Default ClickHouse HTTP port.
 pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
@@ -114,6 +116,15 @@ pub struct Config {
     /// Log level or tracing directives; RUST_LOG wins when set.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Log lines: `text` for people, or `json` (one object per line, for log shippers).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// Origins whose pages may call the API from a browser (CORS), comma-separated, such as
+    /// `https://dashboard.example.com`, or `*` for any [default: none].
+    #[arg(long, env = "CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
 
     /// Serve the API only: do not poll GitHub.
     #[arg(long, env = "NO_POLL")]
@@ -277,17 +288,24 @@ impl Config {
                 self.log_level
             ));
         }
+        if let Err(e) = self.log_format() {
+            problems.push(e);
+        }
+        if let Err(e) = self.cors_policy() {
+            problems.extend(e);
+        }
         if !is_http_url(&self.github_api_url) {
             problems.push(format!(
                 "invalid GITHUB_API_URL '{}', expected an http:// or https:// URL",
-                self.github_api_url
+                redact_url(&self.github_api_url)
             ));
         }
         if self.backend() == Ok(Backend::ClickHouse) {
             let url = self.clickhouse_url();
             if !is_http_url(&url) {
                 problems.push(format!(
-                    "invalid CLICKHOUSE_URL '{url}', expected an http:// or https:// URL"
+                    "invalid CLICKHOUSE_URL '{}', expected an http:// or https:// URL",
+                    redact_url(&url)
                 ));
             }
             if self.clickhouse_database.is_empty()
@@ -326,7 +344,7 @@ impl Config {
             problems.push(format!(
                 "invalid GHARCHIVE_URL '{}', expected an http://, https:// or file:// URL \
                  (https://data.gharchive.org, file:///srv/gharchive)",
-                redacted_url(&self.gharchive_url)
+                redact_url(&self.gharchive_url)
             ));
         }
         if let Err(e) = parse_duration(&self.gharchive_missing_after) {
@@ -361,6 +379,21 @@ impl Config {
             }
             _ => format!("http://localhost:{DEFAULT_CLICKHOUSE_PORT}"),
         }
+    }
+
+    /// The log format, or the line explaining why the name is unknown.
+    pub fn log_format(&self) -> Result<LogFormat, String> {
+        LogFormat::parse(&self.log_format).ok_or_else(|| {
+            format!(
+                "invalid LOG_FORMAT '{}', expected text or json",
+                self.log_format
+            )
+        })
+    }
+
+    /// Which origins may call the API from a browser, or one line per bad entry.
+    pub fn cors_policy(&self) -> Result<CorsPolicy, Vec<String>> {
+        CorsPolicy::from_entries(&self.cors_allow_origins)
     }
 
     /// `BIND_ADDRESS` resolved to a socket address.
@@ -406,7 +439,7 @@ impl fmt::Debug for Config {
             .field("dotenv", &self.dotenv)
             .field("database_backend", &self.database_backend)
             .field("data_dir", &self.data_dir)
-            .field("clickhouse_url", &self.clickhouse_url())
+            .field("clickhouse_url", &redact_url(&self.clickhouse_url()))
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clickhouse_user", &self.clickhouse_user)
             .field("clickhouse_password", &redact(&self.clickhouse_password))
@@ -420,19 +453,21 @@ impl fmt::Debug for Config {
                 "github_token",
                 &self.github_token.as_deref().map(redact).unwrap_or("<none>"),
             )
-            .field("github_api_url", &self.github_api_url)
+            .field("github_api_url", &redact_url(&self.github_api_url))
             .field("save_events_to_files", &self.save_events_to_files)
             .field("events_directory", &self.events_directory)
             .field("client_state_file", &self.client_state_file)
             .field("bind_address", &self.bind_address)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field("cors_allow_origins", &self.cors_allow_origins)
             .field("no_poll", &self.no_poll)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("gharchive_from", &self.gharchive_from)
-            .field("gharchive_url", &redacted_url(&self.gharchive_url))
+            .field("gharchive_url", &redact_url(&self.gharchive_url))
             .field("gharchive_missing_after", &self.gharchive_missing_after)
             .field("gharchive_state_file", &self.gharchive_state_file)
             .finish()
@@ -442,20 +477,6 @@ impl fmt::Debug for Config {
 fn is_archive_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
     is_http_url(url.trim()) || lower.starts_with("file:///")
-}
-
-/// `url` without a `user:password@` part, for messages and debug output.
-pub(crate) fn redacted_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -607,12 +628,77 @@ mod tests {
 
     #[test]
     fn debug_never_shows_secrets() {
-        let mut config = parse(&["--clickhouse-password", "hunter2"]);
+        let mut config = parse(&[
+            "--clickhouse-password",
+            "hunter2",
+            "--clickhouse-url",
+            "http://reader:chpass@db:8123",
+            "--github-api-url",
+            "https://bot:ghpass@github.example/api/v3",
+        ]);
         config.github_token = Some("ghp_secret".into());
         let shown = format!("{config:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(!shown.contains("ghp_secret"), "{shown}");
+        for secret in [
+            "hunter2",
+            "ghp_secret",
+            "chpass",
+            "ghpass",
+            "reader",
+            "bot:",
+        ] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
         assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("http://<redacted>@db:8123"), "{shown}");
+        assert!(
+            shown.contains("https://<redacted>@github.example/api/v3"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_refused_url_is_quoted_without_its_credentials() {
+        let config = parse(&[
+            "--github-api-url",
+            "ftp://bot:ghpass@github.example",
+            "--database-backend",
+            "clickhouse",
+            "--clickhouse-url",
+            "tcp://reader:chpass@db:9000",
+        ]);
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains("'ftp://<redacted>@github.example'"), "{err}");
+        assert!(!err.contains("ghpass") && !err.contains("chpass"), "{err}");
+    }
+
+    #[test]
+    fn log_format_and_cors_origins_are_checked() {
+        let config = parse(&["--log-format", "json", "--cors-allow-origins", "*"]);
+        assert_eq!(config.log_format(), Ok(LogFormat::Json));
+        assert_eq!(config.cors_policy(), Ok(CorsPolicy::AnyOrigin));
+        let defaults = parse(&[]);
+        if std::env::var_os("LOG_FORMAT").is_none() {
+            assert_eq!(defaults.log_format(), Ok(LogFormat::Text));
+        }
+        if std::env::var_os("CORS_ALLOW_ORIGINS").is_none() {
+            assert_eq!(defaults.cors_policy(), Ok(CorsPolicy::Disabled));
+        }
+        let config = parse(&[
+            "--log-format",
+            "yaml",
+            "--cors-allow-origins",
+            "https://ok.example,not-an-origin,https://a.example/path",
+        ]);
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 3, "{err}");
+        assert!(
+            err.lines()
+                .any(|l| l == "invalid LOG_FORMAT 'yaml', expected text or json"),
+            "{err}"
+        );
+        assert!(err.contains("'not-an-origin'"), "{err}");
+        assert!(err.contains("'https://a.example/path'"), "{err}");
     }
 
     #[test]

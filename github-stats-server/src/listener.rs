@@ -82,6 +82,25 @@ impl Default for AcceptBackoff {
     }
 }
 
+/// The open connections of a [`GuardedAcceptor`], read from anywhere.
+#[derive(Debug, Clone)]
+pub struct OpenConnections {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl OpenConnections {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+
+    /// The cap (`MAX_CONNECTIONS`).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
 /// An [`Acceptor`] with a connection cap, backed-off accept errors, a request head deadline and
 /// JSON bodies for hyper's own error answers (see the [module](self) documentation).
 pub struct GuardedAcceptor<A> {
@@ -116,7 +135,16 @@ impl<A: Acceptor> GuardedAcceptor<A> {
 
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        self.limits.max_connections.max(1) - self.slots.available_permits()
+        self.connections().open()
+    }
+
+    /// A handle that counts the open connections after the acceptor has gone to the server
+    /// (for `/metrics`).
+    pub fn connections(&self) -> OpenConnections {
+        OpenConnections {
+            slots: self.slots.clone(),
+            max: self.limits.max_connections.max(1),
+        }
     }
 
     async fn take_slot(&mut self) -> io::Result<Slot> {

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log_level);
+    telemetry::init(&config.log_level, config.log_format().unwrap_or_default());
     tracing::debug!(?config, "configuration");
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,8 +43,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let app = Application::build(config).await?;
         let token = app.shutdown_token();
+        // Listening from here on, before the first request is served.
+        let signal = shutdown_signal();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signal.await;
             token.cancel();
         });
         app.run_until_stopped().await?;

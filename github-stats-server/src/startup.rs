@@ -22,9 +22,11 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Response, Server};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, ComponentStatus};
+use crate::api::{self, AppState, ComponentStatus, HttpSettings};
 use crate::config::{Backend, Config};
 use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
+use crate::prometheus::Exporter;
+use crate::telemetry::redact_url;
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -102,6 +104,9 @@ impl Application {
         let backend = config
             .backend()
             .map_err(|e| StartupError::Unsupported(e.to_string()))?;
+        let cors = config
+            .cors_policy()
+            .map_err(|e| StartupError::Unsupported(e.join("; ")))?;
         let store = open_store(&config, backend).await?;
         let health = store.health().await;
         tracing::info!(
@@ -112,6 +117,7 @@ impl Application {
         );
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(store.clone());
+        let mut exporter = Exporter::new();
         let mut background = Vec::new();
         // The sources: the poller, the GH Archive follower, both through one ingest loop.
         let mut sources: Vec<(String, Arc<dyn EventSource>)> = Vec::new();
@@ -121,6 +127,7 @@ impl Application {
             let poller =
                 Arc::new(GitHubPoller::new(github_config(&config)).map_err(StartupError::Poller)?);
             let poller_status = poller.status();
+            exporter.register_poller(poller_status.clone(), chrono::Utc::now());
             state.poller = Some(Arc::new(move || {
                 let snapshot = poller_status.snapshot();
                 ComponentStatus {
@@ -129,7 +136,7 @@ impl Application {
                 }
             }));
             tracing::info!(
-                api_url = %config.github_api_url,
+                api_url = %redact_url(&config.github_api_url),
                 authenticated = config.github_token.is_some(),
                 "polling GitHub's public events"
             );
@@ -138,13 +145,14 @@ impl Application {
         if let Some(archive) = archive_config(&config)? {
             tracing::info!(
                 from = %archive.from,
-                url = %crate::config::redacted_url(&archive.base_url),
+                url = %redact_url(&archive.base_url),
                 "following GH Archive"
             );
             let follower = Arc::new(
                 GhArchiveSource::new(archive, store.clone()).map_err(StartupError::Archive)?,
             );
             let follower_status = follower.status();
+            exporter.register_archive_follower(follower_status.clone());
             state.archive = Some(Arc::new(move || {
                 let snapshot = follower_status.snapshot();
                 ComponentStatus {
@@ -168,6 +176,7 @@ impl Application {
             ingest_config.store_flush_timeout = Duration::from_secs(1);
             let ingest = Ingest::spawn(source, store.clone(), ingest_config, shutdown.clone());
             let ingest_status = ingest.status();
+            exporter.register_ingest(ingest_status.clone());
             state.ingest = Some(Arc::new(move || {
                 let snapshot = ingest_status.snapshot();
                 ComponentStatus {
@@ -228,7 +237,13 @@ impl Application {
             "listening"
         );
         let acceptor = GuardedAcceptor::new(acceptor, limits);
-        let endpoint = api::app(state, config.request_timeout()).boxed();
+        exporter.register_connections(acceptor.connections());
+        state.exporter = Arc::new(exporter);
+        let settings = HttpSettings {
+            request_timeout: config.request_timeout(),
+            cors,
+        };
+        let endpoint = api::app_with(state, settings).boxed();
         Ok(Application {
             acceptor,
             limits,
@@ -403,30 +418,48 @@ fn github_config(config: &Config) -> GitHubConfig {
     github
 }
 
-/// Waits for SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called (inside the runtime),
+/// and returns a future that resolves at the first of them. Called before serving: a listener
+/// installed only when a spawned task is first polled would leave a moment in which SIGTERM
+/// still killed the process outright, without the graceful shutdown.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+                None
+            }
+        };
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            let interrupted = async {
+                match interrupt.as_mut() {
+                    Some(stream) => stream.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(stream) => stream.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupted => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                _ = terminated => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        tracing::info!(signal = "ctrl-c", "shutdown requested");
     }
 }

@@ -20,6 +20,7 @@ fn backfill(cwd: &Path) -> Command {
         "EVENTS_DIRECTORY",
         "RUST_LOG",
         "LOG_LEVEL",
+        "LOG_FORMAT",
         "CLICKHOUSE_URL",
         "CLICKHOUSE_HOST",
         "CLICKHOUSE_PORT",
@@ -57,6 +58,7 @@ fn usage_errors_exit_with_2() {
         &["--batch-size", "many"],
         &["--jobs", "0"],
         &["--backend", "nosql"],
+        &["--log-format", "xml"],
         &["--dotenv", "missing.env"],
         &["--recount"], // a ClickHouse operation, with the memory backend
     ] {
@@ -79,6 +81,41 @@ fn usage_errors_exit_with_2() {
         0,
         "nothing written"
     );
+}
+
+/// `LOG_FORMAT=json`: every line of stderr is a JSON object with the time, level, target,
+/// message and fields (no progress bar), and the ClickHouse password is in none.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_carry_the_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Expected::default();
+    expected.add_file(&data("gharchive/2015-01-01-12.json.gz"));
+    let out = output(
+        backfill(dir.path())
+            .env("LOG_FORMAT", "json")
+            .env("CLICKHOUSE_PASSWORD", "planted-backfill-password")
+            .env("DATA_DIR", "store")
+            .arg(data("gharchive/2015-01-01-12.json.gz")),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("planted-backfill-password"), "{stderr}");
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for event in &events {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(event[field].is_string(), "{field}: {event}");
+        }
+    }
+    let done = events
+        .iter()
+        .find(|e| e["message"] == "backfill done")
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    assert_eq!(done["level"], "INFO");
+    assert_eq!(done["inserted"], expected.distinct.len() as u64);
+    assert_eq!(done["files"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

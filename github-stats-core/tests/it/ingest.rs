@@ -361,6 +361,55 @@ async fn shutdown_finishes_the_insert_in_flight() {
     assert_eq!(source.commits.load(Ordering::SeqCst), 1);
 }
 
+/// Every insert's duration is recorded, failed ones included: what `/metrics` exports as
+/// `github_stats_ingest_insert_duration_seconds`.
+#[tokio::test]
+async fn insert_durations_are_measured_failed_inserts_included() {
+    let first = kept(&recorded_events("events-2020-04-25", 1));
+    let second = kept(&recorded_events("events-2017-12-29", 1));
+    let store = FlakyStore::down();
+    store.delay_ms.store(30, Ordering::SeqCst);
+    let source = ScriptedSource::new(vec![first, second], false);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(source.clone(), store.clone(), fast_config(), cancel.clone());
+    let status = handle.status();
+    eventually("two failed inserts", || {
+        snapshot(&status).store_failures >= 2
+    })
+    .await;
+    store.set_down(false);
+    eventually("the buffer drains", || snapshot(&status).buffered == 0).await;
+    cancel.cancel();
+    handle.join().await.unwrap();
+
+    let s = status.snapshot();
+    let calls = store.calls.load(Ordering::SeqCst) as u64;
+    let histogram = &s.insert_duration;
+    assert_eq!(
+        histogram.count, calls,
+        "one duration per insert: {histogram:?}"
+    );
+    assert!(
+        calls > s.store_failures,
+        "successful inserts were measured too"
+    );
+    assert_eq!(histogram.buckets.iter().sum::<u64>(), calls);
+    // Each insert slept 30 ms: none in a bucket up to 25 ms, the sum at least 30 ms each.
+    for (bound, count) in histogram.bucket_counts() {
+        if bound < 0.03 {
+            assert_eq!(count, 0, "bucket <= {bound} s: {histogram:?}");
+        }
+    }
+    assert!(
+        histogram.sum_seconds >= 0.03 * calls as f64,
+        "{histogram:?}"
+    );
+    // /health shows the count and the sum, not the buckets.
+    let shown = serde_json::to_value(&s).unwrap();
+    assert_eq!(shown["insert_duration"]["count"], calls);
+    assert!(shown["insert_duration"].get("buckets").is_none(), "{shown}");
+}
+
 #[tokio::test]
 async fn a_finite_source_ends_with_a_report_and_a_rerun_adds_nothing() {
     let files = vec![

@@ -6,8 +6,9 @@
 //! store ([`github_stats_core::MetricsQuery`]).
 //!
 //! Errors are JSON everywhere, `{"error": "..."}`: the handlers' own errors are [`ApiError`], and
-//! [`middleware::json_errors_and_access_log`] turns everything else (parameter parse errors,
-//! unknown paths, timeouts, panics) into the same shape.
+//! [`middleware::serve`] turns everything else (parameter parse errors, unknown paths,
+//! timeouts, panics) into the same shape. It also logs each request, counts it for `/metrics`
+//! and adds the CORS headers ([`cors`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +19,21 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 
+pub mod cors;
 pub mod coverage;
 pub mod debug;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod params;
+pub mod scrape;
 pub mod spec;
 pub mod time;
 pub mod visualization;
+
+pub use cors::CorsPolicy;
+
+use crate::prometheus::Exporter;
 
 /// The title of the generated spec.
 pub const API_TITLE: &str = "github-stats";
@@ -100,7 +107,7 @@ pub enum ApiTags {
     Metrics,
     /// Timeline and charts.
     Visualization,
-    /// Health of the store and the poller.
+    /// Health of the store and the poller, and metrics for Prometheus.
     Health,
     /// Counts for debugging.
     Debug,
@@ -129,6 +136,8 @@ pub struct AppState {
     pub ingest: Option<StatusProbe>,
     /// The GH Archive follower's status, when following (`GHARCHIVE_FROM`).
     pub archive: Option<StatusProbe>,
+    /// The metrics of `GET /metrics`: the HTTP layer's, and the components' it was given.
+    pub exporter: Arc<Exporter>,
 }
 
 impl AppState {
@@ -139,6 +148,26 @@ impl AppState {
             poller: None,
             ingest: None,
             archive: None,
+            exporter: Arc::new(Exporter::new()),
+        }
+    }
+}
+
+/// How the HTTP layer treats every request.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// A request taking longer is answered with 503 (`REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+    /// Cross-origin requests from browsers (`CORS_ALLOW_ORIGINS`).
+    pub cors: CorsPolicy,
+}
+
+impl HttpSettings {
+    /// `request_timeout`, and no CORS.
+    pub fn new(request_timeout: Duration) -> HttpSettings {
+        HttpSettings {
+            request_timeout,
+            cors: CorsPolicy::Disabled,
         }
     }
 }
@@ -149,6 +178,7 @@ pub type Apis = spec::GeneratorFriendly<(
     coverage::CoverageApi,
     visualization::VisualizationApi,
     health::HealthApi,
+    scrape::ScrapeApi,
     debug::DebugApi,
 )>;
 
@@ -160,6 +190,7 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
             coverage::CoverageApi::new(state),
             visualization::VisualizationApi::new(state),
             health::HealthApi::new(state),
+            scrape::ScrapeApi::new(state),
             debug::DebugApi::new(state),
         )),
         API_TITLE,
@@ -181,18 +212,44 @@ pub fn spec_json() -> String {
 }
 
 /// The whole HTTP application: the API, `/openapi.json`, `/docs`, with JSON errors, an access
-/// log, a timeout per request and panics caught.
+/// log, a timeout per request, panics caught, and no CORS.
 pub fn app(
     state: AppState,
     request_timeout: Duration,
 ) -> impl Endpoint<Output = Response> + 'static {
+    app_with(state, HttpSettings::new(request_timeout))
+}
+
+/// [`app`] with every HTTP setting: the request timeout, CORS.
+pub fn app_with(
+    state: AppState,
+    settings: HttpSettings,
+) -> impl Endpoint<Output = Response> + 'static {
     let api = service(&state);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let layer = Arc::new(middleware::HttpLayer {
+        request_timeout: settings.request_timeout,
+        cors: settings.cors,
+        metrics: state.exporter.http().clone(),
+        routes: route_templates(&api.spec()),
+    });
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api.into_endpoint())
         .with(CatchPanic::new().with_handler(middleware::panic_response))
-        .around(move |ep, req| middleware::json_errors_and_access_log(ep, req, request_timeout))
+        .around(move |ep, req| middleware::serve(ep, req, layer.clone()))
+}
+
+/// The paths of `spec` (`/metrics/pr-average/{owner}/{repo}` …), and those of the spec and its
+/// UI: the route labels of requests whose route poem did not record.
+fn route_templates(spec: &str) -> Vec<String> {
+    let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+    let mut templates: Vec<String> = spec["paths"]
+        .as_object()
+        .map(|paths| paths.keys().cloned().collect())
+        .unwrap_or_default();
+    templates.extend(["/openapi.json".to_owned(), "/docs".to_owned()]);
+    templates
 }

@@ -45,8 +45,8 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening address=").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                if let Some(address) = listening_address(&line) {
+                    let _ = tx.send(address);
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -91,6 +91,19 @@ impl Server {
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// The address of the server's `listening` line, in either log format.
+fn listening_address(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let event: serde_json::Value = serde_json::from_str(line).ok()?;
+        if event["message"] != "listening" {
+            return None;
+        }
+        return event["address"].as_str().map(str::to_owned);
+    }
+    let rest = line.split("listening address=").nth(1)?;
+    Some(rest.split_whitespace().next().unwrap_or("").to_owned())
 }
 
 impl Drop for Server {
@@ -554,4 +567,165 @@ async fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
     assert_eq!(health.status(), 200);
     let log = server.stop();
     assert!(log.contains("accepting connections again"), "{log}");
+}
+
+#[test]
+fn a_bad_log_format_or_cors_origin_exits_2_with_one_line_each() {
+    let output = command()
+        .env("LOG_FORMAT", "xml")
+        .env(
+            "CORS_ALLOW_ORIGINS",
+            "https://ok.example,dashboard.example.com",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.ends_with("invalid LOG_FORMAT 'xml', expected text or json")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("CORS_ALLOW_ORIGINS entry 'dashboard.example.com'")),
+        "{stderr}"
+    );
+}
+
+/// Issue #14: with `LOG_FORMAT=json` every line is one JSON object with the time, the level,
+/// the target, the message and the event's fields; scrapes of `/metrics` are logged at `debug`,
+/// other requests at `info`; and secrets planted in the configuration (the token, the
+/// ClickHouse password, credentials in URLs) appear in no line, in either format, even at
+/// `debug`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
+    const SECRETS: [&str; 4] = [
+        "ghp_PlantedToken1234567890",
+        "planted-clickhouse-password",
+        "planted-url-user",
+        "planted-url-password",
+    ];
+    let fake = fake_github::start().await;
+    let kept = served_kept();
+    for format in ["json", "text"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = command();
+        command
+            .env("LOG_FORMAT", format)
+            .env("LOG_LEVEL", "debug")
+            .env("GITHUB_TOKEN", SECRETS[0])
+            .env("CLICKHOUSE_PASSWORD", SECRETS[1])
+            .env(
+                "CLICKHOUSE_URL",
+                format!("http://reader:{}@127.0.0.1:9", SECRETS[1]),
+            )
+            .env(
+                "GITHUB_API_URL",
+                fake.url
+                    .replace("http://", &format!("http://{}:{}@", SECRETS[2], SECRETS[3])),
+            )
+            .env("DATA_DIR", dir.path().join("data"))
+            .env("CLIENT_STATE_FILE", dir.path().join("state.json"));
+        let server = Server::start(command);
+        let base = server.base.clone();
+        wait_for(
+            &format!("{base}/health"),
+            "/ingest/inserted",
+            kept.len() as u64,
+            &server,
+        )
+        .await;
+        let scrape = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        assert_eq!(scrape.status(), 200);
+        let log = server.stop();
+
+        for secret in SECRETS {
+            assert!(!log.contains(secret), "{format} log shows {secret}: {log}");
+        }
+        if format == "text" {
+            let scrapes: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("request") && l.contains("path=/metrics "))
+                .collect();
+            assert_eq!(scrapes.len(), 1, "{log}");
+            assert!(scrapes[0].contains("DEBUG"), "{}", scrapes[0]);
+            continue;
+        }
+
+        let events: Vec<serde_json::Value> = log
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+            })
+            .collect();
+        assert!(events.len() > 5, "{log}");
+        for event in &events {
+            let time = event["timestamp"].as_str().unwrap_or_default();
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+                "timestamp: {event}"
+            );
+            assert!(
+                ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                    .contains(&event["level"].as_str().unwrap_or_default()),
+                "level: {event}"
+            );
+            assert!(event["target"].is_string(), "target: {event}");
+            assert!(event["message"].is_string(), "message: {event}");
+        }
+        let find = |message: &str, path: Option<&str>| -> Vec<&serde_json::Value> {
+            events
+                .iter()
+                .filter(|e| e["message"] == message)
+                .filter(|e| path.is_none_or(|p| e["path"] == p))
+                .collect()
+        };
+        // Structured fields beside the message, with their types.
+        let listening = find("listening", None)
+            .into_iter()
+            .find(|e| e["target"] == "github_stats_server::startup")
+            .expect("a listening line");
+        assert_eq!(
+            format!("http://{}", listening["address"].as_str().unwrap()),
+            base
+        );
+        assert_eq!(listening["max_connections"], 512);
+        let polled = find("polled github events", None);
+        assert!(!polled.is_empty(), "{log}");
+        assert_eq!(polled[0]["level"], "INFO");
+        assert_eq!(
+            polled[0]["events"],
+            fake_github::served_events().len() as u64
+        );
+        assert_eq!(polled[0]["kept"], kept.len() as u64);
+        let health = find("request", Some("/health"));
+        assert!(!health.is_empty(), "{log}");
+        for line in &health {
+            assert_eq!(line["level"], "INFO", "{line}");
+            assert_eq!(line["method"], "GET", "{line}");
+            assert_eq!(line["route"], "/health", "{line}");
+            assert_eq!(line["status"], 200, "{line}");
+            assert!(line["latency_us"].is_u64(), "{line}");
+        }
+        // The scrape: at debug only.
+        let scrapes = find("request", Some("/metrics"));
+        assert_eq!(scrapes.len(), 1, "{log}");
+        assert_eq!(scrapes[0]["level"], "DEBUG");
+        assert_eq!(scrapes[0]["status"], 200);
+        // The configuration was logged (at debug), redacted.
+        let configuration = find("configuration", None);
+        assert_eq!(configuration.len(), 1, "{log}");
+        let shown = configuration[0]["config"].as_str().unwrap();
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let fake_host = fake.url.trim_start_matches("http://");
+        assert!(
+            shown.contains(&format!("http://<redacted>@{fake_host}")),
+            "{shown}"
+        );
+    }
 }

@@ -117,7 +117,8 @@ async fn unknown_paths_and_methods_are_json() {
     let client = client_for(recorded_store().await);
     for path in [
         "/nope",
-        "/metrics",
+        // (`/metrics` itself is the Prometheus endpoint.)
+        "/metrics/nothing",
         "/metrics/events/extra",
         "/debug",
         "/health/x",

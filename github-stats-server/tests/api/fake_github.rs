@@ -80,3 +80,93 @@ pub async fn start() -> FakeGitHub {
         not_modified,
     }
 }
+
+/// One answer of a [`start_scripted`] fake.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A 200 with the events of the recorded answer `body` (one of [`BODIES`]), `etag`, a poll
+    /// interval of 1 s and `remaining` requests of 5000 left.
+    pub fn events(body: &str, etag: &str, remaining: u64) -> Reply {
+        let events = fixtures::json_records(body);
+        Reply {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "application/json; charset=utf-8".to_owned()),
+                ("ETag", etag.to_owned()),
+            ],
+            body: serde_json::to_vec(&events).unwrap(),
+        }
+        .rate(5000, remaining)
+        .header("X-Poll-Interval", "1")
+    }
+
+    /// An answer with `status` and no body.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl ToString) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    /// GitHub's rate limit headers, the window resetting in an hour.
+    pub fn rate(self, limit: u64, remaining: u64) -> Reply {
+        let reset = chrono::Utc::now().timestamp() + 3600;
+        self.header("X-RateLimit-Limit", limit)
+            .header("X-RateLimit-Remaining", remaining)
+            .header("X-RateLimit-Reset", reset)
+    }
+}
+
+/// A fake that answers `GET /events` with `script`, one reply per request, repeating the last
+/// one once the script is played; `requests` counts the requests answered.
+pub struct ScriptedGitHub {
+    pub url: String,
+    pub requests: Arc<AtomicUsize>,
+}
+
+/// Starts a scripted fake on a free loopback port, in the current runtime.
+pub async fn start_scripted(script: Vec<Reply>) -> ScriptedGitHub {
+    assert!(!script.is_empty());
+    let script = Arc::new(script);
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let endpoint = poem::endpoint::make(move |req: Request| {
+        let script = script.clone();
+        let counter = counter.clone();
+        async move {
+            if req.uri().path() != "/events" {
+                return Response::builder().status(StatusCode::NOT_FOUND).finish();
+            }
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let reply = &script[n.min(script.len() - 1)];
+            let mut builder =
+                Response::builder().status(StatusCode::from_u16(reply.status).unwrap());
+            for (name, value) in &reply.headers {
+                builder = builder.header(*name, value.as_str());
+            }
+            builder.body(reply.body.clone())
+        }
+    });
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let address = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint));
+    ScriptedGitHub {
+        url: format!("http://{address}"),
+        requests,
+    }
+}

@@ -329,6 +329,40 @@ async fn follow_the_archive_beside_the_poller(backend: Backend) {
     let health = get(&app.base, "/health").await;
     assert_eq!(health["archive"]["counters"]["missing"], 0);
     assert_eq!(health["archive"]["counters"]["damaged"], 0);
+
+    // Prometheus reads the follower as /health does.
+    let text = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = crate::exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for status in ["imported", "missing", "damaged", "skipped"] {
+        assert_eq!(
+            metrics.value("github_stats_archive_hours_total", &[("status", status)]),
+            health["archive"]["counters"][status].as_f64(),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        metrics.value(
+            "github_stats_archive_hours_total",
+            &[("status", "imported")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.get("github_stats_archive_failed_downloads_total"),
+        health["archive"]["failed_downloads"].as_f64().unwrap()
+    );
+    let behind = metrics.get("github_stats_archive_hours_behind");
+    let shown = health["archive"]["hours_behind"].as_f64().unwrap();
+    assert!((behind - shown).abs() <= 1.0, "{behind} against {shown}");
+    assert_eq!(
+        metrics.get("github_stats_archive_next_hour_timestamp_seconds"),
+        (second + chrono::Duration::hours(1)).timestamp() as f64
+    );
     app.stop().await;
 }
 

@@ -6,15 +6,18 @@
 
 mod binary;
 mod connections;
+mod cors;
 mod coverage;
 mod dashboard;
 mod debug;
 mod errors;
+mod exposition;
 mod fake_github;
 mod gharchive;
 mod health;
 mod helpers;
 mod lifecycle;
 mod metrics;
+mod observability;
 mod openapi;
 mod visualization;

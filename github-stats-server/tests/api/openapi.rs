@@ -64,6 +64,7 @@ fn spec_documents_every_endpoint_and_error() {
         ("/debug/total-events", &["200", "503"]),
         ("/debug/repo-events/{owner}/{repo}", &["200", "400", "503"]),
         ("/debug/repos-by-event-count", &["200", "400", "503"]),
+        ("/metrics", &["200"]),
     ] {
         let op = &paths
             .get(path)
@@ -76,6 +77,14 @@ fn spec_documents_every_endpoint_and_error() {
             );
         }
     }
+    // Prometheus' text format, under its own media type.
+    assert!(
+        paths["/metrics"]["get"]["responses"]["200"]["content"]
+            .get("text/plain; version=0.0.4; charset=utf-8")
+            .is_some(),
+        "{}",
+        paths["/metrics"]
+    );
     let events = &paths["/metrics/events"]["get"]["parameters"];
     let offset = events
         .as_array()
