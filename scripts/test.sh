@@ -69,7 +69,8 @@ cargo fmt --all --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (CLICKHOUSE_URL=$CLICKHOUSE_URL)" >&2
-cargo test --workspace
+# Every test binary runs even when one fails, so one run shows every failure.
+cargo test --workspace --no-fail-fast
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== chDB check (the ClickHouse store's SQL on current ClickHouse)" >&2
