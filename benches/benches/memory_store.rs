@@ -227,13 +227,17 @@ fn footprint_fresh_repositories(_: &mut Criterion) {
     let events = kept_events_with(n, true);
     let store = MemoryStore::new();
     let rss_before = rss_bytes();
+    let started = Instant::now();
     fill(&store, &events);
+    let elapsed = started.elapsed();
     let rss_after = rss_bytes();
     let repos: std::collections::HashSet<&str> =
         events.iter().map(|e| e.repo_name.as_str()).collect();
     eprintln!(
-        "memory store with {n} events over {} repositories: index heap {:.1} bytes/event; RSS growth {:.1} bytes/event",
+        "memory store with {n} events over {} repositories: filled in {:.2} s ({:.0} events/s); index heap {:.1} bytes/event; RSS growth {:.1} bytes/event",
         repos.len(),
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
         store.heap_bytes() as f64 / n as f64,
         rss_after.saturating_sub(rss_before) as f64 / n as f64,
     );
