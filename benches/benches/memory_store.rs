@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use github_stats_benches::{kept_events, kept_events_with};
+use github_stats_core::conformance::event;
 use github_stats_core::{
-    Event, EventStore, MAX_WINDOW_MINUTES, MemoryStore, MetricsQuery, RepoName, TimeWindow,
+    Event, EventStore, EventType, MAX_WINDOW_MINUTES, MemoryStore, MemoryStoreOptions,
+    MetricsQuery, RepoName, TimeWindow,
 };
 
 const BATCH: usize = 50_000;
@@ -47,6 +49,42 @@ fn insert(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // Through the async trait, as the server and backfill insert.
+    let rt = runtime();
+    group.bench_function("1M_kept_events_insert_events", |b| {
+        b.iter_batched(
+            MemoryStore::new,
+            |store| {
+                rt.block_on(async {
+                    for chunk in events.chunks(BATCH) {
+                        store.insert_events(chunk).await.unwrap();
+                    }
+                })
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // With a data directory (every batch appended to `events.log`, no fsync), as backfill.
+    let root = std::env::temp_dir().join(format!("gs-bench-memory-{}", std::process::id()));
+    group.bench_function("1M_kept_events_logged", |b| {
+        b.iter_batched(
+            || {
+                let _ = std::fs::remove_dir_all(&root);
+                let mut options = MemoryStoreOptions::default();
+                options.sync_writes = false;
+                MemoryStore::open_with(&root, options).unwrap()
+            },
+            |store| {
+                rt.block_on(async {
+                    for chunk in events.chunks(BATCH) {
+                        store.insert_events(chunk).await.unwrap();
+                    }
+                })
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let _ = std::fs::remove_dir_all(&root);
     group.finish();
 
     // Ids an attacker picked against a hash that multiplies the id: `(x << 29) | x` makes the
@@ -90,6 +128,43 @@ fn insert(c: &mut Criterion) {
                 |store| fill(&store, input),
                 BatchSize::PerIteration,
             )
+        });
+    }
+    group.finish();
+}
+
+/// The ranking when a million repositories tie at one event each: every one of them is at the
+/// cut-off of `top_repositories`.
+fn ranking_ties(c: &mut Criterion) {
+    let rt = runtime();
+    let n = 1_000_000u64;
+    // Names in no particular order, so that entry order and name order differ.
+    let events: Vec<_> = (0..n)
+        .map(|i| {
+            let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            event(
+                i + 1,
+                EventType::WatchEvent,
+                &format!("owner-{scrambled:016x}/repo"),
+                1_700_000_000 + (i % 3_600) as i64,
+                "started",
+            )
+        })
+        .collect();
+    let store = MemoryStore::new();
+    let started = Instant::now();
+    fill(&store, &events);
+    eprintln!(
+        "memory store with {n} repositories of one event: filled in {:.2} s; index heap {:.1} bytes/event",
+        started.elapsed().as_secs_f64(),
+        store.heap_bytes() as f64 / n as f64,
+    );
+    drop(events);
+    let mut group = c.benchmark_group("memory_ranking_1M_tied");
+    group.sample_size(10);
+    for limit in [10usize, 1000] {
+        group.bench_function(format!("top_repositories_{limit}"), |b| {
+            b.iter(|| rt.block_on(store.top_repositories(limit)).unwrap())
         });
     }
     group.finish();
@@ -152,17 +227,27 @@ fn footprint_fresh_repositories(_: &mut Criterion) {
     let events = kept_events_with(n, true);
     let store = MemoryStore::new();
     let rss_before = rss_bytes();
+    let started = Instant::now();
     fill(&store, &events);
+    let elapsed = started.elapsed();
     let rss_after = rss_bytes();
     let repos: std::collections::HashSet<&str> =
         events.iter().map(|e| e.repo_name.as_str()).collect();
     eprintln!(
-        "memory store with {n} events over {} repositories: index heap {:.1} bytes/event; RSS growth {:.1} bytes/event",
+        "memory store with {n} events over {} repositories: filled in {:.2} s ({:.0} events/s); index heap {:.1} bytes/event; RSS growth {:.1} bytes/event",
         repos.len(),
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
         store.heap_bytes() as f64 / n as f64,
         rss_after.saturating_sub(rss_before) as f64 / n as f64,
     );
 }
 
-criterion_group!(benches, insert, queries, footprint_fresh_repositories);
+criterion_group!(
+    benches,
+    insert,
+    ranking_ties,
+    queries,
+    footprint_fresh_repositories
+);
 criterion_main!(benches);

@@ -45,6 +45,7 @@ where
     timeline_buckets(&*make_store("timeline_buckets").await).await;
     windows_across_hours(&*make_store("windows_across_hours").await).await;
     top_repositories_order(&*make_store("top_repositories_order").await).await;
+    ranking_ties_by_name(&*make_store("ranking_ties_by_name").await).await;
     concurrent_inserts_and_queries(make_store("concurrent_inserts_and_queries").await).await;
     let raw = fixtures::recorded_events();
     real_events_match_brute_force(&*make_store("real_events_match_brute_force").await, &raw).await;
@@ -603,6 +604,79 @@ pub async fn top_repositories_order(store: &dyn Store) {
         "top_repositories_order"
     );
     assert!(store.top_repositories(0).await.unwrap().is_empty());
+}
+
+/// Thousands of repositories tied at the cut-off, arriving in no name order and in several
+/// batches, some of them climbing out of the tie later: the ties come by name, and the whole
+/// ranking is in order.
+pub async fn ranking_ties_by_name(store: &dyn Store) {
+    const N: u64 = 3_000;
+    let name = |i: u64| format!("tie/r{i:04}");
+    // Every repository once, in a scrambled order (7919 is prime to N).
+    let events: Vec<Event> = (0..N)
+        .map(|i| {
+            let r = i * 7919 % N;
+            event(
+                5_000_000 + i,
+                EventType::WatchEvent,
+                &name(r),
+                BASE + i as i64,
+                "started",
+            )
+        })
+        .collect();
+    for batch in events.chunks(700) {
+        store.insert_events(batch).await.expect("insert");
+    }
+    // Two climb out of the tie; the first by name among them leaves it too.
+    let more: Vec<Event> = [(2_999, 2), (1_500, 1), (0, 1)]
+        .into_iter()
+        .flat_map(|(r, n)| (0..n).map(move |k| (r, k)))
+        .enumerate()
+        .map(|(i, (r, _))| {
+            event(
+                6_000_000 + i as u64,
+                EventType::IssuesEvent,
+                &name(r),
+                BASE + i as i64,
+                "opened",
+            )
+        })
+        .collect();
+    store.insert_events(&more).await.expect("insert");
+    let top = store.top_repositories(6).await.unwrap();
+    let got: Vec<(&str, u64)> = top
+        .iter()
+        .map(|r| (r.repository.as_str(), r.event_count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("tie/r2999", 3),
+            ("tie/r0000", 2),
+            ("tie/r1500", 2),
+            ("tie/r0001", 1),
+            ("tie/r0002", 1),
+            ("tie/r0003", 1),
+        ],
+        "ranking_ties_by_name: top 6"
+    );
+    let all = store.top_repositories(N as usize + 10).await.unwrap();
+    assert_eq!(
+        all.len(),
+        N as usize,
+        "ranking_ties_by_name: every repository"
+    );
+    assert!(
+        all.windows(2)
+            .all(|w| (w[1].event_count, &w[0].repository) < (w[0].event_count, &w[1].repository)),
+        "ranking_ties_by_name: most events first, ties by name"
+    );
+    assert_eq!(
+        all.iter().map(|r| r.event_count).sum::<u64>(),
+        N + 4,
+        "ranking_ties_by_name: counts"
+    );
 }
 
 /// Writers and readers at once: every insert lands once, and no reader sees a count go down.

@@ -237,8 +237,9 @@ pub struct StoreHealth {
     pub backend: String,
     /// Whether the store answered.
     pub connected: bool,
-    /// The store answers, but part of it does not (a node of a ClickHouse cluster): the queries
-    /// that need that part fail with [`StoreError::Unavailable`](crate::StoreError).
+    /// The store answers, but part of it does not (a node of a ClickHouse cluster: the queries
+    /// that need that part fail with [`StoreError::Unavailable`](crate::StoreError)), or it
+    /// cannot store (the memory store's last write to its data file failed).
     pub degraded: bool,
     /// What is wrong, in the store's words, when it is not connected or is degraded.
     pub error: Option<String>,

@@ -35,7 +35,9 @@ pub enum StoreError {
         /// The lock file.
         lock: std::path::PathBuf,
     },
-    /// The store's file is damaged somewhere other than a torn last record.
+    /// The store's file cannot be read as one of its own (for example, it is not an event file
+    /// at all). A torn tail or damaged records are not this: they are cut or skipped, and
+    /// reported (see `store/memory/log.rs`).
     #[error("data file {path} is damaged at byte {offset}: {reason}")]
     Corrupt {
         /// The damaged file.

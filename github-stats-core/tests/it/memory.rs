@@ -156,3 +156,183 @@ async fn archive_hour_records_survive_a_restart_and_a_torn_last_line() {
     let store = MemoryStore::open(dir.path()).unwrap();
     assert_eq!(store.archive_hours(window).await.unwrap().len(), 3);
 }
+
+fn everything() -> TimeWindow {
+    TimeWindow::new(
+        chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        chrono::DateTime::from_timestamp(2_000_000_000, 0).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Events over three repositories and every type, two opened pull requests among them.
+fn mixed(ids: std::ops::RangeInclusive<u64>) -> Vec<github_stats_core::Event> {
+    ids.map(|i| {
+        let (event_type, action) = match i % 3 {
+            0 => (EventType::WatchEvent, "started"),
+            1 => (EventType::PullRequestEvent, "opened"),
+            _ => (EventType::IssuesEvent, "closed"),
+        };
+        event(
+            i,
+            event_type,
+            &format!("o/r{}", i % 2),
+            1_700_000_000 + 60 * i as i64,
+            action,
+        )
+    })
+    .collect()
+}
+
+fn data_file(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(github_stats_core::store::memory::EVENT_FILE)
+}
+
+/// The records of a store holding `events`, as the event file has them (after its magic).
+fn records_of(events: &[github_stats_core::Event]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    MemoryStore::open(dir.path())
+        .unwrap()
+        .insert_blocking(events)
+        .unwrap();
+    std::fs::read(data_file(dir.path())).unwrap()[8..].to_vec()
+}
+
+fn append_to(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+/// Every metric of `store` agrees with one count of `events`.
+async fn assert_counted_once(store: &MemoryStore, events: &[github_stats_core::Event]) {
+    let n = events.len() as u64;
+    assert_eq!(store.total_events().await.unwrap(), n, "total");
+    assert_eq!(store.health().await.total_events, n, "health total");
+    let counts = store.event_counts(everything()).await.unwrap().counts;
+    assert_eq!(counts.total(), n, "window counts");
+    let timeline = store.timeline(everything(), 86_400 * 365).await.unwrap();
+    let timed: u64 = timeline.counts.iter().flatten().sum();
+    assert_eq!(timed, n, "timeline");
+    let mut per_repo = 0;
+    for name in ["o/r0", "o/r1"] {
+        let counts = store
+            .repo_event_counts(&name.parse().unwrap())
+            .await
+            .unwrap()
+            .counts;
+        per_repo += counts.total();
+    }
+    assert_eq!(per_repo, n, "per-repository counts");
+    let ranked: u64 = store
+        .top_repositories(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.event_count)
+        .sum();
+    assert_eq!(ranked, n, "ranking");
+    let opened = events
+        .iter()
+        .filter(|e| e.is_pull_request_opened() && e.repo_name == "o/r1")
+        .count() as u64;
+    let avg = store.pr_average(&"o/r1".parse().unwrap()).await.unwrap();
+    assert_eq!(avg.opened_count, opened, "opened pull requests");
+}
+
+#[tokio::test]
+async fn records_written_twice_are_replayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = mixed(1..=12);
+    MemoryStore::open(dir.path())
+        .unwrap()
+        .insert_blocking(&events)
+        .unwrap();
+    // Every record again, as a retry after a failed fsync left them in earlier versions; then
+    // some once more, far from the first copy.
+    append_to(&data_file(dir.path()), &records_of(&events));
+    append_to(&data_file(dir.path()), &records_of(&mixed(20..=30)));
+    append_to(&data_file(dir.path()), &records_of(&events[..4]));
+    let store = MemoryStore::open(dir.path()).unwrap();
+    let report = store.replay_report();
+    assert_eq!(report.records, 12 + 12 + 11 + 4);
+    assert_eq!(report.duplicate_records, 16);
+    let all = [events.clone(), mixed(20..=30)].concat();
+    assert_counted_once(&store, &all).await;
+    let health = store.health().await;
+    assert_eq!(health.details["duplicate_records_replayed"], 16);
+}
+
+#[tokio::test]
+async fn a_tail_of_zeros_left_by_a_power_cut_is_cut_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = mixed(1..=9);
+    MemoryStore::open(dir.path())
+        .unwrap()
+        .insert_blocking(&events)
+        .unwrap();
+    let len = std::fs::metadata(data_file(dir.path())).unwrap().len();
+    append_to(&data_file(dir.path()), &[0; 12_288]);
+    let store = MemoryStore::open(dir.path()).unwrap();
+    assert_eq!(store.replay_report().torn_bytes, 12_288);
+    assert_counted_once(&store, &events).await;
+    assert_eq!(std::fs::metadata(data_file(dir.path())).unwrap().len(), len);
+    assert_eq!(store.health().await.details["torn_bytes_dropped"], 12_288);
+}
+
+/// What a full disk left with earlier versions: part of a batch, then the whole batch again
+/// (the ingest loop's retry), then more. The start used to be refused for good.
+#[tokio::test]
+async fn torn_bytes_followed_by_whole_records_no_longer_refuse_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = mixed(1..=6);
+    let retried = mixed(7..=12);
+    let later = mixed(13..=15);
+    MemoryStore::open(dir.path())
+        .unwrap()
+        .insert_blocking(&first)
+        .unwrap();
+    let retried_records = records_of(&retried);
+    append_to(&data_file(dir.path()), &retried_records[..100]);
+    append_to(&data_file(dir.path()), &retried_records);
+    append_to(&data_file(dir.path()), &records_of(&later));
+    // The torn part: whole records (replayed, then found again in the retry), then part of one.
+    let (mut whole, mut whole_records) = (0, 0);
+    loop {
+        let len = u32::from_le_bytes(retried_records[whole..whole + 4].try_into().unwrap());
+        let next = whole + 4 + len as usize + 4;
+        if next > 100 {
+            break;
+        }
+        (whole, whole_records) = (next, whole_records + 1);
+    }
+    let torn = 100 - whole as u64;
+    assert!(whole_records > 0 && torn > 0);
+    let all = [first, retried, later].concat();
+    for _ in 0..2 {
+        let store = MemoryStore::open(dir.path()).unwrap();
+        let report = store.replay_report().clone();
+        assert_eq!((report.damaged_ranges, report.damaged_bytes), (1, torn));
+        assert_eq!(report.duplicate_records, whole_records);
+        assert_eq!(report.torn_bytes, 0);
+        assert_counted_once(&store, &all).await;
+        let health = store.health().await;
+        assert_eq!(health.details["damaged_bytes_skipped"], torn);
+        assert!(!health.degraded && health.error.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_an_event_file_is_refused_with_where_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(data_file(dir.path()), b"id,type\n1,WatchEvent\n").unwrap();
+    let err = MemoryStore::open(dir.path()).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("events.log"), "{message}");
+    assert!(message.contains("at byte 0"), "{message}");
+    assert!(message.contains("move it away"), "{message}");
+}
