@@ -118,13 +118,11 @@ impl HealthApi {
                 )),
             )
         } else if store.degraded {
-            // A cluster with a node down: the store answers, queries needing it get 503.
+            // The store answers but not wholly: a cluster node down (queries needing it get
+            // 503), a memory store that cannot write its data file. Its own words say which.
             (
                 HealthStatus::Degraded,
-                Some(format!(
-                    "part of the {} store does not answer{reason}",
-                    store.backend
-                )),
+                Some(format!("the {} store is degraded{reason}", store.backend)),
             )
         } else if !troubled.is_empty() {
             (
