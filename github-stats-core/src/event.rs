@@ -99,6 +99,103 @@ impl Event {
     }
 }
 
+/// The earliest `created_at` stored: the Unix epoch, 1970-01-01T00:00:00Z (both stores keep
+/// times as unsigned seconds).
+pub const MIN_STORABLE_SECONDS: i64 = 0;
+
+/// The latest `created_at` stored: 2105-12-31T23:59:59Z. Both stores keep `u32` seconds (up to
+/// 2106-02-07), but ClickHouse's date functions stop at the end of 2105: ClickHouse 18.16 turns
+/// `toDate` of a later time into `0000-00-00` and shows `u32::MAX` as 1970.
+pub const MAX_STORABLE_SECONDS: i64 = 4_291_747_199;
+
+/// Longest `payload.action` stored, in bytes. GitHub's longest is `review_request_removed` (22).
+pub const MAX_ACTION_LEN: usize = 64;
+
+/// Why an event cannot be stored as it is. Parsers count such records as
+/// [`invalid`](crate::ParseStats::invalid) and stores refuse them
+/// ([`StoreError::InvalidEvent`](crate::StoreError::InvalidEvent)), so no store ever holds a
+/// value it would cut, wrap or mangle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidEvent {
+    /// The event id is 0 (GitHub's ids start at 1).
+    #[error("event id is 0")]
+    ZeroId,
+    /// The repository id is 0 (GitHub's ids start at 1).
+    #[error("repository id is 0")]
+    ZeroRepoId,
+    /// The repository name is not one GitHub allows.
+    #[error("repository name {name:?}: {reason}")]
+    RepoName {
+        /// The name, cut to 100 characters.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        reason: RepoNameError,
+    },
+    /// The action is longer than [`MAX_ACTION_LEN`] or holds a character other than ASCII
+    /// letters, digits and `_`.
+    #[error(
+        "action {0:?} is not a GitHub action (at most {MAX_ACTION_LEN} ASCII letters, digits or '_')"
+    )]
+    Action(String),
+    /// `created_at` is outside 1970-01-01 to 2105-12-31 ([`MAX_STORABLE_SECONDS`]).
+    #[error("created_at {0} is outside the storable range (1970-01-01 to 2105-12-31)")]
+    Time(DateTime<Utc>),
+}
+
+impl Event {
+    /// Checks every field against what GitHub sends and what the stores can hold: ids above 0,
+    /// a repository name GitHub allows ([`RepoName`]), an action of at most
+    /// [`MAX_ACTION_LEN`] ASCII letters, digits or `_` (or none), and a time from 1970 to the
+    /// end of 2105.
+    ///
+    /// ```
+    /// use github_stats_core::{Event, EventType, InvalidEvent};
+    /// let mut event = Event {
+    ///     id: 1,
+    ///     event_type: EventType::WatchEvent,
+    ///     repo_id: 2,
+    ///     repo_name: "rust-lang/rust".into(),
+    ///     created_at: "2026-01-25T08:49:55Z".parse().unwrap(),
+    ///     action: "started".into(),
+    /// };
+    /// assert_eq!(event.validate(), Ok(()));
+    /// event.repo_name = "x".repeat(70_000);
+    /// assert!(matches!(event.validate(), Err(InvalidEvent::RepoName { .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), InvalidEvent> {
+        if self.id == 0 {
+            return Err(InvalidEvent::ZeroId);
+        }
+        if self.repo_id == 0 {
+            return Err(InvalidEvent::ZeroRepoId);
+        }
+        if let Err(reason) = check_repo_name(&self.repo_name) {
+            return Err(InvalidEvent::RepoName {
+                name: self.repo_name.chars().take(100).collect(),
+                reason,
+            });
+        }
+        if !is_valid_action(&self.action) {
+            return Err(InvalidEvent::Action(
+                self.action.chars().take(100).collect(),
+            ));
+        }
+        if !(MIN_STORABLE_SECONDS..=MAX_STORABLE_SECONDS).contains(&self.timestamp()) {
+            return Err(InvalidEvent::Time(self.created_at));
+        }
+        Ok(())
+    }
+}
+
+fn is_valid_action(action: &str) -> bool {
+    action.len() <= MAX_ACTION_LEN
+        && action
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Seconds since the Unix epoch to a UTC time; `None` outside chrono's range.
 pub(crate) fn utc_from_timestamp(seconds: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(seconds, 0).single()
@@ -179,6 +276,17 @@ impl RepoName {
     }
 }
 
+/// Checks `owner/name` as [`RepoName`] does, without allocating; the slash's position.
+fn check_repo_name(s: &str) -> Result<usize, RepoNameError> {
+    if s.len() > MAX_REPO_NAME_LEN {
+        return Err(RepoNameError::TooLong);
+    }
+    let (owner, name) = s.split_once('/').ok_or(RepoNameError::NotOwnerSlashName)?;
+    validate_part(owner, false)?;
+    validate_part(name, true)?;
+    Ok(owner.len())
+}
+
 fn validate_part(part: &str, is_repo: bool) -> Result<(), RepoNameError> {
     if part.is_empty() {
         return Err(RepoNameError::EmptyPart);
@@ -207,11 +315,11 @@ impl FromStr for RepoName {
     type Err = RepoNameError;
 
     fn from_str(s: &str) -> Result<RepoName, RepoNameError> {
-        if s.len() > MAX_REPO_NAME_LEN {
-            return Err(RepoNameError::TooLong);
-        }
-        let (owner, name) = s.split_once('/').ok_or(RepoNameError::NotOwnerSlashName)?;
-        RepoName::new(owner, name)
+        let slash = check_repo_name(s)?;
+        Ok(RepoName {
+            full: s.to_owned(),
+            slash,
+        })
     }
 }
 
