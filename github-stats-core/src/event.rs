@@ -349,6 +349,50 @@ mod tests {
     }
 
     #[test]
+    fn validation_keeps_what_github_sends_and_the_stores_hold() {
+        let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        let good = Event {
+            id: 1,
+            event_type: EventType::PullRequestEvent,
+            repo_id: 1,
+            repo_name: format!("{}/{}", "o".repeat(39), "r".repeat(100)),
+            created_at: at(MIN_STORABLE_SECONDS),
+            action: "review_request_removed".into(),
+        };
+        assert_eq!(good.validate(), Ok(()));
+        let with = |f: &dyn Fn(&mut Event)| {
+            let mut e = good.clone();
+            f(&mut e);
+            e.validate()
+        };
+        assert_eq!(with(&|e| e.created_at = at(MAX_STORABLE_SECONDS)), Ok(()));
+        assert_eq!(with(&|e| e.action = "x".repeat(MAX_ACTION_LEN)), Ok(()));
+        assert_eq!(with(&|e| e.action.clear()), Ok(()));
+        assert_eq!(with(&|e| e.id = 0), Err(InvalidEvent::ZeroId));
+        assert_eq!(with(&|e| e.repo_id = 0), Err(InvalidEvent::ZeroRepoId));
+        for (seconds, text) in [
+            (MAX_STORABLE_SECONDS + 1, "2106-01-01"),
+            (i64::from(u32::MAX), "2106-02-07"),
+            (-1, "1969-12-31"),
+        ] {
+            let err = with(&|e| e.created_at = at(seconds)).unwrap_err();
+            assert!(matches!(err, InvalidEvent::Time(_)), "{err}");
+            assert!(err.to_string().contains(text), "{err}");
+        }
+        for action in ["x".repeat(MAX_ACTION_LEN + 1), "opened!".into(), "é".into()] {
+            assert!(matches!(
+                with(&|e| e.action = action.clone()),
+                Err(InvalidEvent::Action(_))
+            ));
+        }
+        let err = with(&|e| e.repo_name = format!("a/{}", "b".repeat(70_000))).unwrap_err();
+        assert!(
+            matches!(&err, InvalidEvent::RepoName { name, reason: RepoNameError::TooLong } if name.len() == 100),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn repo_names_github_accepts_parse() {
         for ok in [
             "rust-lang/rust",

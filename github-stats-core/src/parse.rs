@@ -583,6 +583,41 @@ mod tests {
         assert_eq!(parse_record(line), RecordOutcome::Unsupported);
     }
 
+    /// Kept events with a field no store may hold are invalid, on the fast path and the serde
+    /// path alike; the same event with sane fields is kept.
+    #[test]
+    fn kept_events_with_fields_no_store_may_hold_are_invalid() {
+        let fast = r#"{"id":"17244207336","type":"WatchEvent","actor":{"id":1,"login":"x"},"repo":{"id":318651349,"name":"a/b","url":"https://api.github.com/repos/a/b"},"payload":{"action":"started"},"public":true,"created_at":"2021-07-21T06:00:00Z"}"#;
+        let slow = r#"{"type":"WatchEvent","id":"17244207336","repo":{"id":318651349,"name":"a/b"},"payload":{"action":"started"},"created_at":"2021-07-21T06:00:00Z"}"#;
+        let long_name = format!("\"a/{}\"", "b".repeat(70_000));
+        for line in [fast, slow] {
+            assert!(matches!(parse_record(line.as_bytes()), RecordOutcome::Kept(_)));
+            for (from, to) in [
+                ("\"a/b\"", long_name.as_str()),
+                ("\"a/b\"", "\"a/b c\""),
+                ("\"a/b\"", "\"a/b\\u0000\""),
+                ("\"a/b\"", "\"../b\""),
+                ("\"17244207336\"", "\"0\""),
+                ("318651349", "0"),
+                ("\"started\"", "\"started; DROP TABLE\""),
+                ("2021-07-21T06:00:00Z", "2106-01-01T00:00:00Z"),
+                ("2021-07-21T06:00:00Z", "1969-12-31T23:59:59Z"),
+            ] {
+                let bad = line.replacen(from, to, 1);
+                assert_ne!(bad, line);
+                assert!(
+                    matches!(parse_record(bad.as_bytes()), RecordOutcome::Invalid(_)),
+                    "{to}: {:?}",
+                    parse_record(bad.as_bytes())
+                );
+            }
+        }
+        let mut stats = ParseStats::default();
+        let mut out = Vec::new();
+        parse_json_lines(fast.replacen("\"a/b\"", "\"a/b c\"", 1).as_bytes(), &mut stats, &mut out);
+        assert_eq!((stats.records, stats.invalid, out.len()), (1, 1, 0));
+    }
+
     #[test]
     fn json_lines_count_every_outcome() {
         let data = b"{\"id\":\"1\",\"type\":\"WatchEvent\",\"repo\":{\"id\":1,\"name\":\"a/b\"},\"payload\":{\"action\":\"started\"},\"created_at\":\"2020-01-01T00:00:00Z\"}\n\n{\"id\":\"2\",\"type\":\"PushEvent\"}\r\ngarbage\n{\"type\":\"WatchEvent\"}";
