@@ -591,7 +591,10 @@ mod tests {
         let slow = r#"{"type":"WatchEvent","id":"17244207336","repo":{"id":318651349,"name":"a/b"},"payload":{"action":"started"},"created_at":"2021-07-21T06:00:00Z"}"#;
         let long_name = format!("\"a/{}\"", "b".repeat(70_000));
         for line in [fast, slow] {
-            assert!(matches!(parse_record(line.as_bytes()), RecordOutcome::Kept(_)));
+            assert!(matches!(
+                parse_record(line.as_bytes()),
+                RecordOutcome::Kept(_)
+            ));
             for (from, to) in [
                 ("\"a/b\"", long_name.as_str()),
                 ("\"a/b\"", "\"a/b c\""),
@@ -614,7 +617,11 @@ mod tests {
         }
         let mut stats = ParseStats::default();
         let mut out = Vec::new();
-        parse_json_lines(fast.replacen("\"a/b\"", "\"a/b c\"", 1).as_bytes(), &mut stats, &mut out);
+        parse_json_lines(
+            fast.replacen("\"a/b\"", "\"a/b c\"", 1).as_bytes(),
+            &mut stats,
+            &mut out,
+        );
         assert_eq!((stats.records, stats.invalid, out.len()), (1, 1, 0));
     }
 

@@ -169,7 +169,13 @@ async fn odd_files_are_failed_files_named_in_the_summary() {
     let bad_lines = nested.join("2021-07-21-6.jsonl");
     std::fs::write(&bad_lines, &with_bad_lines).unwrap();
     let fifo = events.join("2021-07-21-7.json");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let not_gzip = events.join("2021-07-21-8.json.gz");
     std::fs::write(&not_gzip, &lines).unwrap();
     let compressed = gzip(&old);
@@ -183,7 +189,11 @@ async fn odd_files_are_failed_files_named_in_the_summary() {
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     let linked = elsewhere.join("2017-12-29T09-00-00.json");
-    std::fs::copy(data("api-responses/events-2017-12-29/01.body.json"), &linked).unwrap();
+    std::fs::copy(
+        data("api-responses/events-2017-12-29/01.body.json"),
+        &linked,
+    )
+    .unwrap();
     std::os::unix::fs::symlink(&elsewhere, events.join("linked")).unwrap();
 
     let mut expected = Expected::default();
@@ -221,7 +231,10 @@ async fn odd_files_are_failed_files_named_in_the_summary() {
     }
 
     // The cut gzip's events before the cut are imported too: at least the others'.
-    assert!(summary.stats.kept_total() >= expected.kept_total(), "{summary}");
+    assert!(
+        summary.stats.kept_total() >= expected.kept_total(),
+        "{summary}"
+    );
     assert_eq!(summary.files_read, 3, "{summary}");
     let bad: Vec<(PathBuf, u64)> = summary
         .bad_records

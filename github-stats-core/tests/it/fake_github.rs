@@ -282,10 +282,9 @@ async fn answer(shared: &Mutex<Shared>, req: Request) -> Response {
         builder = builder.header(k.as_str(), v.as_str());
     }
     match reply.endless {
-        Some((bytes, sent)) => builder.body(poem::Body::from_async_read(Spaces {
-            left: bytes,
-            sent,
-        })),
+        Some((bytes, sent)) => {
+            builder.body(poem::Body::from_async_read(Spaces { left: bytes, sent }))
+        }
         None => builder.body(reply.body),
     }
 }

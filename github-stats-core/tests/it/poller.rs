@@ -537,7 +537,12 @@ async fn an_answer_over_the_page_cap_is_a_failed_poll_retried_with_backoff() {
     // The largest recorded page is 743 KB (100 events of 2017, pretty-printed).
     let cap = 1 << 20;
     let paged = recorded_events(PAGES, 1);
-    let four_pages: Vec<Value> = paged.iter().cycle().take(4 * paged.len()).cloned().collect();
+    let four_pages: Vec<Value> = paged
+        .iter()
+        .cycle()
+        .take(4 * paged.len())
+        .cloned()
+        .collect();
     assert!(serde_json::to_vec(&four_pages).unwrap().len() > cap);
     fake.push(Reply::events(&four_pages, "W/\"big\""));
     let (endless, sent) = Reply::new(200).endless(1 << 30);
@@ -556,7 +561,10 @@ async fn an_answer_over_the_page_cap_is_a_failed_poll_retried_with_backoff() {
     let poller = GitHubPoller::new(config).unwrap();
 
     let first = poller.next_batch().await.unwrap_err().to_string();
-    assert!(first.contains("page cap") && first.contains("Content-Length"), "{first}");
+    assert!(
+        first.contains("page cap") && first.contains("Content-Length"),
+        "{first}"
+    );
     let second = poller.next_batch().await.unwrap_err().to_string();
     assert!(second.contains("page cap"), "{second}");
     assert!(
@@ -572,14 +580,20 @@ async fn an_answer_over_the_page_cap_is_a_failed_poll_retried_with_backoff() {
     assert_eq!(ids(&batch), kept_ids(&body));
     let seen = fake.polls();
     for pair in seen.windows(2) {
-        assert!(gap(&pair[0], &pair[1]) >= Duration::from_millis(10), "backoff");
+        assert!(
+            gap(&pair[0], &pair[1]) >= Duration::from_millis(10),
+            "backoff"
+        );
     }
 
     let first_page = poller.next_batch().await.unwrap().unwrap();
     assert_eq!(ids(&first_page), kept_ids(&paged));
     let status = poller.status().snapshot();
     let error = status.last_error.unwrap();
-    assert!(error.contains("page 2") && error.contains("page cap"), "{error}");
+    assert!(
+        error.contains("page 2") && error.contains("page cap"),
+        "{error}"
+    );
     assert_eq!(status.consecutive_failures, 0, "the poll itself succeeded");
 }
 
@@ -590,9 +604,10 @@ async fn redirects_are_followed_on_the_same_host_only() {
     let elsewhere = FakeGitHub::start(vec![]).await;
     elsewhere.set_fallback(Reply::recorded(OLDER, 1, &elsewhere.url).without_header("Link"));
     let fake = FakeGitHub::start(vec![]).await;
-    fake.push(
-        Reply::new(301).header("Location", format!("{}/events?per_page=100&moved=1", fake.url)),
-    );
+    fake.push(Reply::new(301).header(
+        "Location",
+        format!("{}/events?per_page=100&moved=1", fake.url),
+    ));
     fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
     let other_host = elsewhere.url.replace("127.0.0.1", "localhost");
     fake.push(Reply::new(302).header("Location", format!("{other_host}/events")));
