@@ -108,13 +108,22 @@ pub const MIN_STORABLE_SECONDS: i64 = 0;
 /// `toDate` of a later time into `0000-00-00` and shows `u32::MAX` as 1970.
 pub const MAX_STORABLE_SECONDS: i64 = 4_291_747_199;
 
-/// Longest `payload.action` stored, in bytes. GitHub's longest is `review_request_removed` (22).
+/// Longest `payload.action` the parser accepts, in bytes. GitHub's longest is
+/// `review_request_removed` (22).
 pub const MAX_ACTION_LEN: usize = 64;
 
-/// Why an event cannot be stored as it is. Parsers count such records as
-/// [`invalid`](crate::ParseStats::invalid) and stores refuse them
-/// ([`StoreError::InvalidEvent`](crate::StoreError::InvalidEvent)), so no store ever holds a
-/// value it would cut, wrap or mangle.
+/// Longest repository name a store holds, in bytes: the memory store's log keeps its length in
+/// 16 bits.
+pub const MAX_STORED_NAME_BYTES: usize = u16::MAX as usize;
+
+/// Longest action a store holds, in bytes: the memory store's log keeps its length in 8 bits.
+pub const MAX_STORED_ACTION_BYTES: usize = u8::MAX as usize;
+
+/// Why an event is refused. The parser checks every field against GitHub's rules
+/// ([`Event::validate`]) and counts a failing record as [`invalid`](crate::ParseStats::invalid);
+/// the stores refuse what they could not hold as it is ([`Event::check_storable`]) with
+/// [`StoreError::InvalidEvent`](crate::StoreError::InvalidEvent), so no store ever holds a
+/// value it cut, wrapped or mangled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidEvent {
@@ -142,6 +151,17 @@ pub enum InvalidEvent {
     /// `created_at` is outside 1970-01-01 to 2105-12-31 ([`MAX_STORABLE_SECONDS`]).
     #[error("created_at {0} is outside the storable range (1970-01-01 to 2105-12-31)")]
     Time(DateTime<Utc>),
+    /// A field is longer than a store can hold ([`MAX_STORED_NAME_BYTES`],
+    /// [`MAX_STORED_ACTION_BYTES`]).
+    #[error("{field} of {bytes} bytes is longer than the {max} bytes a store holds")]
+    TooLong {
+        /// `repo_name` or `action`.
+        field: &'static str,
+        /// Its length.
+        bytes: usize,
+        /// The most a store holds.
+        max: usize,
+    },
 }
 
 impl Event {
@@ -165,28 +185,80 @@ impl Event {
     /// assert!(matches!(event.validate(), Err(InvalidEvent::RepoName { .. })));
     /// ```
     pub fn validate(&self) -> Result<(), InvalidEvent> {
-        if self.id == 0 {
-            return Err(InvalidEvent::ZeroId);
-        }
-        if self.repo_id == 0 {
-            return Err(InvalidEvent::ZeroRepoId);
-        }
-        if let Err(reason) = check_repo_name(&self.repo_name) {
-            return Err(InvalidEvent::RepoName {
-                name: self.repo_name.chars().take(100).collect(),
-                reason,
-            });
-        }
-        if !is_valid_action(&self.action) {
-            return Err(InvalidEvent::Action(
-                self.action.chars().take(100).collect(),
-            ));
-        }
-        if !(MIN_STORABLE_SECONDS..=MAX_STORABLE_SECONDS).contains(&self.timestamp()) {
-            return Err(InvalidEvent::Time(self.created_at));
-        }
-        Ok(())
+        validate_fields(
+            self.id,
+            self.repo_id,
+            &self.repo_name,
+            &self.action,
+            self.timestamp(),
+        )
     }
+
+    /// Checks what a store could not hold as it is: a time outside 1970 to the end of 2105,
+    /// a repository name over [`MAX_STORED_NAME_BYTES`] or an action over
+    /// [`MAX_STORED_ACTION_BYTES`]. Looser than [`Event::validate`] (the stores take names
+    /// GitHub would refuse, quotes and all, safely); every store checks it on insert.
+    pub fn check_storable(&self) -> Result<(), InvalidEvent> {
+        check_storable_fields(&self.repo_name, &self.action, self.timestamp())
+    }
+}
+
+/// [`Event::check_storable`] of an event's fields.
+pub(crate) fn check_storable_fields(
+    repo_name: &str,
+    action: &str,
+    seconds: i64,
+) -> Result<(), InvalidEvent> {
+    if repo_name.len() > MAX_STORED_NAME_BYTES {
+        return Err(InvalidEvent::TooLong {
+            field: "repo_name",
+            bytes: repo_name.len(),
+            max: MAX_STORED_NAME_BYTES,
+        });
+    }
+    if action.len() > MAX_STORED_ACTION_BYTES {
+        return Err(InvalidEvent::TooLong {
+            field: "action",
+            bytes: action.len(),
+            max: MAX_STORED_ACTION_BYTES,
+        });
+    }
+    check_time(seconds)
+}
+
+fn check_time(seconds: i64) -> Result<(), InvalidEvent> {
+    if (MIN_STORABLE_SECONDS..=MAX_STORABLE_SECONDS).contains(&seconds) {
+        Ok(())
+    } else {
+        let at = utc_from_timestamp(seconds).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        Err(InvalidEvent::Time(at))
+    }
+}
+
+/// [`Event::validate`] of an event's fields, `created_at` in seconds since the epoch.
+fn validate_fields(
+    id: u64,
+    repo_id: u64,
+    repo_name: &str,
+    action: &str,
+    seconds: i64,
+) -> Result<(), InvalidEvent> {
+    if id == 0 {
+        return Err(InvalidEvent::ZeroId);
+    }
+    if repo_id == 0 {
+        return Err(InvalidEvent::ZeroRepoId);
+    }
+    if let Err(reason) = check_repo_name(repo_name) {
+        return Err(InvalidEvent::RepoName {
+            name: repo_name.chars().take(100).collect(),
+            reason,
+        });
+    }
+    if !is_valid_action(action) {
+        return Err(InvalidEvent::Action(action.chars().take(100).collect()));
+    }
+    check_time(seconds)
 }
 
 fn is_valid_action(action: &str) -> bool {
@@ -385,6 +457,26 @@ mod tests {
                 Err(InvalidEvent::Action(_))
             ));
         }
+        // What a store checks is looser: names GitHub refuses are stored safely, but nothing
+        // a store would cut.
+        let mut odd = good.clone();
+        odd.repo_name = "o'neil/it's \"quoted\"".into();
+        odd.id = 0;
+        assert_eq!(odd.check_storable(), Ok(()));
+        odd.repo_name = "x".repeat(MAX_STORED_NAME_BYTES + 1);
+        assert!(matches!(
+            odd.check_storable(),
+            Err(InvalidEvent::TooLong { .. })
+        ));
+        odd.repo_name = "a/b".into();
+        odd.action = "x".repeat(MAX_STORED_ACTION_BYTES + 1);
+        assert!(matches!(
+            odd.check_storable(),
+            Err(InvalidEvent::TooLong { .. })
+        ));
+        odd.action.clear();
+        odd.created_at = at(MAX_STORABLE_SECONDS + 1);
+        assert!(matches!(odd.check_storable(), Err(InvalidEvent::Time(_))));
         let err = with(&|e| e.repo_name = format!("a/{}", "b".repeat(70_000))).unwrap_err();
         assert!(
             matches!(&err, InvalidEvent::RepoName { name, reason: RepoNameError::TooLong } if name.len() == 100),

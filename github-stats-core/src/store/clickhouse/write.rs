@@ -208,11 +208,12 @@ impl ClickHouseStore {
     }
 }
 
-/// What `events` can hold without cutting or mangling it ([`Event::validate`]): above all a
-/// time `DateTime` and ClickHouse's date functions handle (1970 to 2105).
+/// What every store holds without cutting or mangling it ([`Event::check_storable`]): here above
+/// all a time that `DateTime` and ClickHouse's date functions handle (1970 to 2105).
 fn check_storable(e: &Event) -> Result<(), StoreError> {
-    e.validate().map_err(|reason| StoreError::InvalidEvent {
-        id: e.id,
-        reason: reason.to_string(),
-    })
+    e.check_storable()
+        .map_err(|reason| StoreError::InvalidEvent {
+            id: e.id,
+            reason: reason.to_string(),
+        })
 }
