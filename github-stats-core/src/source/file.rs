@@ -1011,7 +1011,7 @@ mod tests {
         assert!(chunks > 50, "{chunks} chunks");
         assert_eq!((stats.records, stats.other_types), (100_000, 100_000));
         // Elements come out whole and in order, whatever the boundaries of the reads.
-        let (lines, _, _) = read_all(text[..5000].as_bytes(), 4096, 1024);
+        let (lines, _, _) = read_all(&text.as_bytes()[..5000], 4096, 1024);
         assert!(lines.len() > 50);
         for line in &lines[..lines.len() - 1] {
             assert_eq!(line, element.as_bytes());
