@@ -109,7 +109,8 @@ pub enum ParseError {
 /// assert_eq!(event.action, "started");
 /// assert_eq!(parse_record(br#"{"id":"1","type":"PushEvent"}"#), RecordOutcome::OtherType);
 /// assert_eq!(parse_record(b"{\"id\":\"1\",\"type\":\"Watch"), RecordOutcome::Malformed);
-/// let long = line.replace("kevinvanhove/cssobjects", &format!("a/{}", "b".repeat(70_000)));
+/// let text = std::str::from_utf8(line).unwrap();
+/// let long = text.replace("kevinvanhove/cssobjects", &format!("a/{}", "b".repeat(70_000)));
 /// assert!(matches!(parse_record(long.as_bytes()), RecordOutcome::Invalid(_)));
 /// ```
 pub fn parse_record(record: &[u8]) -> RecordOutcome {
