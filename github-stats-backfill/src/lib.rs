@@ -32,7 +32,7 @@ mod progress;
 mod summary;
 
 pub use archive::ArchiveImport;
-pub use summary::{ArchiveSummary, FileFailure, Summary};
+pub use summary::{ArchiveSummary, BadRecords, FileFailure, Summary};
 
 /// What to import, where, and how.
 #[derive(Debug, Clone)]
@@ -271,6 +271,8 @@ async fn import(
         running: None,
     };
     let mut finished = vec![false; files.len()];
+    // Bad lines and invalid events of each file, for the summary's list.
+    let mut skipped = vec![(0u64, 0u64); files.len()];
     let mut started = vec![false; files.len()];
     let mut cancelled = false;
 
@@ -292,6 +294,8 @@ async fn import(
                 bytes,
             } => {
                 started[file] = true;
+                skipped[file].0 += stats.malformed;
+                skipped[file].1 += stats.invalid;
                 summary.stats.merge(&stats);
                 summary.bytes += bytes;
                 progress.chunk(file, bytes, summary);
@@ -330,6 +334,16 @@ async fn import(
     }
     inserter.finish(summary, &mut progress).await?;
     progress.finish();
+    summary.bad_records = files
+        .iter()
+        .zip(&skipped)
+        .filter(|(_, (malformed, invalid))| malformed + invalid > 0)
+        .map(|(path, &(malformed, invalid))| BadRecords {
+            path: path.clone(),
+            malformed,
+            invalid,
+        })
+        .collect();
     if cancelled {
         summary.interrupted = true;
         summary.unfinished = files

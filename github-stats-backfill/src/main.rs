@@ -92,6 +92,7 @@ fn main() -> ExitCode {
                     inserted = summary.inserted,
                     duplicates = summary.duplicates,
                     malformed = summary.stats.malformed,
+                    invalid = summary.stats.invalid,
                     unsupported = summary.stats.unsupported,
                     elapsed_ms = summary.elapsed.as_millis() as u64,
                     interrupted = summary.interrupted,

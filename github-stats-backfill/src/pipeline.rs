@@ -48,9 +48,8 @@ enum Work {
         key: Key,
         file: usize,
         data: Vec<u8>,
-        array: bool,
-        /// Lines the reader skipped for their length before this chunk: bad lines.
-        overlong: u64,
+        /// Records the reader skipped before this chunk (too long, cut short): bad lines.
+        skipped: u64,
         /// Where the buffer goes back to its reader once parsed, to be read into again.
         recycle: SyncSender<Vec<u8>>,
     },
@@ -203,14 +202,14 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
         }
         let buffer = emit.recycled.try_recv().unwrap_or_default();
         let read = reader.read_raw_chunk_into(buffer);
-        let overlong = reader.take_overlong_lines();
+        let skipped = reader.take_skipped_records();
         match read {
             // Reading past the end yields nothing: the file is done.
             Ok(data) if data.is_empty() => {
-                if overlong > 0 {
+                if skipped > 0 {
                     let mut stats = ParseStats::default();
-                    stats.records = overlong;
-                    stats.malformed = overlong;
+                    stats.records = skipped;
+                    stats.malformed = skipped;
                     let item = Item::Chunk {
                         file,
                         events: Vec::new(),
@@ -225,16 +224,12 @@ fn read_file(file: usize, path: &Path, chunk_bytes: usize, emit: &mut Emitter<'_
                 return emit.send(file, chunk, |key| Work::Pass(key, Item::FileDone { file }));
             }
             Ok(data) => {
-                // The format is settled by the first chunk, as `EventFileReader` does: an
-                // array is read whole.
-                let array = chunk == 0 && data.trim_ascii_start().first() == Some(&b'[');
                 let recycle = emit.recycle.clone();
                 let sent = emit.send(file, chunk, |key| Work::Parse {
                     key,
                     file,
                     data,
-                    array,
-                    overlong,
+                    skipped,
                     recycle,
                 });
                 if !sent {
@@ -261,19 +256,15 @@ fn parser(work: &Mutex<Receiver<Work>>, out: &tokio::sync::mpsc::Sender<(Key, It
                 key,
                 file,
                 data,
-                array,
-                overlong,
+                skipped,
                 recycle,
             } => {
                 let mut stats = ParseStats::default();
-                stats.records = overlong;
-                stats.malformed = overlong;
+                stats.records = skipped;
+                stats.malformed = skipped;
                 let mut events = Vec::new();
-                if array {
-                    parse::parse_document(&data, &mut stats, &mut events);
-                } else {
-                    parse::parse_json_lines(&data, &mut stats, &mut events);
-                }
+                // Chunks are JSON lines: a JSON array's reader hands out its elements as lines.
+                parse::parse_json_lines(&data, &mut stats, &mut events);
                 let bytes = data.len() as u64;
                 // Events own their strings: the buffer is free. A full channel (the reader
                 // has enough spare buffers) or a finished reader drops it.

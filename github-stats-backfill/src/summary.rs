@@ -17,6 +17,18 @@ pub struct FileFailure {
     pub error: String,
 }
 
+/// A file with records skipped as bad or invalid (the rest of it was imported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BadRecords {
+    /// The file.
+    pub path: PathBuf,
+    /// Bad lines: not JSON, not an object, longer than the record cap, or cut short.
+    pub malformed: u64,
+    /// Invalid events: of a kept type, with a field no store may hold.
+    pub invalid: u64,
+}
+
 /// What became of the hours of a GH Archive import (`--gharchive`), from the store's records
 /// (so hours done by earlier runs count too).
 #[derive(Debug, Clone)]
@@ -75,8 +87,10 @@ pub struct Summary {
     /// Uncompressed bytes parsed.
     pub bytes: u64,
     /// What the records were: lines (or array elements), kept by type, other types, bad lines,
-    /// unsupported (pre-2015) events.
+    /// invalid and unsupported (pre-2015) events.
     pub stats: ParseStats,
+    /// Every file with bad lines or invalid events, with their counts, in input order.
+    pub bad_records: Vec<BadRecords>,
     /// Kept events stored for the first time.
     pub inserted: u64,
     /// Kept events the store already held (or repeated in the input), skipped.
@@ -213,10 +227,11 @@ impl fmt::Display for Summary {
         }
         writeln!(
             f,
-            "  lines       {} ({} of other types, {} bad lines, {} unsupported pre-2015 events)",
+            "  lines       {} ({} of other types, {} bad lines, {} invalid events, {} unsupported pre-2015 events)",
             thousands(s.records),
             thousands(s.other_types),
             thousands(s.malformed),
+            thousands(s.invalid),
             thousands(s.unsupported)
         )?;
         let by_type: Vec<String> = EventType::ALL
@@ -256,6 +271,21 @@ impl fmt::Display for Summary {
             thousands(self.records_per_second() as u64),
             thousands(self.kept_per_second() as u64)
         )?;
+        if !self.bad_records.is_empty() {
+            write!(
+                f,
+                "\nfiles with skipped records (the rest of each was imported):"
+            )?;
+            for file in &self.bad_records {
+                write!(
+                    f,
+                    "\n  {}: {} bad lines, {} invalid events",
+                    file.path.display(),
+                    thousands(file.malformed),
+                    thousands(file.invalid)
+                )?;
+            }
+        }
         if !self.failed.is_empty() {
             write!(f, "\nfiles not read (exit code 1):")?;
             for failure in &self.failed {

@@ -51,6 +51,7 @@ where
     real_events_match_brute_force(&*make_store("real_events_match_brute_force").await, &raw).await;
     pr_average_in_a_window(&*make_store("pr_average_in_a_window").await).await;
     archive_hours_are_recorded(&*make_store("archive_hours_are_recorded").await).await;
+    invalid_events_are_refused(&*make_store("invalid_events_are_refused").await).await;
 }
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -74,6 +75,54 @@ fn repo(name: &str) -> RepoName {
 }
 
 const BASE: i64 = 1_700_000_000;
+
+/// An event with a field the store could not hold as it is (a 70,000-character repository
+/// name, which a 16-bit length would cut; a time in 2106, which ClickHouse's date functions
+/// mangle; an action of 300 bytes, which an 8-bit length would cut) is refused with
+/// `StoreError::InvalidEvent` naming it, and nothing of its batch is stored; the valid events
+/// go in once it is taken out.
+pub async fn invalid_events_are_refused(store: &dyn Store) {
+    let good = event(1, EventType::WatchEvent, "o/r", BASE, "started");
+    let mut long_name = event(2, EventType::WatchEvent, "o/r", BASE, "started");
+    long_name.repo_name = format!("o/{}", "r".repeat(70_000));
+    let late = event(
+        3,
+        EventType::IssuesEvent,
+        "o/r",
+        4_291_747_200 + 86_400 * 10,
+        "opened",
+    );
+    let long_action = event(4, EventType::IssuesEvent, "o/r", BASE, &"x".repeat(300));
+    for bad in [long_name, late, long_action] {
+        match store.insert_events(&[good.clone(), bad.clone()]).await {
+            Err(crate::StoreError::InvalidEvent { id, .. }) => {
+                assert_eq!(id, bad.id, "invalid_events_are_refused: the event is named")
+            }
+            other => panic!(
+                "invalid_events_are_refused: event {} gave {other:?}",
+                bad.id
+            ),
+        }
+        assert_eq!(
+            store.total_events().await.unwrap(),
+            0,
+            "invalid_events_are_refused: nothing of the batch is stored"
+        );
+    }
+    let stored = store.insert_events(&[good]).await.expect("insert");
+    assert_eq!(stored.inserted, 1, "invalid_events_are_refused");
+    let counts = store.repo_event_counts(&repo("o/r")).await.unwrap();
+    assert_eq!(
+        counts.counts.total(),
+        1,
+        "invalid_events_are_refused: {counts:?}"
+    );
+    assert_eq!(
+        store.total_events().await.unwrap(),
+        1,
+        "invalid_events_are_refused"
+    );
+}
 
 /// An event id stored twice, in one batch or in two, counts once everywhere.
 pub async fn duplicates_count_once(store: &dyn Store) {

@@ -108,6 +108,10 @@ pub struct IngestSnapshot {
     pub batches: u64,
     /// Kept events received from the source.
     pub received: u64,
+    /// Events of the kept types the source's parser refused as invalid, never stored: a
+    /// repository name GitHub does not allow, a time outside 1970-2105, …
+    /// ([`ParseStats::invalid`]).
+    pub invalid: u64,
     /// Input bytes the source read.
     pub bytes: u64,
     /// Events the store inserted (new ids).
@@ -505,6 +509,7 @@ impl Loop {
             s.degraded = paused || failures > 0;
             s.batches = r.batches;
             s.received = r.stats.kept_total();
+            s.invalid = r.stats.invalid;
             s.bytes = r.bytes;
             s.inserted = r.inserted;
             s.duplicates = r.duplicates;

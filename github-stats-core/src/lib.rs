@@ -15,7 +15,10 @@ pub mod source;
 pub mod store;
 
 pub use coverage::{ArchiveHour, ArchiveStatus, CompleteRun, WindowCoverage};
-pub use event::{Event, EventType, MAX_REPO_NAME_LEN, RepoName, RepoNameError};
+pub use event::{
+    Event, EventType, InvalidEvent, MAX_ACTION_LEN, MAX_REPO_NAME_LEN, MAX_STORABLE_SECONDS,
+    MAX_STORED_ACTION_BYTES, MAX_STORED_NAME_BYTES, MIN_STORABLE_SECONDS, RepoName, RepoNameError,
+};
 pub use ingest::{
     DurationHistogram, Ingest, IngestConfig, IngestError, IngestHandle, IngestReport,
     IngestSnapshot, IngestStatus,

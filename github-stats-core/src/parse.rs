@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::event::{Event, EventType};
+use crate::event::{Event, EventType, InvalidEvent};
 
 /// Counts from parsing some input: what was kept, dropped, or refused, and why.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ParseStats {
     /// Non-empty lines (JSON lines) or array elements (JSON arrays) looked at.
@@ -33,6 +34,10 @@ pub struct ParseStats {
     /// Events of a kept type in a shape we cannot store: the pre-2015 timeline format (no `id`)
     /// or an event missing its repository or creation time. Skipped.
     pub unsupported: u64,
+    /// Events of a kept type with a field no store may hold: a repository name GitHub does not
+    /// allow, an id of 0, an odd action, a time outside 1970-2105 (see
+    /// [`Event::validate`]). Skipped, never stored cut or mangled.
+    pub invalid: u64,
 }
 
 impl ParseStats {
@@ -50,6 +55,22 @@ impl ParseStats {
         self.other_types += other.other_types;
         self.malformed += other.malformed;
         self.unsupported += other.unsupported;
+        self.invalid += other.invalid;
+    }
+
+    /// Counts one record's `outcome`, moving a kept event into `out`.
+    pub fn count(&mut self, outcome: RecordOutcome, out: &mut Vec<Event>) {
+        self.records += 1;
+        match outcome {
+            RecordOutcome::Kept(event) => {
+                self.kept[event.event_type.index()] += 1;
+                out.push(event);
+            }
+            RecordOutcome::OtherType => self.other_types += 1,
+            RecordOutcome::Malformed => self.malformed += 1,
+            RecordOutcome::Unsupported => self.unsupported += 1,
+            RecordOutcome::Invalid(_) => self.invalid += 1,
+        }
     }
 }
 
@@ -64,6 +85,8 @@ pub enum RecordOutcome {
     Malformed,
     /// A kept type we cannot store (see [`ParseStats::unsupported`]).
     Unsupported,
+    /// A kept type with a field no store may hold (see [`ParseStats::invalid`]).
+    Invalid(InvalidEvent),
 }
 
 /// Errors of whole-document parsing.
@@ -75,7 +98,8 @@ pub enum ParseError {
     NotAnArray(#[source] serde_json::Error),
 }
 
-/// Parses one event record (a JSON object): the unit of both formats.
+/// Parses one event record (a JSON object): the unit of both formats. A kept event is
+/// [validated](Event::validate) before it is returned.
 ///
 /// ```
 /// use github_stats_core::parse::{parse_record, RecordOutcome};
@@ -85,6 +109,9 @@ pub enum ParseError {
 /// assert_eq!(event.action, "started");
 /// assert_eq!(parse_record(br#"{"id":"1","type":"PushEvent"}"#), RecordOutcome::OtherType);
 /// assert_eq!(parse_record(b"{\"id\":\"1\",\"type\":\"Watch"), RecordOutcome::Malformed);
+/// let text = std::str::from_utf8(line).unwrap();
+/// let long = text.replace("kevinvanhove/cssobjects", &format!("a/{}", "b".repeat(70_000)));
+/// assert!(matches!(parse_record(long.as_bytes()), RecordOutcome::Invalid(_)));
 /// ```
 pub fn parse_record(record: &[u8]) -> RecordOutcome {
     let trimmed = trim_ascii(record);
@@ -92,13 +119,18 @@ pub fn parse_record(record: &[u8]) -> RecordOutcome {
     if trimmed.len() < 2 || trimmed[0] != b'{' || trimmed[trimmed.len() - 1] != b'}' {
         return RecordOutcome::Malformed;
     }
-    if let Some(outcome) = fast_path(trimmed) {
-        return outcome;
+    let outcome = match fast_path(trimmed) {
+        Some(outcome) => outcome,
+        None if !mentions_kept_type(trimmed) => return RecordOutcome::OtherType,
+        None => parse_candidate(trimmed),
+    };
+    match outcome {
+        RecordOutcome::Kept(event) => match event.validate() {
+            Ok(()) => RecordOutcome::Kept(event),
+            Err(reason) => RecordOutcome::Invalid(reason),
+        },
+        other => other,
     }
-    if !mentions_kept_type(trimmed) {
-        return RecordOutcome::OtherType;
-    }
-    parse_candidate(trimmed)
 }
 
 /// The layout GitHub has written since 2015, in the API and in GH Archive:
@@ -187,7 +219,7 @@ pub fn parse_json_lines(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event
         if trim_ascii(line).is_empty() {
             continue;
         }
-        record_outcome(parse_record(line), stats, out);
+        stats.count(parse_record(line), out);
     }
 }
 
@@ -202,7 +234,7 @@ pub fn parse_json_array(
 ) -> Result<(), ParseError> {
     let elements: Vec<&RawValue> = serde_json::from_slice(data).map_err(ParseError::NotAnArray)?;
     for element in elements {
-        record_outcome(parse_record(element.get().as_bytes()), stats, out);
+        stats.count(parse_record(element.get().as_bytes()), out);
     }
     Ok(())
 }
@@ -218,19 +250,6 @@ pub fn parse_document(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>)
         }
     } else {
         parse_json_lines(data, stats, out);
-    }
-}
-
-fn record_outcome(outcome: RecordOutcome, stats: &mut ParseStats, out: &mut Vec<Event>) {
-    stats.records += 1;
-    match outcome {
-        RecordOutcome::Kept(event) => {
-            stats.kept[event.event_type.index()] += 1;
-            out.push(event);
-        }
-        RecordOutcome::OtherType => stats.other_types += 1,
-        RecordOutcome::Malformed => stats.malformed += 1,
-        RecordOutcome::Unsupported => stats.unsupported += 1,
     }
 }
 
@@ -563,6 +582,48 @@ mod tests {
     fn event_without_id_is_unsupported() {
         let line = br#"{"created_at":"2014-01-23T04:03:29-08:00","payload":{"action":"started"},"type":"WatchEvent","repository":{"id":1,"name":"x"}}"#;
         assert_eq!(parse_record(line), RecordOutcome::Unsupported);
+    }
+
+    /// Kept events with a field no store may hold are invalid, on the fast path and the serde
+    /// path alike; the same event with sane fields is kept.
+    #[test]
+    fn kept_events_with_fields_no_store_may_hold_are_invalid() {
+        let fast = r#"{"id":"17244207336","type":"WatchEvent","actor":{"id":1,"login":"x"},"repo":{"id":318651349,"name":"a/b","url":"https://api.github.com/repos/a/b"},"payload":{"action":"started"},"public":true,"created_at":"2021-07-21T06:00:00Z"}"#;
+        let slow = r#"{"type":"WatchEvent","id":"17244207336","repo":{"id":318651349,"name":"a/b"},"payload":{"action":"started"},"created_at":"2021-07-21T06:00:00Z"}"#;
+        let long_name = format!("\"a/{}\"", "b".repeat(70_000));
+        for line in [fast, slow] {
+            assert!(matches!(
+                parse_record(line.as_bytes()),
+                RecordOutcome::Kept(_)
+            ));
+            for (from, to) in [
+                ("\"a/b\"", long_name.as_str()),
+                ("\"a/b\"", "\"a/b c\""),
+                ("\"a/b\"", "\"a/b\\u0000\""),
+                ("\"a/b\"", "\"../b\""),
+                ("\"17244207336\"", "\"0\""),
+                ("318651349", "0"),
+                ("\"started\"", "\"started; DROP TABLE\""),
+                ("2021-07-21T06:00:00Z", "2106-01-01T00:00:00Z"),
+                ("2021-07-21T06:00:00Z", "1969-12-31T23:59:59Z"),
+            ] {
+                let bad = line.replacen(from, to, 1);
+                assert_ne!(bad, line);
+                assert!(
+                    matches!(parse_record(bad.as_bytes()), RecordOutcome::Invalid(_)),
+                    "{to}: {:?}",
+                    parse_record(bad.as_bytes())
+                );
+            }
+        }
+        let mut stats = ParseStats::default();
+        let mut out = Vec::new();
+        parse_json_lines(
+            fast.replacen("\"a/b\"", "\"a/b c\"", 1).as_bytes(),
+            &mut stats,
+            &mut out,
+        );
+        assert_eq!((stats.records, stats.invalid, out.len()), (1, 1, 0));
     }
 
     #[test]

@@ -109,3 +109,21 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     }
     Ok(())
 }
+
+/// Follows redirects only within the host (and port) first asked, at most 5: a server may move a
+/// path, but nothing sends our requests (and their credentials) elsewhere or has us store another
+/// host's answer. A redirect not followed is returned as the 3xx answer it is.
+pub(crate) fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same = first.is_some_and(|first| {
+            first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same && attempt.previous().len() <= 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}

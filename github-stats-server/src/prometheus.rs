@@ -424,6 +424,11 @@ pub fn encode_poller(
             c.kept_events,
         ),
         (
+            "github_stats_poller_events_invalid",
+            "New events of the kept types with a field no store may hold, skipped",
+            c.invalid_events,
+        ),
+        (
             "github_stats_poller_overlapping_polls",
             "Polls sharing an event with the previous one: nothing missed in between",
             c.overlapping_polls,
@@ -543,6 +548,11 @@ pub fn encode_ingest(
             "github_stats_ingest_received_events",
             "Kept events received from the source",
             snapshot.received,
+        ),
+        (
+            "github_stats_ingest_invalid_events",
+            "Events of the kept types the parser refused as invalid, never stored",
+            snapshot.invalid,
         ),
         (
             "github_stats_ingest_read_bytes",

@@ -1,7 +1,10 @@
 //! A directory mixing every format, with a corrupt gzip, a truncated line and an empty file.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -141,4 +144,106 @@ async fn a_line_longer_than_the_record_cap_is_a_bad_line() {
     assert_eq!(summary.stats.records, expected.records + 1);
     assert_eq!(summary.stats.kept, expected.kept);
     assert_eq!(summary.inserted, expected.distinct.len() as u64);
+}
+
+/// Odd files in a directory: a FIFO nobody writes (it would block a reader forever), a `.gz`
+/// that is not gzip, a gzip cut short, a dangling link, a directory link looping back. Each is
+/// a failed file named in the summary (exit code 1); the rest is imported, and the summary
+/// names the file with bad lines, with its count. A FIFO named on the command line is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_files_are_failed_files_named_in_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    let nested = events.join("nested");
+    std::fs::create_dir_all(&nested).unwrap();
+    let poll = plain_bytes(&data("api-responses/events-2020-04-25/01.body.json"));
+    let lines = plain_bytes(&data("samples/2021-07-21-few-hours.jsonl"));
+    let old = plain_bytes(&data("samples/2011-2021-sampled.jsonl"));
+
+    let good = events.join("2020-04-25T10-00-00.json");
+    std::fs::write(&good, &poll).unwrap();
+    // A file with two lines that are not JSON among real ones.
+    let mut with_bad_lines = b"not json\n".to_vec();
+    with_bad_lines.extend_from_slice(&lines);
+    with_bad_lines.extend_from_slice(b"\n{\"cut\":\n");
+    let bad_lines = nested.join("2021-07-21-6.jsonl");
+    std::fs::write(&bad_lines, &with_bad_lines).unwrap();
+    let fifo = events.join("2021-07-21-7.json");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let not_gzip = events.join("2021-07-21-8.json.gz");
+    std::fs::write(&not_gzip, &lines).unwrap();
+    let compressed = gzip(&old);
+    let cut = events.join("2021-07-21-9.json.gz");
+    std::fs::write(&cut, &compressed[..compressed.len() * 3 / 5]).unwrap();
+    let dangling = events.join("2021-07-21-10.json");
+    std::os::unix::fs::symlink(dir.path().join("gone.json"), &dangling).unwrap();
+    let looping = nested.join("back");
+    std::os::unix::fs::symlink("..", &looping).unwrap();
+    // A link to a directory elsewhere is followed.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let linked = elsewhere.join("2017-12-29T09-00-00.json");
+    std::fs::copy(
+        data("api-responses/events-2017-12-29/01.body.json"),
+        &linked,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, events.join("linked")).unwrap();
+
+    let mut expected = Expected::default();
+    expected.add_document(&poll);
+    expected.add_document(&with_bad_lines);
+    expected.add_file(&linked);
+    assert_eq!(expected.malformed, 2);
+
+    let config = memory_config(vec![events.clone()], &dir.path().join("data"));
+    let summary = tokio::time::timeout(Duration::from_secs(120), run(config))
+        .await
+        .expect("no file blocks the import");
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    let failed: HashSet<PathBuf> = summary.failed.iter().map(|f| f.path.clone()).collect();
+    let want: HashSet<PathBuf> = [&fifo, &not_gzip, &cut, &dangling, &looping]
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(failed, want, "{summary}");
+    let why = |path: &PathBuf| {
+        summary
+            .failed
+            .iter()
+            .find(|f| &f.path == path)
+            .unwrap()
+            .error
+            .clone()
+    };
+    assert!(why(&fifo).contains("not a regular file"), "{}", why(&fifo));
+    assert!(why(&not_gzip).contains("not gzip"), "{}", why(&not_gzip));
+    assert!(why(&looping).contains("loop"), "{}", why(&looping));
+    let text = summary.to_string();
+    for path in &want {
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
+
+    // The cut gzip's events before the cut are imported too: at least the others'.
+    assert!(
+        summary.stats.kept_total() >= expected.kept_total(),
+        "{summary}"
+    );
+    assert_eq!(summary.files_read, 3, "{summary}");
+    let bad: Vec<(PathBuf, u64)> = summary
+        .bad_records
+        .iter()
+        .map(|b| (b.path.clone(), b.malformed))
+        .collect();
+    assert!(bad.contains(&(bad_lines.clone(), 2)), "{bad:?}");
+    assert!(
+        text.contains(&format!("{}: 2 bad lines", bad_lines.display())),
+        "{text}"
+    );
 }

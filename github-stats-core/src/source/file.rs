@@ -1,6 +1,7 @@
 //! Saved event files: the poller's poll files (JSON arrays), GH Archive hours (JSON lines,
 //! gzip), and either format plain or gzipped.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -61,16 +62,23 @@ pub(crate) fn is_event_file(path: &Path) -> bool {
     name.ends_with(".json") || name.ends_with(".jsonl") || name.ends_with(".ndjson")
 }
 
-/// Expands `inputs` (files and directories, walked recursively) into event files in
-/// chronological order. A named file is taken whatever its extension; in directories, only
-/// event files (`.json`, `.jsonl` or `.ndjson`, each maybe `.gz`). Paths that do not exist
-/// are returned as errors.
+/// Expands `inputs` (files and directories, walked recursively, following symbolic links) into
+/// event files in chronological order. A named file is taken whatever its extension and type (a
+/// named pipe, `<(zcat …)`, is read as asked); in directories, only regular event files (`.json`,
+/// `.jsonl` or `.ndjson`, each maybe `.gz`). Returned as errors, so the caller can name them:
+/// paths that do not exist or cannot be listed, event files in directories that are not regular
+/// files (nobody writes a forgotten FIFO: reading it would block forever; a device may never
+/// end), and directory symbolic links that lead back to a directory being walked (a loop).
 pub fn collect_event_files(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    let mut walked = HashSet::new();
     for input in inputs {
         match std::fs::metadata(input) {
-            Ok(meta) if meta.is_dir() => walk(input, &mut files, &mut errors),
+            Ok(meta) if meta.is_dir() => {
+                let mut ancestors = Vec::new();
+                walk(input, &mut ancestors, &mut walked, &mut files, &mut errors);
+            }
             Ok(_) => files.push(input.clone()),
             Err(source) => errors.push(SourceError::File {
                 path: input.clone(),
@@ -83,7 +91,56 @@ pub fn collect_event_files(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError
     (files, errors)
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
+fn not_regular(path: &Path) -> SourceError {
+    SourceError::File {
+        path: path.to_path_buf(),
+        source: not_regular_error(),
+    }
+}
+
+fn not_regular_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "not a regular file (a FIFO, socket or device), skipped",
+    )
+}
+
+/// Walks `dir`. `ancestors` are the canonical paths of the directories being walked (a link to
+/// one of them is a loop); `walked` every directory walked already (a second link to one adds
+/// nothing).
+fn walk(
+    dir: &Path,
+    ancestors: &mut Vec<PathBuf>,
+    walked: &mut HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+    errors: &mut Vec<SourceError>,
+) {
+    let canonical = match std::fs::canonicalize(dir) {
+        Ok(canonical) => canonical,
+        Err(source) => {
+            errors.push(SourceError::File {
+                path: dir.to_path_buf(),
+                source,
+            });
+            return;
+        }
+    };
+    if ancestors.contains(&canonical) {
+        errors.push(SourceError::File {
+            path: dir.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a directory symbolic link loop (back to {}), not followed",
+                    canonical.display()
+                ),
+            ),
+        });
+        return;
+    }
+    if !walked.insert(canonical.clone()) {
+        return;
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(source) => {
@@ -94,33 +151,67 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
             return;
         }
     };
+    ancestors.push(canonical);
     for entry in entries.flatten() {
         let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => walk(&path, files, errors),
-            Ok(_) if is_event_file(&path) => files.push(path),
+        // Follows symbolic links: a linked directory is walked, a linked file read.
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => walk(&path, ancestors, walked, files, errors),
+            Ok(meta) if meta.is_file() && is_event_file(&path) => files.push(path),
+            Ok(_) if is_event_file(&path) => errors.push(not_regular(&path)),
+            // A dangling link, or a link loop, named as an event file.
+            Err(source) if is_event_file(&path) => errors.push(SourceError::File { path, source }),
             _ => {}
         }
     }
+    ancestors.pop();
 }
 
-/// Opens `path` for reading, decompressing gzip (detected by its magic bytes, not its name).
+/// Opens `path` if it is a regular file (after symbolic links). Anything else is refused before
+/// it is opened: opening a FIFO blocks until a writer comes, and a device may never end. The
+/// opened file is checked again, in case `path` changed in between.
+pub(crate) fn open_regular_file(path: &Path) -> io::Result<File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular_error());
+    }
+    let file = File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular_error());
+    }
+    Ok(file)
+}
+
+/// Opens `path` for reading, decompressing gzip (detected by its magic bytes). A file named
+/// `.gz` that is not gzip is an error, not text: it is damage (or a wrong name), and reading it
+/// as JSON would only report its bytes as bad lines.
 pub(crate) fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut file, &mut magic)?;
     let head = io::Cursor::new(magic[..n].to_vec());
-    if n == 2 && magic == [0x1f, 0x8b] {
+    if n == 2 && magic == GZIP_MAGIC {
         // The decompressor reads its input in small pieces: buffer them.
         let compressed = head.chain(BufReader::with_capacity(1 << 20, file));
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
             MultiGzDecoder::new(compressed),
         )))
+    } else if has_gz_extension(path) {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "named .gz but not gzip (no gzip header)",
+        ))
     } else {
         // Callers read plain files in large requests: a buffer would only add a copy.
         Ok(Box::new(head.chain(file)))
     }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+fn has_gz_extension(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -136,27 +227,38 @@ pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<u
     Ok(filled)
 }
 
-/// The longest record (a JSON line, or a whole JSON array) read by default: 16 MiB. A GitHub
-/// event is a few kilobytes (the largest seen in GH Archive are under 1 MiB); a longer line is
-/// damage or an attack (a small gzip file can expand to one line of gigabytes), and reading it
-/// whole would take that much memory.
+/// The longest record (a JSON line, or an element of a JSON array) read by default: 16 MiB. A
+/// GitHub event is a few kilobytes (the largest seen in GH Archive are under 1 MiB); a longer
+/// record is damage or an attack (a small gzip file can expand to one line of gigabytes), and
+/// reading it whole would take that much memory.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 
-/// Reads one event file in chunks of whole lines, so that huge files are parsed as a stream.
-/// JSON arrays are read whole (the poller's files are small).
+/// Bytes read at a time while scanning a JSON array, or skipping an overlong line.
+const BLOCK_BYTES: usize = 64 * 1024;
+
+/// Reads one event file in chunks of whole records, so that files of any size are parsed as a
+/// stream: JSON lines in chunks of whole lines, a JSON array (a poll file) element by element,
+/// each element handed out as one line. Either way, a chunk is JSON lines.
 ///
-/// Every record is bounded: a line longer than [`max_record_bytes`](Self::with_max_record_bytes)
-/// is skipped without being held in memory, and counted as a bad line (see
-/// [`take_overlong_lines`](Self::take_overlong_lines)); a JSON array longer than it is an error.
+/// Every record is bounded: a line or an array element longer than
+/// [`max_record_bytes`](Self::with_max_record_bytes) is skipped without being held in memory,
+/// and counted as a bad record (see [`take_skipped_records`](Self::take_skipped_records)), as
+/// is an array element cut short by the end of the file. Memory stays under about
+/// `chunk_bytes + max_record_bytes` whatever the input.
 pub struct EventFileReader {
     path: PathBuf,
     reader: Box<dyn Read + Send>,
+    /// JSON lines: the partial last line of the previous chunk. A JSON array: input read but not
+    /// scanned yet (`pending_at..pending_end`).
     pending: Vec<u8>,
+    pending_at: usize,
+    pending_end: usize,
     chunk_bytes: usize,
     max_record_bytes: usize,
-    /// Lines skipped for their length and not yet reported.
-    overlong_lines: u64,
+    /// Records skipped (overlong, cut short) and not yet reported.
+    skipped_records: u64,
     format: Option<Format>,
+    array: ArraySplitter,
     done: bool,
 }
 
@@ -180,7 +282,8 @@ pub struct FileChunk {
 }
 
 impl EventFileReader {
-    /// Opens `path`, decompressing gzip (detected by its magic bytes, not its name).
+    /// Opens `path`, decompressing gzip (detected by its magic bytes, not its name). A file
+    /// named `.gz` that is not gzip is an error.
     pub fn open(path: &Path, chunk_bytes: usize) -> io::Result<EventFileReader> {
         Ok(EventFileReader::from_reader(
             path,
@@ -199,10 +302,13 @@ impl EventFileReader {
             path: name.into(),
             reader,
             pending: Vec::new(),
+            pending_at: 0,
+            pending_end: 0,
             chunk_bytes: chunk_bytes.max(4096),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-            overlong_lines: 0,
+            skipped_records: 0,
             format: None,
+            array: ArraySplitter::default(),
             done: false,
         }
     }
@@ -214,7 +320,7 @@ impl EventFileReader {
     }
 
     /// Reads the input as JSON lines whatever its first byte (GH Archive hours are never
-    /// arrays: a stray `[` must not make the reader take the whole file as one record).
+    /// arrays).
     pub fn json_lines(mut self) -> EventFileReader {
         self.format = Some(Format::Lines);
         self
@@ -225,11 +331,12 @@ impl EventFileReader {
         &self.path
     }
 
-    /// Lines skipped for being longer than the record cap since the last call. Callers of
-    /// [`read_raw_chunk_into`](Self::read_raw_chunk_into) count them as bad lines;
-    /// [`next_chunk`](Self::next_chunk) does so itself.
-    pub fn take_overlong_lines(&mut self) -> u64 {
-        std::mem::take(&mut self.overlong_lines)
+    /// Records skipped since the last call: lines or array elements longer than the record cap,
+    /// and an array element cut short by the end of the file. Callers of
+    /// [`read_raw_chunk_into`](Self::read_raw_chunk_into) count them as bad records
+    /// ([`ParseStats::malformed`]); [`next_chunk`](Self::next_chunk) does so itself.
+    pub fn take_skipped_records(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped_records)
     }
 
     /// Reads and parses the next chunk; `Ok(None)` after the last.
@@ -243,20 +350,16 @@ impl EventFileReader {
             bytes: data.len() as u64,
             ..FileChunk::default()
         };
-        let overlong = self.take_overlong_lines();
-        chunk.stats.records += overlong;
-        chunk.stats.malformed += overlong;
-        match self.format {
-            Some(Format::Array) => {
-                parse::parse_document(&data, &mut chunk.stats, &mut chunk.events)
-            }
-            _ => parse::parse_json_lines(&data, &mut chunk.stats, &mut chunk.events),
-        }
+        let skipped = self.take_skipped_records();
+        chunk.stats.records += skipped;
+        chunk.stats.malformed += skipped;
+        parse::parse_json_lines(&data, &mut chunk.stats, &mut chunk.events);
         Ok(Some(chunk))
     }
 
-    /// The next chunk of raw bytes: whole lines for JSON lines, the whole file for an array.
-    /// Callers that parse in parallel use this and [`parse::parse_json_lines`] themselves.
+    /// The next chunk of raw bytes, as JSON lines: whole lines of a JSON lines file, or the next
+    /// elements of a JSON array, one a line. Callers that parse in parallel use this and
+    /// [`parse::parse_json_lines`] themselves.
     pub fn read_raw_chunk(&mut self) -> io::Result<Vec<u8>> {
         self.read_raw_chunk_into(Vec::new())
     }
@@ -265,6 +368,53 @@ impl EventFileReader {
     /// (its contents are dropped, its memory reused): a new buffer per chunk costs page faults
     /// and zeroing, about as much as reading the chunk. An empty chunk means the end.
     pub fn read_raw_chunk_into(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        buf.clear();
+        if self.done {
+            return Ok(buf);
+        }
+        let result = match self.format {
+            None => match self.detect_format() {
+                Ok(()) => return self.read_raw_chunk_into(buf),
+                Err(e) => Err(e),
+            },
+            Some(Format::Lines) => self.read_lines(buf),
+            Some(Format::Array) => self.read_array(buf),
+        };
+        if result.is_err() {
+            self.done = true;
+        }
+        result
+    }
+
+    /// Reads up to the first byte that is not whitespace (whitespace before it is dropped, so
+    /// memory stays flat whatever precedes it): a `[` starts a JSON array, anything else JSON
+    /// lines.
+    fn detect_format(&mut self) -> io::Result<()> {
+        let mut block = vec![0u8; BLOCK_BYTES];
+        loop {
+            let n = match self.reader.read(&mut block) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.format = Some(Format::Lines);
+                return Ok(());
+            }
+            if let Some(at) = block[..n].iter().position(|b| !b.is_ascii_whitespace()) {
+                self.format = Some(if block[at] == b'[' {
+                    Format::Array
+                } else {
+                    Format::Lines
+                });
+                self.pending.extend_from_slice(&block[at..n]);
+                self.pending_end = self.pending.len();
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_lines(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
         loop {
             buf.clear();
             buf.append(&mut self.pending);
@@ -273,56 +423,26 @@ impl EventFileReader {
             // Fill up to the target size, straight into the buffer's spare capacity (no zeroing
             // for plain files: `read_to_end` reads into uninitialised memory where it can).
             let wanted = target.saturating_sub(buf.len()) as u64;
-            let eof = match (&mut self.reader).take(wanted).read_to_end(&mut buf) {
-                Ok(n) => (n as u64) < wanted,
-                Err(e) => {
-                    self.done = true;
-                    return Err(e);
-                }
-            };
-            if self.format.is_none() {
-                let first = buf.iter().find(|b| !b.is_ascii_whitespace());
-                self.format = Some(if first == Some(&b'[') {
-                    Format::Array
-                } else {
-                    Format::Lines
-                });
-            }
-            if self.format == Some(Format::Array) && !eof {
-                // An array is parsed whole, up to the record cap.
+            let n = (&mut self.reader).take(wanted).read_to_end(&mut buf)?;
+            if (n as u64) < wanted {
                 self.done = true;
-                let room = (self.max_record_bytes + 1).saturating_sub(buf.len()) as u64;
-                (&mut self.reader).take(room).read_to_end(&mut buf)?;
-                if buf.len() > self.max_record_bytes {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "a JSON array longer than the {}-byte record cap",
-                            self.max_record_bytes
-                        ),
-                    ));
-                }
                 return Ok(buf);
-            } else if !eof {
-                // Keep the partial last line for the next chunk.
-                match memchr::memrchr(b'\n', &buf) {
-                    Some(nl) => {
-                        self.pending.extend_from_slice(&buf[nl + 1..]);
-                        buf.truncate(nl + 1);
+            }
+            // Keep the partial last line for the next chunk.
+            match memchr::memrchr(b'\n', &buf) {
+                Some(nl) => {
+                    self.pending.extend_from_slice(&buf[nl + 1..]);
+                    buf.truncate(nl + 1);
+                    return Ok(buf);
+                }
+                // A single line longer than the chunk: read on until its end.
+                None => {
+                    if self.finish_long_line(&mut buf)? {
                         return Ok(buf);
                     }
-                    // A single line longer than the chunk: read on until its end.
-                    None => {
-                        if self.finish_long_line(&mut buf)? {
-                            return Ok(buf);
-                        }
-                        // Skipped for its length: the lines after it make the chunk.
-                        continue;
-                    }
+                    // Skipped for its length: the lines after it make the chunk.
                 }
             }
-            self.done = true;
-            return Ok(buf);
         }
     }
 
@@ -332,7 +452,7 @@ impl EventFileReader {
     /// then `buf` is left empty and `false` returned (at the end of the input, `buf` is empty
     /// and `true` returned).
     fn finish_long_line(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
-        let mut block = vec![0u8; 65536];
+        let mut block = vec![0u8; BLOCK_BYTES];
         let mut skipping = false;
         loop {
             if !skipping && buf.len() > self.max_record_bytes {
@@ -344,7 +464,7 @@ impl EventFileReader {
                 Ok(0) => {
                     self.done = true;
                     if skipping {
-                        self.overlong_lines += 1;
+                        self.skipped_records += 1;
                     }
                     return Ok(true);
                 }
@@ -352,7 +472,7 @@ impl EventFileReader {
                     Some(nl) => {
                         self.pending.extend_from_slice(&block[nl + 1..n]);
                         if skipping {
-                            self.overlong_lines += 1;
+                            self.skipped_records += 1;
                             return Ok(false);
                         }
                         buf.extend_from_slice(&block[..=nl]);
@@ -362,12 +482,234 @@ impl EventFileReader {
                     None => buf.extend_from_slice(&block[..n]),
                 },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next elements of a JSON array, one a line, about `chunk_bytes` of them.
+    fn read_array(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        buf.reserve(self.chunk_bytes.min(1 << 20));
+        loop {
+            if self.pending_at == self.pending_end {
+                // Zeroed once: readers handing out a few bytes at a time must not cost a block
+                // of zeroing each.
+                if self.pending.len() < BLOCK_BYTES {
+                    self.pending.resize(BLOCK_BYTES, 0);
+                }
+                let n = loop {
+                    match self.reader.read(&mut self.pending) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                };
+                self.pending_at = 0;
+                self.pending_end = n;
+                if n == 0 {
+                    self.array.finish(&mut buf);
+                    self.skipped_records += self.array.take_skipped();
                     self.done = true;
-                    return Err(e);
+                    return Ok(buf);
+                }
+            }
+            let input = &self.pending[self.pending_at..self.pending_end];
+            let (used, full) =
+                self.array
+                    .feed(input, &mut buf, self.chunk_bytes, self.max_record_bytes);
+            self.pending_at += used;
+            self.skipped_records += self.array.take_skipped();
+            if full {
+                return Ok(buf);
+            }
+        }
+    }
+}
+
+/// Splits a JSON array into its elements as its bytes stream by, without parsing them: it
+/// follows strings (and their escapes) and nesting depth to find the commas and the bracket
+/// that end elements, and writes each element out as one line (a line break between tokens
+/// becomes a space) for the JSON lines parser. It holds nothing itself: an element goes straight
+/// to the output, and one growing past the record cap is taken out again and the rest of it
+/// skipped. Each element is then judged by the parser alone: the splitter is lenient about
+/// what lies between elements (stray commas), and counts as one bad record an element cut
+/// short by the end of the input, or anything but whitespace or another array after the end.
+#[derive(Debug, Default)]
+struct ArraySplitter {
+    state: SplitState,
+    /// Nesting depth inside the current element.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// The current element outgrew the cap: its bytes are dropped until its end.
+    skipping: bool,
+    /// Where the current element starts in the output.
+    start: usize,
+    skipped: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SplitState {
+    /// Before the opening bracket.
+    #[default]
+    Before,
+    /// Inside the array, between elements.
+    Between,
+    /// Inside an element.
+    Element,
+    /// After the closing bracket.
+    After,
+    /// After something that is neither whitespace nor an array, past the end: ignored.
+    Trailing,
+}
+
+impl ArraySplitter {
+    /// Splits `input`, appending elements to `out`. Stops after an element once `out` holds
+    /// `target` bytes; returns the bytes of `input` consumed, and whether it stopped so (`out`
+    /// then ends with a whole element).
+    fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        target: usize,
+        cap: usize,
+    ) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                SplitState::Before | SplitState::After => {
+                    if b == b'[' {
+                        self.state = SplitState::Between;
+                    } else if !b.is_ascii_whitespace() {
+                        // Only whitespace or another array may follow an array.
+                        self.skipped += 1;
+                        self.state = SplitState::Trailing;
+                    }
+                    i += 1;
+                }
+                SplitState::Trailing => return (input.len(), false),
+                SplitState::Between => {
+                    if b == b']' {
+                        self.state = SplitState::After;
+                    } else if !(b.is_ascii_whitespace() || b == b',') {
+                        self.state = SplitState::Element;
+                        self.depth = 0;
+                        self.in_string = false;
+                        self.escaped = false;
+                        self.skipping = false;
+                        self.start = out.len();
+                        continue;
+                    }
+                    i += 1;
+                }
+                SplitState::Element => {
+                    if self.in_string {
+                        // Copy the run up to the next quote, escape or line break at once.
+                        let run = if self.escaped {
+                            self.escaped = false;
+                            1
+                        } else {
+                            match memchr::memchr3(b'"', b'\\', b'\n', &input[i..]) {
+                                None => input.len() - i,
+                                Some(0) => {
+                                    match b {
+                                        b'"' => self.in_string = false,
+                                        b'\\' => self.escaped = true,
+                                        _ => {}
+                                    }
+                                    1
+                                }
+                                Some(n) => n,
+                            }
+                        };
+                        self.emit(&input[i..i + run], out, cap);
+                        i += run;
+                        continue;
+                    }
+                    match b {
+                        b'"' => self.in_string = true,
+                        b'{' | b'[' => self.depth = self.depth.saturating_add(1),
+                        b'}' | b']' if self.depth > 0 => self.depth -= 1,
+                        b',' | b']' if self.depth == 0 => {
+                            self.end_element(out);
+                            self.state = if b == b']' {
+                                SplitState::After
+                            } else {
+                                SplitState::Between
+                            };
+                            i += 1;
+                            if out.len() >= target {
+                                return (i, true);
+                            }
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    self.emit(&input[i..=i], out, cap);
+                    i += 1;
                 }
             }
         }
+        (input.len(), false)
+    }
+
+    /// Appends element bytes to `out`, a line break as a space (or, inside a string, where it
+    /// is not allowed, as a control character that keeps the element invalid), unless the
+    /// element is being skipped or now outgrows `cap`.
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>, cap: usize) {
+        if self.skipping {
+            return;
+        }
+        if out.len() - self.start + bytes.len() > cap {
+            out.truncate(self.start);
+            self.skipping = true;
+            return;
+        }
+        let at = out.len();
+        out.extend_from_slice(bytes);
+        if !bytes.contains(&b'\n') {
+            return;
+        }
+        let in_string = self.in_string;
+        for byte in &mut out[at..] {
+            if *byte == b'\n' {
+                *byte = if in_string { 0x01 } else { b' ' };
+            }
+        }
+    }
+
+    fn end_element(&mut self, out: &mut Vec<u8>) {
+        if self.skipping {
+            self.skipped += 1;
+            self.skipping = false;
+        } else if out[self.start..].trim_ascii().is_empty() {
+            out.truncate(self.start);
+        } else {
+            out.push(b'\n');
+        }
+    }
+
+    /// The end of the input: an element still open (inside a string or a nested value) was cut
+    /// short and is a bad record; a whole one missing only its closing bracket is kept.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.state != SplitState::Element {
+            return;
+        }
+        self.state = SplitState::After;
+        if self.in_string || self.depth > 0 {
+            if !self.skipping {
+                out.truncate(self.start);
+            }
+            self.skipping = false;
+            self.skipped += 1;
+        } else {
+            self.end_element(out);
+        }
+    }
+
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 }
 
@@ -598,7 +940,7 @@ mod tests {
         let mut lines = 0;
         loop {
             let chunk = reader.read_raw_chunk().unwrap();
-            overlong += reader.take_overlong_lines();
+            overlong += reader.take_skipped_records();
             assert!(
                 chunk.capacity() <= 2 * cap,
                 "a chunk of {} bytes",
@@ -612,21 +954,115 @@ mod tests {
         assert_eq!((lines, overlong), (2, 2));
     }
 
+    /// Reads `text` (through a reader handing out a few bytes at a time, so that every
+    /// boundary falls everywhere) and returns the chunks' lines, the stats, and the largest
+    /// chunk capacity seen.
+    fn read_all(text: &[u8], chunk: usize, cap: usize) -> (Vec<Vec<u8>>, ParseStats, usize) {
+        struct Trickle(io::Cursor<Vec<u8>>, usize);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 = self.1 % 7 + 1;
+                let n = buf.len().min(self.1);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let input = Box::new(Trickle(io::Cursor::new(text.to_vec()), 0));
+        let mut reader = EventFileReader::from_reader("t", input, chunk).with_max_record_bytes(cap);
+        let mut lines = Vec::new();
+        let mut stats = ParseStats::default();
+        let mut largest = 0;
+        loop {
+            let data = reader.read_raw_chunk().unwrap();
+            let skipped = reader.take_skipped_records();
+            stats.records += skipped;
+            stats.malformed += skipped;
+            largest = largest.max(data.capacity());
+            if data.is_empty() {
+                break;
+            }
+            assert!(data.ends_with(b"\n"), "a chunk of an array ends an element");
+            parse::parse_json_lines(&data, &mut stats, &mut Vec::new());
+            lines.extend(
+                data.split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        (lines, stats, largest)
+    }
+
     #[test]
-    fn a_json_array_longer_than_the_record_cap_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("poll.json");
-        let element = r#"{"id":"1","type":"PushEvent","payload":{}}"#;
+    fn a_json_array_is_read_element_by_element() {
+        let element = r#"{"id":"1","type":"PushEvent","payload":{"s":"a, b ] } \" \\"}}"#;
         let text = format!("[{}]", vec![element; 100_000].join(","));
-        std::fs::write(&path, &text).unwrap();
-        let mut reader = EventFileReader::open(&path, 4096)
-            .unwrap()
-            .with_max_record_bytes(1 << 20);
-        let err = reader.next_chunk().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("record cap"), "{err}");
-        let mut reader = EventFileReader::open(&path, 4096).unwrap();
-        let chunk = reader.next_chunk().unwrap().unwrap();
-        assert_eq!(chunk.stats.other_types, 100_000, "under the default cap");
+        let mut reader = EventFileReader::from_reader(
+            "poll.json",
+            Box::new(io::Cursor::new(text.clone().into_bytes())),
+            64 * 1024,
+        )
+        .with_max_record_bytes(1 << 20);
+        let mut stats = ParseStats::default();
+        let mut chunks = 0;
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            assert!(chunk.bytes < 2 * 64 * 1024, "{} bytes", chunk.bytes);
+            stats.merge(&chunk.stats);
+            chunks += 1;
+        }
+        assert!(chunks > 50, "{chunks} chunks");
+        assert_eq!((stats.records, stats.other_types), (100_000, 100_000));
+        // Elements come out whole and in order, whatever the boundaries of the reads.
+        let (lines, _, _) = read_all(&text.as_bytes()[..5000], 4096, 1024);
+        assert!(lines.len() > 50);
+        for line in &lines[..lines.len() - 1] {
+            assert_eq!(line, element.as_bytes());
+        }
+    }
+
+    /// An element over the cap is one bad record, skipped without being held; one cut short by
+    /// the end of the file too; the others are read, in arrays pretty-printed or not.
+    #[test]
+    fn array_elements_over_the_cap_or_cut_short_are_bad_records() {
+        let kept = |id: u64| {
+            format!(
+                "{{\n  \"id\": \"{id}\",\n  \"type\": \"WatchEvent\",\n  \"repo\": {{\"id\": 1, \"name\": \"a/b\"}},\n  \"payload\": {{\"action\": \"started\"}},\n  \"created_at\": \"2026-11-30T10:00:00Z\"\n}}"
+            )
+        };
+        let huge = format!("{{\"id\":\"8\",\"pad\":[\"{}\"]}}", "x".repeat(200_000));
+        let text = format!(
+            "  [\n{},\n{huge},\n{}\n,\n[1,{{\"a\":[]}}],\n{}",
+            kept(7),
+            kept(9),
+            &kept(10)[..40]
+        );
+        let (lines, stats, largest) = read_all(text.as_bytes(), 4096, 16 * 1024);
+        let ids: Vec<u64> = lines
+            .iter()
+            .filter_map(|l| match parse::parse_record(l) {
+                parse::RecordOutcome::Kept(e) => Some(e.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, [7, 9]);
+        // Kept 7 and 9; the huge element, the nested array and the cut one are bad.
+        assert_eq!((stats.records, stats.malformed), (5, 3), "{stats:?}");
+        assert!(largest < 4096 + 2 * 16 * 1024, "a chunk of {largest} bytes");
+    }
+
+    #[test]
+    fn what_follows_an_array_is_one_bad_record_unless_it_is_another_array() {
+        let e = r#"{"id":"1","type":"PushEvent"}"#;
+        let (lines, stats, _) = read_all(format!("[{e}] \n [{e},{e}]\n").as_bytes(), 4096, 1024);
+        assert_eq!((lines.len(), stats.malformed), (3, 0));
+        let (lines, stats, _) = read_all(format!("[{e}] garbage [{e}]").as_bytes(), 4096, 1024);
+        assert_eq!((lines.len(), stats.malformed, stats.records), (1, 1, 2));
+        let (lines, stats, _) = read_all(b"[ ]", 4096, 1024);
+        assert_eq!((lines.len(), stats.records), (0, 0));
+        // A line break inside a string is not JSON: the element is never kept.
+        let e = r#"{"id":"1","type":"WatchEvent","repo":{"id":1,"name":"a/
+b"},"payload":{"action":"started"},"created_at":"2026-11-30T10:00:00Z"}"#;
+        let (lines, stats, _) = read_all(format!("[{e}]").as_bytes(), 4096, 1024);
+        assert_eq!((lines.len(), stats.records, stats.kept_total()), (1, 1, 0));
+        let (_, stats, _) = read_all(format!("[{}]", e.replace('\n', "")).as_bytes(), 4096, 1024);
+        assert_eq!(stats.kept_total(), 1);
     }
 }

@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 use super::{EventBatch, EventSource, SourceError};
 use crate::id_set::{IdSet, RecentIds};
 use crate::parse::{ParseStats, RecordOutcome, parse_record};
+use crate::source::same_host_redirects;
 
 mod config;
 mod state;
@@ -42,8 +43,8 @@ mod status;
 
 pub(crate) use config::redact_url;
 pub use config::{
-    DEFAULT_API_URL, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT, GitHubConfig,
-    MAX_HEADER_WAIT_SECS,
+    DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT,
+    GitHubConfig, MAX_HEADER_WAIT_SECS,
 };
 use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
@@ -151,6 +152,7 @@ impl GitHubPoller {
             .user_agent(config.user_agent.clone())
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
+            .redirect(same_host_redirects())
             .build()
             .map_err(|e| SourceError::Config(format!("cannot build HTTP client: {e}")))?;
         if let Some(dir) = &config.events_dir {
@@ -292,11 +294,12 @@ impl GitHubPoller {
             .map_err(|e| describe_http_error(&e, self.config.request_timeout))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
+        let body = read_capped(response, self.config.max_page_bytes)
             .await
-            .map_err(|e| describe_http_error(&e, self.config.request_timeout))?
-            .to_vec();
+            .map_err(|e| match e {
+                BodyError::Http(e) => describe_http_error(&e, self.config.request_timeout),
+                BodyError::TooLarge(message) => message,
+            })?;
         Ok(Answer {
             status,
             rate: RateLimit {
@@ -493,6 +496,13 @@ impl GitHubPoller {
             {
                 self.rate_limited(poll, &first)
             }
+            status if status.is_redirection() => {
+                let message = format!(
+                    "GitHub answered HTTP {} redirecting to another host, not followed",
+                    status.as_u16()
+                );
+                self.fail(poll, message, first.retry_after)
+            }
             status => {
                 let message = format!(
                     "GitHub answered HTTP {status}{}",
@@ -539,6 +549,14 @@ impl GitHubPoller {
                 }
             };
             rate_wait = self.note_rate_limit(answer.rate);
+            if answer.status.is_redirection() {
+                page_error = Some(format!(
+                    "page {}: GitHub answered HTTP {} redirecting to another host, not followed",
+                    bodies.len() + 1,
+                    answer.status.as_u16()
+                ));
+                break;
+            }
             if answer.status != StatusCode::OK {
                 page_error = Some(format!(
                     "page {}: GitHub answered HTTP {}{}",
@@ -610,16 +628,11 @@ impl GitHubPoller {
                 }
             }
             new_events += 1;
-            stats.records += 1;
-            match parse_record(element.get().as_bytes()) {
-                RecordOutcome::Kept(event) => {
-                    stats.kept[event.event_type.index()] += 1;
-                    events.push(event);
-                }
-                RecordOutcome::OtherType => stats.other_types += 1,
-                RecordOutcome::Malformed => stats.malformed += 1,
-                RecordOutcome::Unsupported => stats.unsupported += 1,
+            let outcome = parse_record(element.get().as_bytes());
+            if let RecordOutcome::Invalid(reason) = &outcome {
+                warn!(id, error = %reason, "github sent an event no store may hold, skipped");
             }
+            stats.count(outcome, &mut events);
         }
         let overlaps = if poll.previous_poll_ids.is_empty() || ids.is_empty() {
             None
@@ -654,6 +667,7 @@ impl GitHubPoller {
             c.new_events += new_events;
             c.duplicate_events += duplicates;
             c.kept_events += events.len() as u64;
+            c.invalid_events += stats.invalid;
             match overlaps {
                 Some(true) => c.overlapping_polls += 1,
                 Some(false) => c.gaps += 1,
@@ -783,6 +797,38 @@ fn next_link(headers: &HeaderMap, base: &Url) -> Option<Url> {
         }
     }
     None
+}
+
+/// Why an answer's body was not read.
+enum BodyError {
+    Http(reqwest::Error),
+    TooLarge(String),
+}
+
+/// Reads `response`'s body, refusing one over `cap` bytes: by its `Content-Length` before
+/// reading anything, and by counting what arrives (a body may be chunked, or lie about its
+/// length), so no more than `cap` bytes are ever held.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    let too_large = |what: String| {
+        BodyError::TooLarge(format!(
+            "GitHub's answer is larger than the {cap}-byte page cap ({what}), not read"
+        ))
+    };
+    let declared = response.content_length();
+    if let Some(length) = declared.filter(|&l| l > cap as u64) {
+        return Err(too_large(format!("Content-Length {length}")));
+    }
+    let mut body = Vec::with_capacity(declared.map_or(0, |l| l as usize));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large(format!(
+                "{} bytes and more",
+                body.len() + chunk.len()
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `: <message>` from a GitHub error body (`{"message": …}`), short; empty otherwise.

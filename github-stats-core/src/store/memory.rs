@@ -280,15 +280,14 @@ impl Shared {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Writers are serialised by `writer`: what is fresh now is fresh until applied.
         let fresh = self.read().fresh(events);
+        // Nothing the log would cut (a name over 65,535 bytes, an action over 255) or the index
+        // would wrap (a time outside `u32` seconds) gets in: `Event::check_storable`.
         for e in &fresh {
-            let ts = e.timestamp();
-            if u32::try_from(ts).is_err() {
-                let at = utc_from_timestamp(ts).map_or_else(|| ts.to_string(), |t| t.to_string());
-                return Err(StoreError::InvalidEvent {
+            e.check_storable()
+                .map_err(|reason| StoreError::InvalidEvent {
                     id: e.id(),
-                    reason: format!("created_at {at} is outside 1970-2106"),
-                });
-            }
+                    reason: reason.to_string(),
+                })?;
         }
         // Aggregated before taking the index, so that readers wait for the merge only.
         let delta = Delta::new(&fresh);

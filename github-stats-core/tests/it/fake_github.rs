@@ -3,6 +3,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,9 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Wait this long before answering (a slow GitHub).
     pub delay: Duration,
+    /// Instead of `body`: this many spaces after a `[`, sent chunked (no `Content-Length`) as
+    /// they are read, and a count of the bytes read so far.
+    pub endless: Option<(u64, Arc<AtomicU64>)>,
 }
 
 impl Reply {
@@ -29,6 +33,7 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
             delay: Duration::ZERO,
+            endless: None,
         }
     }
 
@@ -51,6 +56,7 @@ impl Reply {
             headers,
             body,
             delay: Duration::ZERO,
+            endless: None,
         }
     }
 
@@ -80,6 +86,13 @@ impl Reply {
     pub fn body(mut self, body: Vec<u8>) -> Reply {
         self.body = body;
         self
+    }
+
+    /// A chunked body of `bytes` bytes, made as it is sent; returns the count of bytes sent.
+    pub fn endless(mut self, bytes: u64) -> (Reply, Arc<AtomicU64>) {
+        let sent = Arc::new(AtomicU64::new(0));
+        self.endless = Some((bytes, Arc::clone(&sent)));
+        (self, sent)
     }
 
     pub fn delay(mut self, delay: Duration) -> Reply {
@@ -268,5 +281,36 @@ async fn answer(shared: &Mutex<Shared>, req: Request) -> Response {
     for (k, v) in &reply.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    builder.body(reply.body)
+    match reply.endless {
+        Some((bytes, sent)) => {
+            builder.body(poem::Body::from_async_read(Spaces { left: bytes, sent }))
+        }
+        None => builder.body(reply.body),
+    }
+}
+
+/// `[` and spaces, counted as they are read.
+struct Spaces {
+    left: u64,
+    sent: Arc<AtomicU64>,
+}
+
+impl tokio::io::AsyncRead for Spaces {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.left).min(64 * 1024) as usize;
+        if n > 0 {
+            let first = self.sent.fetch_add(n as u64, Ordering::SeqCst) == 0;
+            let at = buf.filled().len();
+            buf.put_slice(&vec![b' '; n]);
+            if first {
+                buf.filled_mut()[at] = b'[';
+            }
+            self.left -= n as u64;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
 }

@@ -604,3 +604,34 @@ async fn failing_sources_neither_spin_nor_hang() {
     assert_eq!(fatal.pulls.load(Ordering::SeqCst), 1);
     assert!(report.source_error_messages[0].contains("no such API"));
 }
+
+/// A saved poll file holding events no store may hold (a 70,000-character repository name, a
+/// time in 2200): the loop's status counts them as invalid, and the store never sees them.
+#[tokio::test]
+async fn invalid_events_are_counted_in_the_status_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut values = fixtures::json_records("api-responses/events-2020-04-25/01.body.json");
+    let kept_at: Vec<usize> = (0..values.len())
+        .filter(|&i| !kept_ids(&values[i..=i]).is_empty())
+        .collect();
+    values[kept_at[0]]["repo"]["name"] = Value::from(format!("a/{}", "b".repeat(70_000)));
+    values[kept_at[1]]["created_at"] = Value::from("2200-01-01T00:00:00Z");
+    let path = dir.path().join("2020-04-25T10-00-00.json");
+    std::fs::write(&path, serde_json::to_vec(&values).unwrap()).unwrap();
+
+    let store = Arc::new(MemoryStore::new());
+    let handle = Ingest::spawn(
+        Arc::new(FileSource::new(vec![path])),
+        store.clone(),
+        fast_config(),
+        CancellationToken::new(),
+    );
+    let status = handle.status();
+    let report = handle.join().await.unwrap();
+    assert!(report.completed);
+    assert_eq!(report.stats.invalid, 2);
+    assert_eq!(status.snapshot().invalid, 2);
+    let valid = kept_ids(&values).len() as u64 - 2;
+    assert_eq!(store.total_events().await.unwrap(), valid);
+    assert_eq!(report.inserted, valid);
+}

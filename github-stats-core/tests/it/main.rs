@@ -13,3 +13,4 @@ mod memory;
 mod merged;
 mod parse_real_data;
 mod poller;
+mod properties;

@@ -526,3 +526,128 @@ async fn a_rate_limit_answer_repeated_forever_backs_off() {
     assert!(gap(&seen[4], &seen[5]) >= Duration::from_millis(40));
     assert_eq!(poller.status().snapshot().counters.rate_limited, 6);
 }
+
+/// An answer over the page cap is a failed poll, whether its `Content-Length` says so or a
+/// chunked body grows past it (read no further: a 1 GiB body costs the cap, not a gigabyte),
+/// retried with backoff; a later page over the cap ends the poll with the pages before it.
+#[tokio::test]
+async fn an_answer_over_the_page_cap_is_a_failed_poll_retried_with_backoff() {
+    let fake = FakeGitHub::start(vec![]).await;
+    let body = recorded_events(RECENT, 1);
+    // The largest recorded page is 743 KB (100 events of 2017, pretty-printed).
+    let cap = 1 << 20;
+    let paged = recorded_events(PAGES, 1);
+    let four_pages: Vec<Value> = paged
+        .iter()
+        .cycle()
+        .take(4 * paged.len())
+        .cloned()
+        .collect();
+    assert!(serde_json::to_vec(&four_pages).unwrap().len() > cap);
+    fake.push(Reply::events(&four_pages, "W/\"big\""));
+    let (endless, sent) = Reply::new(200).endless(1 << 30);
+    fake.push(endless);
+    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
+    // Page 1 linking to a page 2 over the cap.
+    fake.push(
+        Reply::recorded(PAGES, 1, &fake.url)
+            .header("X-Poll-Interval", 1)
+            .header("ETag", "W/\"paged\""),
+    );
+    fake.push(Reply::events(&four_pages, "W/\"big-page-2\""));
+
+    let mut config = config(&fake.url, 1);
+    config.max_page_bytes = cap;
+    let poller = GitHubPoller::new(config).unwrap();
+
+    let first = poller.next_batch().await.unwrap_err().to_string();
+    assert!(
+        first.contains("page cap") && first.contains("Content-Length"),
+        "{first}"
+    );
+    let second = poller.next_batch().await.unwrap_err().to_string();
+    assert!(second.contains("page cap"), "{second}");
+    assert!(
+        sent.load(std::sync::atomic::Ordering::SeqCst) < 64 << 20,
+        "the endless body was read on: {} bytes sent",
+        sent.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    let status = poller.status().snapshot();
+    assert_eq!(status.counters.failed_polls, 2);
+    assert_eq!(status.consecutive_failures, 2);
+
+    let batch = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(ids(&batch), kept_ids(&body));
+    let seen = fake.polls();
+    for pair in seen.windows(2) {
+        assert!(
+            gap(&pair[0], &pair[1]) >= Duration::from_millis(10),
+            "backoff"
+        );
+    }
+
+    let first_page = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(ids(&first_page), kept_ids(&paged));
+    let status = poller.status().snapshot();
+    let error = status.last_error.unwrap();
+    assert!(
+        error.contains("page 2") && error.contains("page cap"),
+        "{error}"
+    );
+    assert_eq!(status.consecutive_failures, 0, "the poll itself succeeded");
+}
+
+/// A redirect is followed on the API's own host; one to another host is a failed poll, and
+/// that host never hears from us (nor is its answer stored).
+#[tokio::test]
+async fn redirects_are_followed_on_the_same_host_only() {
+    let elsewhere = FakeGitHub::start(vec![]).await;
+    elsewhere.set_fallback(Reply::recorded(OLDER, 1, &elsewhere.url).without_header("Link"));
+    let fake = FakeGitHub::start(vec![]).await;
+    fake.push(Reply::new(301).header(
+        "Location",
+        format!("{}/events?per_page=100&moved=1", fake.url),
+    ));
+    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
+    let other_host = elsewhere.url.replace("127.0.0.1", "localhost");
+    fake.push(Reply::new(302).header("Location", format!("{other_host}/events")));
+    let mut config = config(&fake.url, 1);
+    config.token = Some("ghp_stay_home".into());
+    let poller = GitHubPoller::new(config).unwrap();
+
+    let moved = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(ids(&moved), kept_ids(&recorded_events(RECENT, 1)));
+    let seen = fake.seen();
+    assert_eq!(seen[1].uri, "/events?per_page=100&moved=1", "{seen:#?}");
+
+    let err = poller.next_batch().await.unwrap_err().to_string();
+    assert!(err.contains("302") && err.contains("another host"), "{err}");
+    assert!(elsewhere.seen().is_empty(), "{:#?}", elsewhere.seen());
+    assert_eq!(poller.status().snapshot().counters.failed_polls, 1);
+}
+
+/// Events of the kept types whose fields no store may hold (a 70,000-character repository
+/// name, an id of 0, a time in 2200) are counted as invalid, never handed to the store.
+#[tokio::test]
+async fn invalid_events_are_counted_and_never_handed_on() {
+    let fake = FakeGitHub::start(vec![]).await;
+    let mut events = recorded_events(RECENT, 1);
+    let kept: Vec<usize> = (0..events.len())
+        .filter(|&i| !kept_ids(&events[i..=i]).is_empty())
+        .collect();
+    assert!(kept.len() >= 4, "{} kept events", kept.len());
+    events[kept[0]]["repo"]["name"] = Value::from(format!("a/{}", "b".repeat(70_000)));
+    events[kept[1]]["id"] = Value::from("0");
+    events[kept[2]]["created_at"] = Value::from("2200-01-01T00:00:00Z");
+    fake.push(Reply::events(&events, "W/\"odd\""));
+    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+
+    let batch = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(batch.stats.invalid, 3);
+    let valid: Vec<Value> = kept[3..].iter().map(|&i| events[i].clone()).collect();
+    assert_eq!(ids(&batch), kept_ids(&valid));
+    assert!(batch.events.iter().all(|e| e.validate().is_ok()));
+    let counters = poller.status().snapshot().counters;
+    assert_eq!(counters.invalid_events, 3);
+    assert_eq!(counters.kept_events, valid.len() as u64);
+}

@@ -43,6 +43,10 @@ const SAME_AS_HEALTH: &[(&str, &str)] = &[
         "/poller/counters/kept_events",
     ),
     (
+        "github_stats_poller_events_invalid_total",
+        "/poller/counters/invalid_events",
+    ),
+    (
         "github_stats_poller_overlapping_polls_total",
         "/poller/counters/overlapping_polls",
     ),
@@ -80,6 +84,10 @@ const SAME_AS_HEALTH: &[(&str, &str)] = &[
     (
         "github_stats_ingest_received_events_total",
         "/ingest/received",
+    ),
+    (
+        "github_stats_ingest_invalid_events_total",
+        "/ingest/invalid",
     ),
     ("github_stats_ingest_read_bytes_total", "/ingest/bytes"),
     (

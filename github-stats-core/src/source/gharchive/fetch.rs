@@ -164,7 +164,7 @@ impl Fetcher {
         let client = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
-            .redirect(same_host_redirects())
+            .redirect(crate::source::same_host_redirects())
             .build()
             .map_err(|e| SourceError::Config(format!("cannot build HTTP client: {e}")))?;
         Ok(Fetcher {
@@ -364,7 +364,8 @@ impl Fetcher {
             Location::Dir(dir) => {
                 let path = dir.join(&name);
                 tokio::task::spawn_blocking(move || {
-                    let file = match std::fs::File::open(&path) {
+                    // Only a regular file: a FIFO in the mirror would block this thread forever.
+                    let file = match crate::source::file::open_regular_file(&path) {
                         Ok(file) => file,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
                             return Err(AttemptError::NotPublished(format!(
@@ -477,23 +478,6 @@ impl Fetcher {
             (parsed, None) => parsed,
         }
     }
-}
-
-/// Follows redirects only within the host (and port) first asked, at most 5: a mirror may
-/// move a path, but nothing sends our requests elsewhere.
-fn same_host_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first();
-        let same = first.is_some_and(|first| {
-            first.host_str() == attempt.url().host_str()
-                && first.port_or_known_default() == attempt.url().port_or_known_default()
-        });
-        if same && attempt.previous().len() <= 5 {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
 }
 
 /// A transport error in words.

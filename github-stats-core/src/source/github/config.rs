@@ -14,6 +14,10 @@ pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 60;
 /// away, plus a margin.
 pub const MAX_HEADER_WAIT_SECS: f64 = 3700.0;
 
+/// The largest answer read from GitHub by default: 16 MiB. A page of 100 events is 100-400 KB;
+/// a larger answer is damage or an attack, and reading it whole would take that much memory.
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 16 << 20;
+
 /// The `User-Agent` sent by default (GitHub refuses requests without one).
 pub const DEFAULT_USER_AGENT: &str = concat!("github-stats/", env!("CARGO_PKG_VERSION"));
 
@@ -56,6 +60,10 @@ pub struct GitHubConfig {
     pub max_pages: u32,
     /// `per_page` of the first request (100, GitHub's maximum).
     pub per_page: u32,
+    /// The largest answer (one page, or an error body) read, in bytes
+    /// ([`DEFAULT_MAX_PAGE_BYTES`], 16 MiB). A longer page 1 is a failed poll, retried with
+    /// backoff; a longer later page ends the poll with the pages read before it.
+    pub max_page_bytes: usize,
     /// The `User-Agent` header.
     pub user_agent: String,
     /// How many recent event ids are remembered to drop repeats across overlapping polls
@@ -80,6 +88,7 @@ impl Default for GitHubConfig {
             rate_limit_threshold: 10,
             max_pages: 3,
             per_page: 100,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             recent_ids: 10_000,
             time_unit: Duration::from_secs(1),
@@ -118,6 +127,7 @@ impl fmt::Debug for GitHubConfig {
             .field("rate_limit_threshold", &self.rate_limit_threshold)
             .field("max_pages", &self.max_pages)
             .field("per_page", &self.per_page)
+            .field("max_page_bytes", &self.max_page_bytes)
             .field("user_agent", &self.user_agent)
             .field("recent_ids", &self.recent_ids)
             .field("time_unit", &self.time_unit)

@@ -43,6 +43,8 @@ pub(crate) enum StateFileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("state file {path} is larger than {MAX_STATE_BYTES} bytes: not poller state")]
+    TooLarge { path: PathBuf },
     #[error("state file {path} is not valid poller state: {source}")]
     Corrupt {
         path: PathBuf,
@@ -57,18 +59,31 @@ pub(crate) enum StateFileError {
     },
 }
 
-/// Loads the state at `path`: `Ok(None)` when there is none yet.
+/// The largest state file read: the state of a poll of 300 events is about 10 KB.
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// Loads the state at `path`: `Ok(None)` when there is none yet. A file over
+/// [`MAX_STATE_BYTES`] is not read (it is not ours), but reported.
 pub(crate) fn load(path: &Path) -> Result<Option<PollState>, StateFileError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateFileError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    use std::io::Read;
+    let read = |source| StateFileError::Read {
+        path: path.to_path_buf(),
+        source,
     };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(read(source)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return Err(StateFileError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|source| StateFileError::Corrupt {
@@ -111,5 +126,9 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
         std::fs::write(&path, b"{\"etag\": ").unwrap();
         assert!(matches!(load(&path), Err(StateFileError::Corrupt { .. })));
+        // Valid JSON, but far larger than any state: not read whole.
+        let huge = format!("{{\"etag\": \"{}\"}}", "x".repeat(MAX_STATE_BYTES as usize));
+        std::fs::write(&path, huge).unwrap();
+        assert!(matches!(load(&path), Err(StateFileError::TooLarge { .. })));
     }
 }

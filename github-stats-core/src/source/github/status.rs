@@ -29,6 +29,9 @@ pub struct CoverageCounters {
     pub duplicate_events: u64,
     /// New events of the kept types, handed to the store.
     pub kept_events: u64,
+    /// New events of the kept types with a field no store may hold (a repository name GitHub
+    /// does not allow, a time outside 1970-2105, …): skipped, not stored.
+    pub invalid_events: u64,
     /// Polls sharing at least one event with the previous one: nothing was missed in between.
     pub overlapping_polls: u64,
     /// Polls sharing no event with the previous one: events were missed in between (a gap).

@@ -208,18 +208,12 @@ impl ClickHouseStore {
     }
 }
 
-/// Times `DateTime` can hold: seconds in `u32`.
+/// What every store holds without cutting or mangling it ([`Event::check_storable`]): here above
+/// all a time that `DateTime` and ClickHouse's date functions handle (1970 to 2105).
 fn check_storable(e: &Event) -> Result<(), StoreError> {
-    let ts = e.timestamp();
-    if (0..=i64::from(u32::MAX)).contains(&ts) {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidEvent {
+    e.check_storable()
+        .map_err(|reason| StoreError::InvalidEvent {
             id: e.id,
-            reason: format!(
-                "created_at {} is outside ClickHouse's DateTime range (1970 to 2106)",
-                e.created_at
-            ),
+            reason: reason.to_string(),
         })
-    }
 }

@@ -3,7 +3,7 @@
 //! buffer: two allocations for a batch instead of two per event, a third of the cost of cloning
 //! the events.
 
-use crate::event::{Event, EventType};
+use crate::event::{Event, EventType, InvalidEvent, check_storable_fields};
 
 /// The fields of an event the store keeps.
 pub(crate) trait EventFields {
@@ -18,6 +18,11 @@ pub(crate) trait EventFields {
     /// Whether this event opens a pull request.
     fn is_pull_request_opened(&self) -> bool {
         self.event_type() == EventType::PullRequestEvent && self.action() == "opened"
+    }
+
+    /// [`Event::check_storable`]: whether the log and the indexes can hold it as it is.
+    fn check_storable(&self) -> Result<(), InvalidEvent> {
+        check_storable_fields(self.repo_name(), self.action(), self.timestamp())
     }
 }
 
