@@ -332,7 +332,7 @@ async fn two_processes_migrating_at_once_both_succeed() {
         &format!("SELECT DISTINCT version FROM {database}.schema_migrations ORDER BY version"),
     )
     .await;
-    assert_eq!(versions.trim(), "1\n2\n3\n4");
+    assert_eq!(versions.trim(), "1\n2\n3\n4\n5");
     let health = b.health().await;
     assert!(health.connected);
     assert_eq!(health.total_events, 1);
@@ -487,7 +487,10 @@ async fn a_version_1_database_is_upgraded_with_its_events_counted() {
     for half in ["id % 2 = 0", "id % 2 = 1"] {
         sql(
             &url,
-            &format!("INSERT INTO {database}.events SELECT * FROM {from} WHERE {half}"),
+            &format!(
+                "INSERT INTO {database}.events SELECT id, event_type, repo_id, repo_name, \
+                 created_at, action FROM {from} WHERE {half}"
+            ),
         )
         .await;
     }
@@ -502,7 +505,7 @@ async fn a_version_1_database_is_upgraded_with_its_events_counted() {
         &format!("SELECT DISTINCT version FROM {database}.schema_migrations ORDER BY version"),
     )
     .await;
-    assert_eq!(versions.trim(), "1\n2\n3\n4");
+    assert_eq!(versions.trim(), "1\n2\n3\n4\n5");
     let gone = sql(
         &url,
         &format!(
