@@ -15,7 +15,7 @@ use github_stats_core::{
     Event, EventStore, EventType, MetricsQuery, RepoName, SharedStore, StoreError, TimeWindow,
 };
 
-fn clickhouse_url(test: &str) -> Option<String> {
+pub fn clickhouse_url(test: &str) -> Option<String> {
     match std::env::var("CLICKHOUSE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -25,7 +25,7 @@ fn clickhouse_url(test: &str) -> Option<String> {
     }
 }
 
-fn config(url: &str, database: &str) -> ClickHouseConfig {
+pub fn config(url: &str, database: &str) -> ClickHouseConfig {
     ClickHouseConfig::new(url)
         .with_database(database)
         .with_request_timeout(Duration::from_secs(60))
@@ -43,7 +43,7 @@ async fn fresh_store(url: &str, name: &str) -> ClickHouseStore {
         .expect("connect to a fresh database")
 }
 
-fn recorded_events() -> Vec<Event> {
+pub fn recorded_events() -> Vec<Event> {
     conformance::fixtures::recorded_events()
         .iter()
         .filter_map(|v| match parse_record(v.to_string().as_bytes()) {
@@ -58,7 +58,7 @@ fn t(s: i64) -> DateTime<chrono::Utc> {
 }
 
 /// Every metric of a store over `events`, to compare before and after something.
-async fn snapshot(store: &dyn github_stats_core::Store, events: &[Event]) -> String {
+pub async fn snapshot(store: &dyn github_stats_core::Store, events: &[Event]) -> String {
     let min = events.iter().map(Event::timestamp).min().unwrap();
     let max = events.iter().map(Event::timestamp).max().unwrap();
     let window = TimeWindow::new(t(min), t(max + 1)).unwrap();

@@ -37,7 +37,7 @@ impl Cluster {
     }
 }
 
-fn cluster(test: &str) -> Option<Cluster> {
+pub fn two_shard_cluster(test: &str) -> Option<Cluster> {
     let name = std::env::var("CLICKHOUSE_CLUSTER_NAME").unwrap_or_default();
     let urls = std::env::var("CLICKHOUSE_CLUSTER_URLS").unwrap_or_default();
     if name.is_empty() || urls.is_empty() {
@@ -138,7 +138,7 @@ async fn passes_the_conformance_suite(cluster: Cluster, prefix: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_store_passes_the_conformance_suite() {
-    let Some(cluster) = cluster("cluster_store_passes_the_conformance_suite") else {
+    let Some(cluster) = two_shard_cluster("cluster_store_passes_the_conformance_suite") else {
         return;
     };
     passes_the_conformance_suite(cluster, "conf").await;
@@ -159,7 +159,7 @@ async fn replicated_store_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     let name = "gh_archive_hour";
-    let Some(cluster) = cluster(name) else {
+    let Some(cluster) = two_shard_cluster(name) else {
         return;
     };
     a_gh_archive_hour_through(&cluster, name).await;
@@ -390,7 +390,7 @@ async fn a_gh_archive_hour_through(cluster: &Cluster, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misconfigured_cluster_is_a_config_error() {
     let name = "misconfigured";
-    let Some(cluster) = cluster(name) else {
+    let Some(cluster) = two_shard_cluster(name) else {
         return;
     };
     let timeout = Duration::from_secs(30);
@@ -431,7 +431,7 @@ async fn a_misconfigured_cluster_is_a_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
     let name = "shard_down";
-    if cluster(name).is_none() {
+    if two_shard_cluster(name).is_none() {
         return;
     }
     let mut shards = [

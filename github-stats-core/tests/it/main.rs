@@ -14,3 +14,5 @@ mod merged;
 mod parse_real_data;
 mod poller;
 mod properties;
+#[cfg(feature = "clickhouse")]
+mod races;

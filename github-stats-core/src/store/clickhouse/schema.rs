@@ -876,7 +876,7 @@ impl Schema {
             "SELECT writer, toUInt32(created_at) AS t, toInt8(event_type) AS code, repo_name \
              FROM {} FINAL \
              WHERE created_at >= toDateTime(?) AND created_at <= toDateTime(?) \
-             AND id IN (SELECT arrayJoin(?))",
+             AND id IN (SELECT toUInt64(arrayJoin(?)))",
             self.table("events")
         )
     }
@@ -949,7 +949,7 @@ impl Schema {
         format!(
             "SELECT DISTINCT id FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at <= toDateTime(?) \
-             AND id IN (SELECT arrayJoin(?))",
+             AND id IN (SELECT toUInt64(arrayJoin(?)))",
             self.table("events")
         )
     }
