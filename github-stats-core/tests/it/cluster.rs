@@ -100,18 +100,23 @@ pub async fn fresh_store_with(
 ) -> ClickHouseStore {
     let database = format!("gs_cl_{name}");
     let timeout = Duration::from_secs(60);
-    let old = ClickHouseStore::connect(adjust(config(cluster, &database, timeout)))
+    drop_everywhere(cluster, &database).await;
+    ClickHouseStore::connect(adjust(config(cluster, &database, timeout)))
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "the cluster {} is set but does not answer: {e}",
+                "the cluster {} is set but a fresh database cannot be made on it: {e}",
                 cluster.name
             )
-        });
-    old.drop_database().await.expect("drop database");
-    ClickHouseStore::connect(adjust(config(cluster, &database, timeout)))
-        .await
-        .expect("connect to a fresh database")
+        })
+}
+
+/// Drops `database` on every node of `cluster` (a replicated table's ZooKeeper path goes with
+/// its last replica); fails when a node does not answer.
+pub async fn drop_everywhere(cluster: &Cluster, database: &str) {
+    for url in &cluster.urls {
+        sql(url, &format!("DROP DATABASE IF EXISTS {database}")).await;
+    }
 }
 
 pub async fn sql_u64(url: &str, query: &str) -> u64 {

@@ -16,3 +16,5 @@ mod poller;
 mod properties;
 #[cfg(feature = "clickhouse")]
 mod races;
+#[cfg(feature = "clickhouse")]
+mod replicated;
