@@ -59,6 +59,20 @@ fn t(s: i64) -> DateTime<chrono::Utc> {
 
 /// Every metric of a store over `events`, to compare before and after something.
 pub async fn snapshot(store: &dyn github_stats_core::Store, events: &[Event]) -> String {
+    let mut repos: Vec<&str> = events.iter().map(|e| e.repo_name.as_str()).collect();
+    repos.sort_unstable();
+    repos.dedup();
+    repos.truncate(300);
+    snapshot_of(store, events, &repos).await
+}
+
+/// The same, with the per-repository metrics of `repos` only (each a few queries: through a
+/// cluster, hundreds of repositories take tens of seconds).
+pub async fn snapshot_of(
+    store: &dyn github_stats_core::Store,
+    events: &[Event],
+    repos: &[&str],
+) -> String {
     let min = events.iter().map(Event::timestamp).min().unwrap();
     let max = events.iter().map(Event::timestamp).max().unwrap();
     let window = TimeWindow::new(t(min), t(max + 1)).unwrap();
@@ -73,14 +87,7 @@ pub async fn snapshot(store: &dyn github_stats_core::Store, events: &[Event]) ->
             .counts,
         store.top_repositories(25).await.unwrap(),
     );
-    let mut repos: Vec<&str> = events.iter().map(|e| e.repo_name.as_str()).collect();
-    repos.sort_unstable();
-    repos.dedup();
-    for name in repos
-        .iter()
-        .filter_map(|r| r.parse::<RepoName>().ok())
-        .take(300)
-    {
+    for name in repos.iter().filter_map(|r| r.parse::<RepoName>().ok()) {
         let avg = store.pr_average(&name).await.unwrap();
         let counts = store.repo_event_counts(&name).await.unwrap();
         // The middle of the span: whole hours from the hourly PR states, edges from events.

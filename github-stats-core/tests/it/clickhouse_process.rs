@@ -165,30 +165,24 @@ impl Drop for ClickHouseProcess {
 }
 
 /// The replicated cluster of `scripts/clickhouse-replicated.sh` (ZooKeeper, two shards of two
-/// replicas): `CLICKHOUSE_REPLICATED_CLUSTER_NAME`, `CLICKHOUSE_REPLICATED_CLUSTER_URLS` (s1r1,
-/// s1r2, s2r1, s2r2) and `CLICKHOUSE_REPLICATED_CTL`, the script that kills and starts its
-/// processes.
+/// replicas): `CLICKHOUSE_REPLICATED_CLUSTER_NAME` and `CLICKHOUSE_REPLICATED_CLUSTER_URLS`
+/// (s1r1, s1r2, s2r1, s2r2). These tests leave every process running; the ones that stop some
+/// (with `CLICKHOUSE_REPLICATED_CTL`) are the server's, in another test binary, which cargo runs
+/// after this one.
 pub struct Replicated {
     pub name: String,
     pub urls: Vec<String>,
-    ctl: PathBuf,
 }
-
-/// Tests that stop part of the replicated cluster hold this for writing; every other test using
-/// the cluster holds it for reading, so none sees a node it did not stop go away.
-pub static REPLICATED_CLUSTER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The replicated cluster, or `None` (with a notice) when `scripts/test.sh` did not start one.
 pub fn replicated(test: &str) -> Option<Replicated> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (name, urls, ctl) = (
+    let (Some(name), Some(urls)) = (
         var("CLICKHOUSE_REPLICATED_CLUSTER_NAME"),
         var("CLICKHOUSE_REPLICATED_CLUSTER_URLS"),
-        var("CLICKHOUSE_REPLICATED_CTL"),
-    );
-    let (Some(name), Some(urls), Some(ctl)) = (name, urls, ctl) else {
+    ) else {
         eprintln!(
-            "notice: CLICKHOUSE_REPLICATED_CLUSTER_NAME/_URLS/_CTL are not set, skipping the \
+            "notice: CLICKHOUSE_REPLICATED_CLUSTER_NAME/_URLS are not set, skipping the \
              replicated ClickHouse cluster test {test}"
         );
         return None;
@@ -199,51 +193,5 @@ pub fn replicated(test: &str) -> Option<Replicated> {
         4,
         "CLICKHOUSE_REPLICATED_CLUSTER_URLS: two shards of two replicas expected"
     );
-    Some(Replicated {
-        name,
-        urls,
-        ctl: PathBuf::from(ctl),
-    })
-}
-
-/// The cluster's processes, as `CLICKHOUSE_REPLICATED_CTL` names them, with `urls`' order.
-pub const REPLICAS: [&str; 4] = ["s1r1", "s1r2", "s2r1", "s2r2"];
-
-impl Replicated {
-    /// Runs the control script (`kill`, `stop` or `start` of some processes); they are dead,
-    /// or answering, when it returns.
-    pub async fn ctl(&self, command: &str, names: &[&str]) {
-        let ctl = self.ctl.clone();
-        let mut args = vec![command.to_owned()];
-        args.extend(names.iter().map(|n| (*n).to_owned()));
-        let output = tokio::task::spawn_blocking(move || Command::new(&ctl).args(&args).output())
-            .await
-            .unwrap()
-            .expect("the replicated cluster's control script runs");
-        assert!(
-            output.status.success(),
-            "{} {command} {names:?}: {}",
-            self.ctl.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Starts every process again when dropped (a test that failed half-way leaves the cluster
-    /// whole for the next one).
-    pub fn restarter(&self) -> Restarter {
-        Restarter {
-            ctl: self.ctl.clone(),
-        }
-    }
-}
-
-/// See [`Replicated::restarter`].
-pub struct Restarter {
-    ctl: PathBuf,
-}
-
-impl Drop for Restarter {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.ctl).arg("start").status();
-    }
+    Some(Replicated { name, urls })
 }

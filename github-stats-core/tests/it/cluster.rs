@@ -1,18 +1,19 @@
 //! The ClickHouse store in cluster mode, against real clusters: the two-shard cluster of
 //! `scripts/clickhouse-cluster.sh` (`CLICKHOUSE_CLUSTER_NAME`, `CLICKHOUSE_CLUSTER_URLS`, shard 1
 //! first) and the replicated one of `scripts/clickhouse-replicated.sh` (two shards of two
-//! replicas and ZooKeeper: `CLICKHOUSE_REPLICATED_CLUSTER_NAME`, `…_URLS`, `…_CTL`). Unset, each
+//! replicas and ZooKeeper: `CLICKHOUSE_REPLICATED_CLUSTER_NAME`, `…_URLS`). Unset, each
 //! test prints a notice and returns; set, a cluster that does not answer fails them. Every test
 //! (and every conformance case) works in a fresh database named after it.
 //!
 //! The shard-down test starts a two-server cluster of its own, which it may stop; the failures
-//! of the replicated cluster are in `replicated.rs`.
+//! of the replicated cluster are tested through the server
+//! (`github-stats-server/tests/api/replicated.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clickhouse_process::{ClickHouseProcess, REPLICATED_CLUSTER, replicated, sql};
+use crate::clickhouse_process::{ClickHouseProcess, replicated, sql};
 use chrono::DateTime;
 use github_stats_core::conformance::{self, event};
 use github_stats_core::parse::{ParseStats, parse_json_lines};
@@ -154,7 +155,6 @@ async fn replicated_store_passes_the_conformance_suite() {
     let Some(cluster) = replicated_cluster("replicated_store_passes_the_conformance_suite") else {
         return;
     };
-    let _shared = REPLICATED_CLUSTER.read().await;
     passes_the_conformance_suite(cluster, "rconf").await;
 }
 
@@ -177,7 +177,6 @@ async fn a_gh_archive_hour_through_the_replicated_cluster_has_exact_metrics() {
     let Some(cluster) = replicated_cluster(name) else {
         return;
     };
-    let _shared = REPLICATED_CLUSTER.read().await;
     a_gh_archive_hour_through(&cluster, name).await;
 }
 

@@ -11,7 +11,7 @@ use github_stats_core::conformance::event;
 use github_stats_core::{ClickHouseStore, EventStore, EventType, MemoryStore};
 
 use crate::clickhouse::{recorded_events, snapshot};
-use crate::clickhouse_process::{REPLICATED_CLUSTER, sql};
+use crate::clickhouse_process::sql;
 use crate::cluster::{config, drop_everywhere, fresh_store, replicated_cluster, sql_u64};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +20,6 @@ async fn a_version_1_replicated_database_is_upgraded_filling_each_shard_once() {
     let Some(cluster) = replicated_cluster(name) else {
         return;
     };
-    let _shared = REPLICATED_CLUSTER.read().await;
     let events = recorded_events();
     let one = MemoryStore::new();
     one.insert_events(&events).await.unwrap();

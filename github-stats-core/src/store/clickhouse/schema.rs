@@ -1567,7 +1567,10 @@ mod tests {
         assert!(!one.version_1_as_released().statements()[0].contains("writer"));
         let ddl = v5.statements().join("\n");
         assert!(!ddl.contains("ALTER TABLE"), "{ddl}");
-        assert!(ddl.contains("CREATE TABLE IF NOT EXISTS db.count_corrections ("), "{ddl}");
+        assert!(
+            ddl.contains("CREATE TABLE IF NOT EXISTS db.count_corrections ("),
+            "{ddl}"
+        );
         assert!(ddl.contains(") ENGINE = Null"), "{ddl}");
         for counts in ["hourly_type_counts", "repo_type_counts"] {
             assert!(
@@ -1593,8 +1596,14 @@ mod tests {
             .collect();
         assert_eq!(added, ["events_local", "events"]);
         let ddl = v5.statements().join("\n");
-        assert!(ddl.contains("TO db.hourly_type_counts_local AS SELECT"), "{ddl}");
-        assert!(ddl.contains("FROM db.count_corrections_local GROUP BY"), "{ddl}");
+        assert!(
+            ddl.contains("TO db.hourly_type_counts_local AS SELECT"),
+            "{ddl}"
+        );
+        assert!(
+            ddl.contains("FROM db.count_corrections_local GROUP BY"),
+            "{ddl}"
+        );
         assert!(
             ddl.contains(&format!(
                 "CREATE TABLE IF NOT EXISTS db.count_corrections AS db.count_corrections_local \
