@@ -13,7 +13,7 @@ use github_stats_core::MetricsQuery;
 use github_stats_core::{ClickHouseConfig, ClickHouseStore, Event, EventStore, MemoryStore};
 
 use crate::clickhouse::{clickhouse_url, recorded_events, snapshot_of};
-use crate::cluster::{Cluster, config_at, replicated_cluster};
+use crate::cluster::{Cluster, config_at, replicated_cluster, sync_replicas};
 
 /// How long after an insert the stores check for racing copies.
 const DELAY: Duration = Duration::from_secs(5);
@@ -33,8 +33,13 @@ fn distinct(events: &[Event]) -> u64 {
     ids.len() as u64
 }
 
-/// The race, between `a` and `b` (fresh, on the same empty database).
-async fn race(a: ClickHouseStore, b: ClickHouseStore) {
+/// The race, between `a` and `b` (fresh, on the same empty database, of `cluster` if any).
+async fn race(a: ClickHouseStore, b: ClickHouseStore, cluster: Option<&Cluster>) {
+    let sync = async || {
+        if let Some(cluster) = cluster {
+            sync_replicas(cluster, a.database()).await;
+        }
+    };
     let events = recorded_events();
     let third = events.len() / 3;
     // A's batch and B's batch share the middle third.
@@ -65,6 +70,8 @@ async fn race(a: ClickHouseStore, b: ClickHouseStore) {
     let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
     a.set_insert_gate(None);
     b.set_insert_gate(None);
+    // The writers wrote through different nodes: each replica gets the other's rows.
+    sync().await;
     // Both found nothing stored: the overlap went in twice, and the counts see it.
     assert_eq!(
         from_a.inserted + from_b.inserted,
@@ -106,6 +113,7 @@ async fn race(a: ClickHouseStore, b: ClickHouseStore) {
         exact_at >= DELAY,
         "taken back before the delay: {exact_at:?}"
     );
+    sync().await;
     // Every metric, through either writer (a replica may take a moment to fetch the
     // corrections: a few reads are allowed).
     for (store, name) in [(&a, "a"), (&b, "b")] {
@@ -134,6 +142,7 @@ async fn race(a: ClickHouseStore, b: ClickHouseStore) {
     // The count tables themselves are exact: merges and a recount change nothing.
     a.optimize_final().await.unwrap();
     a.recount().await.unwrap();
+    sync().await;
     assert_eq!(snapshot_of(&a, &events, &repos).await, expected);
 }
 
@@ -150,7 +159,7 @@ async fn two_writers_racing_count_as_one_on_one_server() {
     };
     let config = || crate::clickhouse::config(&url, "gs_race_one_server");
     connect(config()).await.drop_database().await.unwrap();
-    race(connect(config()).await, connect(config()).await).await;
+    race(connect(config()).await, connect(config()).await, None).await;
 }
 
 async fn race_through(cluster: &Cluster, database: &str) {
@@ -166,6 +175,7 @@ async fn race_through(cluster: &Cluster, database: &str) {
     race(
         connect(config_at(cluster, a_url, database, timeout)).await,
         connect(config_at(cluster, b_url, database, timeout)).await,
+        Some(cluster),
     )
     .await;
 }

@@ -12,7 +12,9 @@ use github_stats_core::{ClickHouseStore, EventStore, EventType, MemoryStore};
 
 use crate::clickhouse::{recorded_events, snapshot};
 use crate::clickhouse_process::sql;
-use crate::cluster::{config, drop_everywhere, fresh_store, replicated_cluster, sql_u64};
+use crate::cluster::{
+    config, drop_everywhere, fresh_store, replicated_cluster, sql_u64, sync_replicas,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_replicated_database_is_upgraded_filling_each_shard_once() {
@@ -27,6 +29,7 @@ async fn a_version_1_replicated_database_is_upgraded_filling_each_shard_once() {
     // The events, in a database of the current version, to copy from.
     let reference = fresh_store(&cluster, &format!("{name}_reference")).await;
     reference.insert_events(&events).await.unwrap();
+    sync_replicas(&cluster, reference.database()).await;
     assert_eq!(snapshot(&reference, &events).await, expected);
 
     // A replicated database as version 1 left it on every node, holding the events (inserted
@@ -63,6 +66,8 @@ async fn a_version_1_replicated_database_is_upgraded_filling_each_shard_once() {
         ClickHouseStore::connect(config(&cluster, &database, timeout)),
     );
     let (upgraded, other) = (a.unwrap(), b.unwrap());
+    // The other replicas receive the filled rows by replication.
+    sync_replicas(&cluster, &database).await;
     assert_eq!(snapshot(&upgraded, &events).await, expected);
     assert_eq!(snapshot(&other, &events).await, expected);
 
@@ -144,6 +149,7 @@ async fn a_version_1_replicated_database_is_upgraded_filling_each_shard_once() {
     one.insert_events(std::slice::from_ref(&late))
         .await
         .unwrap();
+    sync_replicas(&cluster, &database).await;
     let mut all = events.clone();
     all.push(late);
     assert_eq!(snapshot(&other, &all).await, snapshot(&one, &all).await);
