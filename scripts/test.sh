@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): checks its prerequisites, installs the system packages
-# the tests need when missing, starts a throwaway ClickHouse (and a two-shard cluster), runs
-# format, lint, tests, docs and the chDB check, and stops the servers whatever happens.
+# the tests need when missing, starts a throwaway ClickHouse, a two-shard cluster and a
+# replicated cluster (ZooKeeper and two shards of two replicas), runs format, lint, tests, docs
+# and the chDB check, and stops the servers whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/clickhouse.sh
 source scripts/clickhouse-cluster.sh
+source scripts/clickhouse-replicated.sh
 
-# Debian packages the run needs: ClickHouse for the store tests, chromium for the dashboard's
-# browser test (github-stats-server/tests/api/dashboard.rs), curl for the servers' readiness,
-# python3 with venv for the chDB check (scripts/chdb_check.sh).
+# Debian packages the run needs: ClickHouse for the store tests, ZooKeeper (with its Java) for
+# the replicated cluster's, chromium for the dashboard's browser test
+# (github-stats-server/tests/api/dashboard.rs), curl for the servers' readiness, python3 with
+# venv for the chDB check (scripts/chdb_check.sh).
 apt_packages=()
 # Everything else that cannot be installed here, with how to get it.
 missing=()
@@ -26,6 +29,9 @@ preflight() {
     fi
     command -v clickhouse-server >/dev/null 2>&1 ||
         apt_packages+=(clickhouse-server clickhouse-client)
+    if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then
+        apt_packages+=(zookeeper)
+    fi
     if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 &&
         [ -z "${CHROMIUM:-}" ]; then
         apt_packages+=(chromium)
@@ -60,9 +66,10 @@ fi
 # from a virtualenv under target/, made once here (the test would make it too, less visibly).
 echo "== python virtualenv of the generated-client test" >&2
 scripts/openapi-client-venv.sh >/dev/null
-trap 'clickhouse_stop; clickhouse_cluster_stop' EXIT
+trap 'clickhouse_stop; clickhouse_cluster_stop; clickhouse_replicated_stop' EXIT
 clickhouse_start test
 clickhouse_cluster_start
+clickhouse_replicated_start
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check

@@ -14,17 +14,28 @@ use crate::store::clickhouse::schema::Schema;
 /// version. Fails on a database name that is not a plain identifier.
 pub fn version_1_statements(database: &str) -> Result<Vec<String>, crate::StoreError> {
     let schema = Schema::new(database, None, false)?;
-    let version_1 = schema
-        .migrations()
-        .into_iter()
-        .find(|m| m.version == 1)
-        .expect("migration 1");
     let mut statements = vec![
         schema.drop_database(),
         schema.create_database(),
         schema.create_migrations_table(),
     ];
-    statements.extend(version_1.statements);
+    statements.extend(schema.version_1_as_released().statements());
+    Ok(statements)
+}
+
+/// The same for a node of `cluster` (replicated or not): what each node of a cluster of schema
+/// version 1 ran, its local tables, views and `Distributed` tables, the database created
+/// first. The caller drops the database on every node before (a replicated table's ZooKeeper
+/// path goes with its last replica). Fails on a database or cluster name that is not a plain
+/// identifier.
+pub fn version_1_cluster_statements(
+    database: &str,
+    cluster: &str,
+    replicated: bool,
+) -> Result<Vec<String>, crate::StoreError> {
+    let schema = Schema::new(database, Some(cluster), replicated)?;
+    let mut statements = vec![schema.create_database(), schema.create_migrations_table()];
+    statements.extend(schema.version_1_as_released().statements());
     Ok(statements)
 }
 
@@ -45,7 +56,7 @@ pub fn chdb_check_statements(events: &[Event]) -> serde_json::Value {
         schema.create_migrations_table(),
     ];
     for m in schema.migrations() {
-        setup.extend(m.statements.iter().cloned());
+        setup.extend(m.statements());
         setup.push(sql(schema.q_record_migration(&client, &m, 1_700_000_000)));
     }
     let mut load = Vec::new();

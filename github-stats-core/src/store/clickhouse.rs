@@ -7,8 +7,9 @@
 //! One module per job: `config.rs` (how to reach the server), `connect.rs` (connecting,
 //! migrating, maintenance), `cluster.rs` (the nodes of a cluster), `errors.rs` (requests with a
 //! timeout, and their errors as [`StoreError`](crate::StoreError)s), `write.rs` (inserts and their
-//! deduplication), `queries.rs` (the metrics), `health.rs`, and `schema.rs` (every SQL
-//! statement, each next to the function that binds its values).
+//! deduplication), `takeback.rs` (racing writers' copies taken back from the counts),
+//! `queries.rs` (the metrics), `health.rs`, and `schema.rs` (every SQL statement, each next to
+//! the function that binds its values).
 
 mod cluster;
 mod config;
@@ -17,9 +18,11 @@ mod errors;
 mod health;
 mod queries;
 pub(crate) mod schema;
+mod takeback;
 mod write;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clickhouse::Client;
@@ -46,6 +49,18 @@ pub struct ClickHouseStore {
     /// The version of the last archive-hour record written: milliseconds since the epoch, made
     /// strictly increasing so two records of one hour in the same millisecond keep their order.
     archive_version: std::sync::atomic::AtomicU64,
+    /// This writer's id and the checks it owes for racing copies (`takeback.rs`).
+    takeback: Arc<takeback::TakeBack>,
+    /// Tests only: a barrier every insert waits at between its existence check and its
+    /// `INSERT`, to force two writers to race.
+    #[cfg(feature = "testsuite")]
+    insert_gate: std::sync::Mutex<Option<Arc<tokio::sync::Barrier>>>,
+}
+
+impl Drop for ClickHouseStore {
+    fn drop(&mut self) {
+        self.takeback.stop();
+    }
 }
 
 impl fmt::Debug for ClickHouseStore {
@@ -61,6 +76,14 @@ impl ClickHouseStore {
     /// The database the store's tables are in.
     pub fn database(&self) -> &str {
         self.schema.database()
+    }
+
+    /// Tests only (feature `testsuite`): makes every insert of this store wait at `gate` after
+    /// its existence check and before its `INSERT`. Two stores sharing a barrier of two are
+    /// both past the check before either inserts: the race of two writers, forced.
+    #[cfg(feature = "testsuite")]
+    pub fn set_insert_gate(&self, gate: Option<Arc<tokio::sync::Barrier>>) {
+        *self.insert_gate.lock().unwrap_or_else(|e| e.into_inner()) = gate;
     }
 }
 

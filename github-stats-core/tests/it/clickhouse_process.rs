@@ -163,3 +163,35 @@ impl Drop for ClickHouseProcess {
         self.kill();
     }
 }
+
+/// The replicated cluster of `scripts/clickhouse-replicated.sh` (ZooKeeper, two shards of two
+/// replicas): `CLICKHOUSE_REPLICATED_CLUSTER_NAME` and `CLICKHOUSE_REPLICATED_CLUSTER_URLS`
+/// (s1r1, s1r2, s2r1, s2r2). These tests leave every process running; the ones that stop some
+/// (with `CLICKHOUSE_REPLICATED_CTL`) are the server's, in another test binary, which cargo runs
+/// after this one.
+pub struct Replicated {
+    pub name: String,
+    pub urls: Vec<String>,
+}
+
+/// The replicated cluster, or `None` (with a notice) when `scripts/test.sh` did not start one.
+pub fn replicated(test: &str) -> Option<Replicated> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(name), Some(urls)) = (
+        var("CLICKHOUSE_REPLICATED_CLUSTER_NAME"),
+        var("CLICKHOUSE_REPLICATED_CLUSTER_URLS"),
+    ) else {
+        eprintln!(
+            "notice: CLICKHOUSE_REPLICATED_CLUSTER_NAME/_URLS are not set, skipping the \
+             replicated ClickHouse cluster test {test}"
+        );
+        return None;
+    };
+    let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).collect();
+    assert_eq!(
+        urls.len(),
+        4,
+        "CLICKHOUSE_REPLICATED_CLUSTER_URLS: two shards of two replicas expected"
+    );
+    Some(Replicated { name, urls })
+}

@@ -1,16 +1,19 @@
-//! The ClickHouse store in cluster mode, against a real two-shard cluster:
-//! `CLICKHOUSE_CLUSTER_NAME` and `CLICKHOUSE_CLUSTER_URLS` (the nodes' HTTP URLs, shard 1
-//! first), set by `scripts/clickhouse-cluster.sh`. Unset, each test prints a notice and
-//! returns; set, a cluster that does not answer fails them. Every test (and every conformance
-//! case) works in a fresh database named after it.
+//! The ClickHouse store in cluster mode, against real clusters: the two-shard cluster of
+//! `scripts/clickhouse-cluster.sh` (`CLICKHOUSE_CLUSTER_NAME`, `CLICKHOUSE_CLUSTER_URLS`, shard 1
+//! first) and the replicated one of `scripts/clickhouse-replicated.sh` (two shards of two
+//! replicas and ZooKeeper: `CLICKHOUSE_REPLICATED_CLUSTER_NAME`, `…_URLS`). Unset, each
+//! test prints a notice and returns; set, a cluster that does not answer fails them. Every test
+//! (and every conformance case) works in a fresh database named after it.
 //!
-//! The shard-down test starts a two-server cluster of its own, which it may stop.
+//! The shard-down test starts a two-server cluster of its own, which it may stop; the failures
+//! of the replicated cluster are tested through the server
+//! (`github-stats-server/tests/api/replicated.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clickhouse_process::{ClickHouseProcess, sql};
+use crate::clickhouse_process::{ClickHouseProcess, replicated, sql};
 use chrono::DateTime;
 use github_stats_core::conformance::{self, event};
 use github_stats_core::parse::{ParseStats, parse_json_lines};
@@ -19,13 +22,23 @@ use github_stats_core::{
     Event, EventStore, EventType, MetricsQuery, RepoName, SharedStore, StoreError, TimeWindow,
 };
 
-/// The cluster of `scripts/clickhouse-cluster.sh`: its name and its nodes' HTTP URLs.
-struct Cluster {
-    name: String,
-    urls: Vec<String>,
+/// A cluster of the test harness: its name, its nodes' HTTP URLs (by shard, then replica), and
+/// whether its tables are replicated.
+pub struct Cluster {
+    pub name: String,
+    pub urls: Vec<String>,
+    pub replicated: bool,
 }
 
-fn cluster(test: &str) -> Option<Cluster> {
+impl Cluster {
+    /// One node per shard: the first replica of each.
+    pub fn shard_nodes(&self) -> Vec<&str> {
+        let step = if self.replicated { 2 } else { 1 };
+        self.urls.iter().step_by(step).map(String::as_str).collect()
+    }
+}
+
+pub fn two_shard_cluster(test: &str) -> Option<Cluster> {
     let name = std::env::var("CLICKHOUSE_CLUSTER_NAME").unwrap_or_default();
     let urls = std::env::var("CLICKHOUSE_CLUSTER_URLS").unwrap_or_default();
     if name.is_empty() || urls.is_empty() {
@@ -41,32 +54,95 @@ fn cluster(test: &str) -> Option<Cluster> {
         2,
         "CLICKHOUSE_CLUSTER_URLS: two shards expected"
     );
-    Some(Cluster { name, urls })
+    Some(Cluster {
+        name,
+        urls,
+        replicated: false,
+    })
 }
 
-fn config(cluster: &str, urls: &[String], database: &str, timeout: Duration) -> ClickHouseConfig {
-    ClickHouseConfig::new(&urls[0])
+/// The replicated cluster as a [`Cluster`].
+pub fn replicated_cluster(test: &str) -> Option<Cluster> {
+    replicated(test).map(|r| Cluster {
+        name: r.name,
+        urls: r.urls,
+        replicated: true,
+    })
+}
+
+pub fn config(cluster: &Cluster, database: &str, timeout: Duration) -> ClickHouseConfig {
+    config_at(cluster, &cluster.urls[0], database, timeout)
+}
+
+/// The store's configuration with `url` as the node it sends queries and inserts to.
+pub fn config_at(
+    cluster: &Cluster,
+    url: &str,
+    database: &str,
+    timeout: Duration,
+) -> ClickHouseConfig {
+    ClickHouseConfig::new(url)
         .with_database(database)
         .with_request_timeout(timeout)
-        .with_cluster(cluster, urls.iter().cloned())
+        .with_cluster(&cluster.name, cluster.urls.iter().cloned())
+        .with_replication(cluster.replicated)
 }
 
 /// A cluster-mode store on an empty database `gs_cl_<name>` (dropped first on every node).
-async fn fresh_store(cluster: &Cluster, name: &str) -> ClickHouseStore {
-    let database = format!("gs_cl_{name}");
-    let timeout = Duration::from_secs(60);
-    let old = ClickHouseStore::connect(config(&cluster.name, &cluster.urls, &database, timeout))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("CLICKHOUSE_CLUSTER_URLS is set but the cluster does not answer: {e}")
-        });
-    old.drop_database().await.expect("drop database");
-    ClickHouseStore::connect(config(&cluster.name, &cluster.urls, &database, timeout))
-        .await
-        .expect("connect to a fresh database")
+pub async fn fresh_store(cluster: &Cluster, name: &str) -> ClickHouseStore {
+    fresh_store_with(cluster, name, |c| c).await
 }
 
-async fn sql_u64(url: &str, query: &str) -> u64 {
+/// [`fresh_store`] with a configuration of the test's own.
+pub async fn fresh_store_with(
+    cluster: &Cluster,
+    name: &str,
+    adjust: impl Fn(ClickHouseConfig) -> ClickHouseConfig,
+) -> ClickHouseStore {
+    let database = format!("gs_cl_{name}");
+    let timeout = Duration::from_secs(60);
+    drop_everywhere(cluster, &database).await;
+    ClickHouseStore::connect(adjust(config(cluster, &database, timeout)))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the cluster {} is set but a fresh database cannot be made on it: {e}",
+                cluster.name
+            )
+        })
+}
+
+/// Drops `database` on every node of `cluster` (a replicated table's ZooKeeper path goes with
+/// its last replica); fails when a node does not answer.
+pub async fn drop_everywhere(cluster: &Cluster, database: &str) {
+    for url in &cluster.urls {
+        sql(url, &format!("DROP DATABASE IF EXISTS {database}")).await;
+    }
+}
+
+/// Replicated: waits until every replica of `database` has fetched what the others hold
+/// (`SYSTEM SYNC REPLICA` of each of its replicated tables on every node). Replication is
+/// asynchronous and a read through `Distributed` may be served by either replica of a shard (by
+/// `in_order`, unless ClickHouse prefers the other for its recent connection errors, as after
+/// the server's failure tests): checks of exact answers right after a write wait for this
+/// first. Nothing without replication.
+pub async fn sync_replicas(cluster: &Cluster, database: &str) {
+    if !cluster.replicated {
+        return;
+    }
+    for url in &cluster.urls {
+        let tables = sql(
+            url,
+            &format!("SELECT name FROM system.tables WHERE database = '{database}' AND engine LIKE 'Replicated%'"),
+        )
+        .await;
+        for table in tables.lines().filter(|t| !t.is_empty()) {
+            sql(url, &format!("SYSTEM SYNC REPLICA {database}.{table}")).await;
+        }
+    }
+}
+
+pub async fn sql_u64(url: &str, query: &str) -> u64 {
     let text = sql(url, query).await;
     text.trim()
         .parse()
@@ -77,17 +153,31 @@ fn t(s: i64) -> DateTime<chrono::Utc> {
     DateTime::from_timestamp(s, 0).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_store_passes_the_conformance_suite() {
-    let Some(cluster) = cluster("cluster_store_passes_the_conformance_suite") else {
-        return;
-    };
+async fn passes_the_conformance_suite(cluster: Cluster, prefix: &'static str) {
     let cluster = Arc::new(cluster);
     conformance::run_suite(|case| {
         let cluster = cluster.clone();
-        async move { Arc::new(fresh_store(&cluster, &format!("conf_{case}")).await) as SharedStore }
+        async move {
+            Arc::new(fresh_store(&cluster, &format!("{prefix}_{case}")).await) as SharedStore
+        }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_store_passes_the_conformance_suite() {
+    let Some(cluster) = two_shard_cluster("cluster_store_passes_the_conformance_suite") else {
+        return;
+    };
+    passes_the_conformance_suite(cluster, "conf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_store_passes_the_conformance_suite() {
+    let Some(cluster) = replicated_cluster("replicated_store_passes_the_conformance_suite") else {
+        return;
+    };
+    passes_the_conformance_suite(cluster, "rconf").await;
 }
 
 /// The recorded GH Archive hour, inserted as the backfill does (large batches), gives the
@@ -96,10 +186,24 @@ async fn cluster_store_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     let name = "gh_archive_hour";
-    let Some(cluster) = cluster(name) else {
+    let Some(cluster) = two_shard_cluster(name) else {
         return;
     };
-    let store = fresh_store(&cluster, name).await;
+    a_gh_archive_hour_through(&cluster, name).await;
+}
+
+/// The same through the replicated cluster: each shard's replicas hold the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gh_archive_hour_through_the_replicated_cluster_has_exact_metrics() {
+    let name = "gh_archive_hour_replicated";
+    let Some(cluster) = replicated_cluster(name) else {
+        return;
+    };
+    a_gh_archive_hour_through(&cluster, name).await;
+}
+
+async fn a_gh_archive_hour_through(cluster: &Cluster, name: &str) {
+    let store = fresh_store(cluster, name).await;
     let mut stats = ParseStats::default();
     let mut events = Vec::new();
     parse_json_lines(
@@ -138,12 +242,14 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     }
     assert_eq!(inserted, distinct.len() as u64);
     assert_eq!(store.insert_events(&events).await.unwrap().inserted, 0);
+    let db = store.database().to_owned();
+    sync_replicas(cluster, &db).await;
 
     // Spread: both shards hold events, together all of them, each repository on one.
     let db = store.database().to_owned();
     let mut on_shard = Vec::new();
     let mut repos_on_shard = Vec::new();
-    for url in &cluster.urls {
+    for url in cluster.shard_nodes() {
         on_shard.push(sql_u64(url, &format!("SELECT count() FROM {db}.events_local")).await);
         repos_on_shard.push(
             sql_u64(
@@ -226,6 +332,7 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
         store.top_repositories(10).await.unwrap(),
     );
     store.optimize_final().await.unwrap();
+    sync_replicas(cluster, &db).await;
     assert_eq!(store.total_events().await.unwrap(), total);
     assert_eq!(
         (
@@ -235,6 +342,7 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
         before
     );
     store.recount().await.unwrap();
+    sync_replicas(cluster, &db).await;
     assert_eq!(store.total_events().await.unwrap(), total);
     assert_eq!(
         (
@@ -247,16 +355,19 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
 
     // Two writers racing on every event, on every shard: the counts see the copies until a
     // recount (one per shard) corrects them.
-    let db = store.database().to_owned();
-    for url in &cluster.urls {
+    for url in cluster.shard_nodes() {
+        // A replicated table would drop the copy as a repeated block: the store's inserts
+        // never repeat one, this simulation does.
         crate::clickhouse_process::sql(
-            url,
+            &format!("{url}/?insert_deduplicate=0"),
             &format!("INSERT INTO {db}.events_local SELECT * FROM {db}.events_local"),
         )
         .await;
     }
+    sync_replicas(cluster, &db).await;
     assert_eq!(store.total_events().await.unwrap(), 2 * total);
     store.recount().await.unwrap();
+    sync_replicas(cluster, &db).await;
     assert_eq!(
         store.total_events().await.unwrap(),
         total,
@@ -278,41 +389,67 @@ async fn a_gh_archive_hour_spreads_over_both_shards_with_exact_metrics() {
     assert!(health.connected);
     assert_eq!(health.total_events, total);
     assert!(!health.degraded);
-    assert_eq!(health.details["nodes_up"], 2);
+    assert_eq!(health.details["nodes_up"], cluster.urls.len());
     assert_eq!(health.details["cluster"], cluster.name.as_str());
+
+    if cluster.replicated {
+        // Every replica holds its shard's rows, derived tables included.
+        for (i, url) in cluster.urls.iter().enumerate() {
+            for table in [
+                "events_local",
+                "hourly_type_counts_local",
+                "repo_type_counts_local",
+            ] {
+                sql(url, &format!("SYSTEM SYNC REPLICA {db}.{table}")).await;
+            }
+            let first = cluster.urls[i / 2 * 2].as_str();
+            for query in [
+                format!("SELECT count() FROM {db}.events_local FINAL"),
+                format!("SELECT toUInt64(sum(n)) FROM {db}.hourly_type_counts_local"),
+                format!("SELECT toUInt64(sum(n)) FROM {db}.repo_type_counts_local"),
+            ] {
+                assert_eq!(
+                    sql_u64(url, &query).await,
+                    sql_u64(first, &query).await,
+                    "{query} on replica {url} and on {first}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misconfigured_cluster_is_a_config_error() {
     let name = "misconfigured";
-    let Some(cluster) = cluster(name) else {
+    let Some(cluster) = two_shard_cluster(name) else {
         return;
     };
     let timeout = Duration::from_secs(30);
     let database = format!("gs_cl_{name}");
-    match ClickHouseStore::connect(config("no_such_cluster", &cluster.urls, &database, timeout))
-        .await
-    {
+    let other = |name: &str| Cluster {
+        name: name.to_owned(),
+        urls: cluster.urls.clone(),
+        replicated: false,
+    };
+    match ClickHouseStore::connect(config(&other("no_such_cluster"), &database, timeout)).await {
         Err(StoreError::Config(message)) => {
             assert!(message.contains("no_such_cluster"), "{message}");
             assert!(message.contains("remote_servers"), "{message}");
         }
         other => panic!("unknown cluster: {:?}", other.map(|_| ())),
     }
-    match ClickHouseStore::connect(config(
-        &cluster.name,
-        &cluster.urls[..1],
-        &database,
-        timeout,
-    ))
-    .await
-    {
+    let one_url = Cluster {
+        name: cluster.name.clone(),
+        urls: cluster.urls[..1].to_vec(),
+        replicated: false,
+    };
+    match ClickHouseStore::connect(config(&one_url, &database, timeout)).await {
         Err(StoreError::Config(message)) => {
             assert!(message.contains("CLICKHOUSE_CLUSTER_NODES"), "{message}");
         }
         other => panic!("one URL for two nodes: {:?}", other.map(|_| ())),
     }
-    let err = ClickHouseStore::connect(config("bad-name", &cluster.urls, &database, timeout))
+    let err = ClickHouseStore::connect(config(&other("bad-name"), &database, timeout))
         .await
         .map(|_| ())
         .unwrap_err();
@@ -325,7 +462,7 @@ async fn a_misconfigured_cluster_is_a_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
     let name = "shard_down";
-    if cluster(name).is_none() {
+    if two_shard_cluster(name).is_none() {
         return;
     }
     let mut shards = [
@@ -342,7 +479,12 @@ async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
     }
     let urls: Vec<String> = shards.iter().map(ClickHouseProcess::url).collect();
     let timeout = Duration::from_secs(10);
-    let store = ClickHouseStore::connect(config("own_pair", &urls, "gs_cl_shard_down", timeout))
+    let pair = Cluster {
+        name: "own_pair".to_owned(),
+        urls: urls.clone(),
+        replicated: false,
+    };
+    let store = ClickHouseStore::connect(config(&pair, "gs_cl_shard_down", timeout))
         .await
         .unwrap();
     assert_eq!(store.node_urls(), urls);
@@ -381,6 +523,14 @@ async fn a_shard_down_gives_degraded_health_and_unavailable_then_recovers() {
     assert!(
         matches!(err, StoreError::Unavailable(_)),
         "event_counts: {err}"
+    );
+    // The error says which shard, by the native address of its one replica.
+    assert!(
+        err.to_string().contains(&format!(
+            "shard 2 (127.0.0.1:{}) has no replica answering",
+            shards[1].tcp
+        )),
+        "{err}"
     );
     let err = store.pr_average(&repo).await.unwrap_err();
     assert!(err.is_unavailable(), "pr_average: {err}");

@@ -14,3 +14,7 @@ mod merged;
 mod parse_real_data;
 mod poller;
 mod properties;
+#[cfg(feature = "clickhouse")]
+mod races;
+#[cfg(feature = "clickhouse")]
+mod replicated;

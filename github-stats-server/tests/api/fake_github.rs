@@ -2,10 +2,12 @@
 //! GitHub's headers (ETag, `X-Poll-Interval`, rate limits) and 304 to a matching
 //! `If-None-Match`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use github_stats_core::conformance::fixtures;
+use github_stats_core::fake_gharchive::KeptEvent;
 use poem::http::StatusCode;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Request, Response, Server};
@@ -169,4 +171,78 @@ pub async fn start_scripted(script: Vec<Reply>) -> ScriptedGitHub {
         url: format!("http://{address}"),
         requests,
     }
+}
+
+/// Events per page of [`replaying_events_api`] by default (GitHub's `per_page` maximum).
+pub const PER_PAGE: usize = 100;
+
+/// A fake Events API replaying `events` `per_page` at a time: every request answers the next
+/// page of them (pages 1 to 3 of a poll linked by `Link: rel="next"`), wrapping around once all
+/// were served, so every event is served again (duplicates the stores must absorb).
+pub struct ReplayingEventsApi {
+    pub url: String,
+    /// The ids served so far.
+    pub served: Arc<Mutex<HashSet<u64>>>,
+}
+
+pub async fn replaying_events_api(events: Vec<KeptEvent>, per_page: usize) -> ReplayingEventsApi {
+    let served = Arc::new(Mutex::new(HashSet::new()));
+    let cursor = Arc::new(Mutex::new(0usize));
+    let events = Arc::new(events);
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let address = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+    let base = format!("http://{address}");
+    let endpoint = poem::endpoint::make({
+        let served = served.clone();
+        let base = base.clone();
+        move |req: Request| {
+            let (events, cursor, served, base) =
+                (events.clone(), cursor.clone(), served.clone(), base.clone());
+            async move {
+                if req.uri().path() != "/events" {
+                    return Response::builder().status(StatusCode::NOT_FOUND).finish();
+                }
+                let page: usize = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("page=")))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(1);
+                let mut chunk = Vec::with_capacity(per_page);
+                {
+                    let mut at = cursor.lock().unwrap();
+                    let mut served = served.lock().unwrap();
+                    for _ in 0..per_page.min(events.len()) {
+                        let e: &KeptEvent = &events[*at % events.len()];
+                        served.insert(e.id);
+                        chunk.push(e.json.as_str());
+                        *at += 1;
+                    }
+                }
+                let body = format!("[{}]", chunk.join(","));
+                let reset = (chrono::Utc::now().timestamp() + 3600).to_string();
+                let mut builder = Response::builder()
+                    .header("X-Poll-Interval", "1")
+                    .header("X-RateLimit-Limit", "5000")
+                    .header("X-RateLimit-Remaining", "4990")
+                    .header("X-RateLimit-Reset", reset)
+                    .content_type("application/json; charset=utf-8");
+                if page < 3 {
+                    builder = builder.header(
+                        "Link",
+                        format!(
+                            "<{base}/events?per_page={per_page}&page={}>; rel=\"next\"",
+                            page + 1
+                        ),
+                    );
+                }
+                builder.body(body)
+            }
+        }
+    });
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint));
+    ReplayingEventsApi { url: base, served }
 }

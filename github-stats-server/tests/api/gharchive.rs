@@ -6,93 +6,17 @@
 //! memory store, and in ClickHouse (one server and the two-shard cluster) when
 //! `scripts/test.sh` provides them.
 
-use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use github_stats_core::coverage::hour_floor;
 use github_stats_core::fake_gharchive::{Answer, FakeArchive, FakeHour, KeptEvent, RecordedHour};
+
+use crate::fake_github::{PER_PAGE, replaying_events_api};
 use github_stats_server::{Application, Config};
-use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{Request, Response, Server};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-/// Events per page of the fake Events API (GitHub's `per_page` maximum).
-const PER_PAGE: usize = 100;
-
-/// A fake Events API replaying `events` 100 at a time: every request answers the next page of
-/// them (pages 1 to 3 of a poll linked by `Link: rel="next"`), wrapping around once all were
-/// served, so every event is served again (duplicates the stores must absorb).
-struct ReplayingEventsApi {
-    url: String,
-    served: Arc<Mutex<HashSet<u64>>>,
-}
-
-async fn replaying_events_api(events: Vec<KeptEvent>) -> ReplayingEventsApi {
-    let served = Arc::new(Mutex::new(HashSet::new()));
-    let cursor = Arc::new(Mutex::new(0usize));
-    let events = Arc::new(events);
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
-    let address = *acceptor.local_addr()[0].as_socket_addr().unwrap();
-    let base = format!("http://{address}");
-    let endpoint = poem::endpoint::make({
-        let served = served.clone();
-        let base = base.clone();
-        move |req: Request| {
-            let (events, cursor, served, base) =
-                (events.clone(), cursor.clone(), served.clone(), base.clone());
-            async move {
-                if req.uri().path() != "/events" {
-                    return Response::builder().status(StatusCode::NOT_FOUND).finish();
-                }
-                let page: usize = req
-                    .uri()
-                    .query()
-                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("page=")))
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(1);
-                let mut chunk = Vec::with_capacity(PER_PAGE);
-                {
-                    let mut at = cursor.lock().unwrap();
-                    let mut served = served.lock().unwrap();
-                    for _ in 0..PER_PAGE.min(events.len()) {
-                        let e: &KeptEvent = &events[*at % events.len()];
-                        served.insert(e.id);
-                        chunk.push(e.json.as_str());
-                        *at += 1;
-                    }
-                }
-                let body = format!("[{}]", chunk.join(","));
-                let reset = (Utc::now().timestamp() + 3600).to_string();
-                let mut builder = Response::builder()
-                    .header("X-Poll-Interval", "1")
-                    .header("X-RateLimit-Limit", "5000")
-                    .header("X-RateLimit-Remaining", "4990")
-                    .header("X-RateLimit-Reset", reset)
-                    .content_type("application/json; charset=utf-8");
-                if page < 3 {
-                    builder = builder.header(
-                        "Link",
-                        format!(
-                            "<{base}/events?per_page=100&page={}>; rel=\"next\"",
-                            page + 1
-                        ),
-                    );
-                }
-                builder.body(body)
-            }
-        }
-    });
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint));
-    ReplayingEventsApi { url: base, served }
-}
 
 /// Where the store is.
 #[derive(Clone)]
@@ -202,7 +126,7 @@ async fn follow_the_archive_beside_the_poller(backend: Backend) {
         .iter()
         .flat_map(|&(h, step)| hours[h].kept().iter().step_by(step).cloned())
         .collect();
-    let events_api = replaying_events_api(replayed.clone()).await;
+    let events_api = replaying_events_api(replayed.clone(), PER_PAGE).await;
 
     // 1. The poller alone stores its part of the hours.
     let app = start(dir.path(), &backend, &events_api.url, None).await;

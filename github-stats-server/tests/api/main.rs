@@ -20,4 +20,5 @@ mod lifecycle;
 mod metrics;
 mod observability;
 mod openapi;
+mod replicated;
 mod visualization;

@@ -31,6 +31,18 @@ pub(super) struct Node {
     pub(super) client: Client,
 }
 
+impl Node {
+    /// Whether this node is the first replica of its shard (`system.clusters` numbers
+    /// replicas from 1): the one that fills derived tables in a replicated cluster.
+    pub(super) fn is_first_replica(&self) -> bool {
+        self.replica <= 1
+    }
+}
+
+/// Replicated: how far behind its shard a replica may be and still answer the store's reads
+/// (`max_replica_delay_for_distributed_queries`, which 18.16 and current releases have).
+const MAX_REPLICA_DELAY: Duration = Duration::from_secs(5);
+
 /// How long health waits for one node of the cluster.
 const NODE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,6 +119,19 @@ impl ClickHouseStore {
                 "clickhouse lacks insert_distributed_sync: inserts reach the shards asynchronously"
             );
         }
+        if self.schema.is_replicated() {
+            // Replication is asynchronous: reads must go where the store's own inserts went,
+            // or an event just stored may be missing from the next answer (and from the next
+            // existence check). Both go to the first replica of each shard that answers
+            // (`in_order`; the node the store talks to uses its own replica for its shard),
+            // and reads avoid a replica more than a few seconds behind its shard (one that
+            // was down and is catching up) while another one is up to date.
+            options.push(("load_balancing", "in_order".to_owned()));
+            options.push((
+                "max_replica_delay_for_distributed_queries",
+                MAX_REPLICA_DELAY.as_secs().to_string(),
+            ));
+        }
         for (name, value) in &options {
             self.client = self.client.clone().with_setting(*name, value.as_str());
         }
@@ -162,6 +187,49 @@ impl ClickHouseStore {
             .filter(|n| seen.insert(n.shard))
             .map(|n| (&n.client, n.origin.as_str()))
             .collect()
+    }
+
+    /// Cluster mode: which shards an error of the server says it could not reach, from the
+    /// native addresses it lists (`All connection tries failed … Connection refused
+    /// (HOST:PORT)`, one line per replica tried): `shard 2 (h:p, h:p) has no replica
+    /// answering` for a shard whose every replica is listed, else the nodes listed; `None` when
+    /// it names none of the cluster's nodes.
+    pub(super) fn unreachable_shards(&self, message: &str) -> Option<String> {
+        let named = |n: &Node| {
+            let address = format!("{}:{}", n.host, n.port);
+            message.contains(&format!("({address})")) || message.contains(&format!(" {address}"))
+        };
+        let mut shards: Vec<u32> = self.nodes.iter().map(|n| n.shard).collect();
+        shards.dedup();
+        let mut down = Vec::new();
+        for shard in shards {
+            let nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.shard == shard).collect();
+            if nodes.iter().all(|n| named(n)) {
+                let addresses: Vec<String> = nodes
+                    .iter()
+                    .map(|n| format!("{}:{}", n.host, n.port))
+                    .collect();
+                down.push(format!(
+                    "shard {shard} ({}) has no replica answering",
+                    addresses.join(", ")
+                ));
+            }
+        }
+        if !down.is_empty() {
+            return Some(down.join("; "));
+        }
+        let listed: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| named(n))
+            .map(|n| {
+                format!(
+                    "shard {} replica {} ({}:{})",
+                    n.shard, n.replica, n.host, n.port
+                )
+            })
+            .collect();
+        (!listed.is_empty()).then(|| format!("{} did not answer", listed.join(", ")))
     }
 
     /// Cluster mode: the HTTP URLs (without credentials) of the cluster's nodes, in

@@ -40,6 +40,12 @@ pub struct ClickHouseConfig {
     pub max_rows_per_insert: usize,
     /// Most ids the existence check fetches by time range before it asks by id instead.
     pub range_scan_limit: usize,
+    /// How long after inserting events the store checks whether another writer stored some of
+    /// them too, at the same moment, and takes its own copy back from the counts when a merge
+    /// keeps the other one (`docs/clickhouse.md`, "Two writers racing"). Longer than another
+    /// writer can take between its existence check and its insert; counts are exact again this
+    /// long after a race.
+    pub race_check_delay: Duration,
 }
 
 impl Default for ClickHouseConfig {
@@ -56,6 +62,7 @@ impl Default for ClickHouseConfig {
             recent_ids_capacity: 500_000,
             max_rows_per_insert: 100_000,
             range_scan_limit: 500_000,
+            race_check_delay: Duration::from_secs(60),
         }
     }
 }
@@ -110,6 +117,12 @@ impl ClickHouseConfig {
         self
     }
 
+    /// The same configuration with another [`race_check_delay`](ClickHouseConfig::race_check_delay).
+    pub fn with_race_check_delay(mut self, delay: Duration) -> ClickHouseConfig {
+        self.race_check_delay = delay;
+        self
+    }
+
     /// The same configuration with another request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> ClickHouseConfig {
         self.request_timeout = timeout;
@@ -145,6 +158,7 @@ impl fmt::Debug for ClickHouseConfig {
             .field("recent_ids_capacity", &self.recent_ids_capacity)
             .field("max_rows_per_insert", &self.max_rows_per_insert)
             .field("range_scan_limit", &self.range_scan_limit)
+            .field("race_check_delay", &self.race_check_delay)
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 //! node to the current schema version, and the maintenance statements (merges, recount).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,7 +10,8 @@ use clickhouse::Client;
 
 use super::config::redacted_origin;
 use super::errors::native_port_error;
-use super::schema::Schema;
+use super::schema::{Schema, Step};
+use super::takeback::{Checker, TakeBack};
 use super::{ClickHouseConfig, ClickHouseStore, clamp_ts};
 use crate::id_set::RecentIds;
 use crate::store::StoreError;
@@ -60,6 +62,9 @@ impl ClickHouseStore {
             range_scan_limit: config.range_scan_limit,
             writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
             archive_version: std::sync::atomic::AtomicU64::new(0),
+            takeback: Arc::new(TakeBack::new(config.race_check_delay)),
+            #[cfg(feature = "testsuite")]
+            insert_gate: std::sync::Mutex::new(None),
         };
         let version = match store.server_version().await {
             Ok(version) => version,
@@ -80,11 +85,22 @@ impl ClickHouseStore {
         if let Some(cluster) = store.schema.cluster().map(str::to_owned) {
             store.join_cluster(&cluster, &config).await?;
             for node in &store.nodes {
-                store.migrate(&node.client, &node.origin).await?;
+                // Derived tables are filled on every node of a cluster without replication
+                // (each holds its own events), and on the first replica of each shard of a
+                // replicated one (replication passes the rows on).
+                let filler = !store.schema.is_replicated() || node.is_first_replica();
+                store.migrate(&node.client, &node.origin, filler).await?;
             }
         } else {
-            store.migrate(&store.client, &store.origin).await?;
+            store.migrate(&store.client, &store.origin, true).await?;
         }
+        store.takeback.start(Checker {
+            client: store.client.clone(),
+            schema: store.schema.clone(),
+            origin: store.origin.clone(),
+            timeout: store.timeout,
+            native_port_hint: store.native_port_hint,
+        });
         Ok(store)
     }
 
@@ -101,9 +117,22 @@ impl ClickHouseStore {
     /// Runs `OPTIMIZE TABLE … FINAL` on every table: merges everything now. Metrics do not
     /// depend on it (tests check that); it only reclaims space.
     pub async fn optimize_final(&self) -> Result<(), StoreError> {
-        for (client, origin) in self.table_holders() {
+        // Replicated tables merge on one replica and pass the merge on (the same statement on
+        // two replicas at once is refused by 18.16).
+        let nodes = if self.schema.is_replicated() {
+            self.shard_leaders()
+        } else {
+            self.table_holders()
+        };
+        for (client, origin) in nodes {
             for sql in self.schema.optimize_final() {
-                self.execute_on(client, origin, &sql).await?;
+                match self.execute_on(client, origin, &sql).await {
+                    // 18.16 answers this for a replicated table without any part: nothing to
+                    // merge.
+                    Err(StoreError::Backend(message))
+                        if message.contains("Unknown log entry type: 0") => {}
+                    other => other?,
+                }
             }
         }
         Ok(())
@@ -149,11 +178,13 @@ impl ClickHouseStore {
         self.run_at(origin, client.query(sql).execute()).await
     }
 
-    /// Applies the migrations not recorded yet. Every statement is idempotent, so a race with
+    /// Applies the migrations not recorded yet. Every step is idempotent, so a race with
     /// another process applying the same migration only repeats work; a statement that fails
     /// because the other process is creating the same table is retried.
-    /// In cluster mode this runs on each node in turn, each recording its own versions.
-    async fn migrate(&self, client: &Client, origin: &str) -> Result<(), StoreError> {
+    /// In cluster mode this runs on each node in turn, each recording its own versions;
+    /// `filler` says whether this node fills the tables derived from `events`
+    /// ([`Step::CreateDerived`]).
+    async fn migrate(&self, client: &Client, origin: &str, filler: bool) -> Result<(), StoreError> {
         self.execute_retrying(client, origin, &self.schema.create_database(), self.timeout)
             .await?;
         self.execute_retrying(
@@ -182,9 +213,8 @@ impl ClickHouseStore {
                 name = migration.name,
                 "applying clickhouse migration"
             );
-            for sql in &migration.statements {
-                self.execute_retrying(client, origin, sql, self.timeout.max(MIGRATION_TIMEOUT))
-                    .await?;
+            for step in &migration.steps {
+                self.run_step(client, origin, step, filler).await?;
             }
             let now = clamp_ts(Utc::now().timestamp());
             self.run_at(
@@ -196,6 +226,57 @@ impl ClickHouseStore {
             .await?;
         }
         Ok(())
+    }
+
+    /// Runs one step of a migration on one node.
+    async fn run_step(
+        &self,
+        client: &Client,
+        origin: &str,
+        step: &Step,
+        filler: bool,
+    ) -> Result<(), StoreError> {
+        let timeout = self.timeout.max(MIGRATION_TIMEOUT);
+        match step {
+            Step::Run(sql) => self.execute_retrying(client, origin, sql, timeout).await,
+            Step::CreateDerived { sync, .. } => {
+                if filler && let Some(sync) = sync {
+                    self.execute_retrying(client, origin, sync, timeout).await?;
+                }
+                self.execute_retrying(client, origin, step.sql(filler), timeout)
+                    .await
+            }
+            Step::AddColumn {
+                database,
+                table,
+                column,
+                sql,
+            } => {
+                let exists = self
+                    .run_at(
+                        origin,
+                        self.schema
+                            .q_column_exists(client, database, table, column)
+                            .fetch_one::<u64>(),
+                    )
+                    .await?
+                    > 0;
+                if exists {
+                    return Ok(());
+                }
+                match self
+                    .run_within(origin, timeout, client.query(sql).execute())
+                    .await
+                {
+                    // Another process, or ClickHouse passing on the ALTER of another replica,
+                    // added it meanwhile.
+                    Err(StoreError::Backend(message)) if message.contains("already exists") => {
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+        }
     }
 
     /// Runs an idempotent DDL statement, retrying a few times when it fails for another reason

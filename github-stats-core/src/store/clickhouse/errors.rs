@@ -26,58 +26,85 @@ impl ClickHouseStore {
         self.run_within(origin, self.timeout, request).await
     }
 
-    /// Awaits a request to the server at `origin` for at most `timeout`, mapping errors.
+    /// Awaits a request to the server at `origin` for at most `timeout`, mapping errors; in
+    /// cluster mode an error saying a shard could not be reached names the shard.
     pub(super) async fn run_within<T>(
         &self,
         origin: &str,
         timeout: Duration,
         request: impl Future<Output = clickhouse::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(timeout, request).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.map_error(origin, e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "clickhouse at {origin} did not answer within {timeout:?}"
-            ))),
+        match request_within(origin, timeout, self.native_port_hint, request).await {
+            Err(StoreError::Unavailable(message)) if !self.nodes.is_empty() => Err(
+                StoreError::Unavailable(match self.unreachable_shards(&message) {
+                    Some(shards) => format!("{shards}: {message}"),
+                    None => message,
+                }),
+            ),
+            other => other,
         }
     }
+}
 
-    fn map_error(&self, origin: &str, e: clickhouse::error::Error) -> StoreError {
-        use clickhouse::error::Error;
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
+/// Awaits a request to the server at `origin` for at most `timeout`, mapping errors;
+/// `native_port_hint` when the configured URL has the native protocol's port (the message
+/// then says so).
+pub(super) async fn request_within<T>(
+    origin: &str,
+    timeout: Duration,
+    native_port_hint: bool,
+    request: impl Future<Output = clickhouse::error::Result<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(map_error(origin, native_port_hint, e)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "clickhouse at {origin} did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+fn map_error(origin: &str, native_port_hint: bool, e: clickhouse::error::Error) -> StoreError {
+    use clickhouse::error::Error;
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
         }
-        if message.contains("is for clickhouse-client") {
-            return native_port_error(origin, &message);
-        }
-        if let Some(code) = server_error_code(&message)
-            && UNAVAILABLE_CODES.contains(&code)
-        {
+        source = cause.source();
+    }
+    if message.contains("is for clickhouse-client") {
+        return native_port_error(origin, &message);
+    }
+    if let Some(code) = server_error_code(&message) {
+        if UNAVAILABLE_CODES.contains(&code) {
             return StoreError::Unavailable(format!(
                 "clickhouse at {origin} could not reach part of the cluster: {message}"
             ));
         }
-        match e {
-            Error::Network(_) | Error::TimedOut => {
-                let hint = if self.native_port_hint {
-                    " (port 9000 is ClickHouse's native protocol; this store speaks HTTP, \
-                     which listens on port 8123 by default: set CLICKHOUSE_URL=http://HOST:8123)"
-                } else {
-                    ""
-                };
-                StoreError::Unavailable(format!(
-                    "clickhouse at {origin} unreachable: {message}{hint}"
-                ))
-            }
-            _ => StoreError::Backend(message),
+        if COORDINATION_CODES.contains(&code) {
+            return StoreError::Unavailable(format!(
+                "clickhouse at {origin} cannot write replicated tables without ZooKeeper \
+                 (or ClickHouse Keeper) right now: {message}"
+            ));
         }
+    }
+    match e {
+        Error::Network(_) | Error::TimedOut => {
+            let hint = if native_port_hint {
+                " (port 9000 is ClickHouse's native protocol; this store speaks HTTP, \
+                 which listens on port 8123 by default: set CLICKHOUSE_URL=http://HOST:8123)"
+            } else {
+                ""
+            };
+            StoreError::Unavailable(format!(
+                "clickhouse at {origin} unreachable: {message}{hint}"
+            ))
+        }
+        _ => StoreError::Backend(message),
     }
 }
 
@@ -86,6 +113,14 @@ impl ClickHouseStore {
 /// `ALL_CONNECTION_TRIES_FAILED` (279) and `ALL_REPLICAS_ARE_STALE` (369); the same codes in
 /// 18.16 and current releases.
 const UNAVAILABLE_CODES: [u32; 4] = [209, 210, 279, 369];
+
+/// Server error codes that mean the coordination service of replicated tables (ZooKeeper or
+/// ClickHouse Keeper) cannot be reached, so replicated tables refuse writes for now:
+/// `NO_ZOOKEEPER` (225, also "session has been expired"), `TABLE_IS_READ_ONLY` (242),
+/// `UNKNOWN_STATUS_OF_INSERT` (319: the connection was lost while an insert was committed) and
+/// `KEEPER_EXCEPTION` (999, "connection loss"). The same in 18.16 and current releases. The
+/// ingest loop keeps the events and retries, which the deduplication makes safe.
+const COORDINATION_CODES: [u32; 4] = [225, 242, 319, 999];
 
 /// The `Code: N` of a server's error message (`Code: 279, e.displayText() = …` in 18.16,
 /// `Code: 279. DB::NetException: …` in current releases).

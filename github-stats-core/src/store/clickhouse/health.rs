@@ -49,7 +49,31 @@ impl ClickHouseStore {
             let nodes = self.node_health().await;
             let up = nodes.iter().filter(|n| n["up"] == true).count();
             if health.connected && up < nodes.len() {
+                // Queries still answer while every shard has a replica up; say which node is
+                // down either way.
                 health.degraded = true;
+                let down: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| n["up"] != true)
+                    .map(|n| {
+                        format!(
+                            "shard {} replica {} ({}) is down",
+                            n["shard"],
+                            n["replica"],
+                            n["url"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let summary = format!(
+                    "{} of {} nodes down: {}",
+                    down.len(),
+                    nodes.len(),
+                    down.join("; ")
+                );
+                health.error = Some(match health.error.take() {
+                    Some(error) => format!("{summary}; {error}"),
+                    None => summary,
+                });
             }
             health.details.insert("cluster".into(), cluster.into());
             health
@@ -61,6 +85,9 @@ impl ClickHouseStore {
                 .insert("nodes_total".into(), nodes.len().into());
             health.details.insert("nodes".into(), nodes.into());
         }
+        health
+            .details
+            .insert("race_checks".into(), self.takeback.details());
         health
             .details
             .insert("url".into(), self.origin.clone().into());

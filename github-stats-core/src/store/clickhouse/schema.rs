@@ -49,7 +49,9 @@ pub const ARCHIVE_SHARDING_KEY: &str = "toUInt32(hour)";
 
 /// The part of a window that `events` answers: two `[since, until)` ranges (either may be
 /// empty), each bound as two seconds values. Both are ranges of the primary key's first column,
-/// so ClickHouse reads only their granules.
+/// so ClickHouse reads only their granules. What they hold is counted as distinct ids
+/// (`uniqExact(id)`), so a copy two racing writers left in `events` counts once even before
+/// parts merge: at most two hours of events, a few milliseconds at 10M events.
 const EDGES: &str = "((created_at >= toDateTime(?) AND created_at < toDateTime(?)) \
      OR (created_at >= toDateTime(?) AND created_at < toDateTime(?)))";
 
@@ -175,6 +177,24 @@ impl DerivedTable {
         }
     }
 
+    /// The rows a correction inserted into `count_corrections` (`created_at`, `event_type`,
+    /// `repo_name`, `n`) adds to this count table.
+    fn correction_select(self, corrections: &str) -> String {
+        match self {
+            DerivedTable::OpenedPullRequests | DerivedTable::HourlyOpenedPullRequests => {
+                unreachable!("the opened pull requests are id sets, which need no correction")
+            }
+            DerivedTable::HourlyCounts => format!(
+                "SELECT {HOUR_OF_EVENT} AS hour, event_type, sum(n) AS n FROM {corrections} \
+                 GROUP BY hour, event_type"
+            ),
+            DerivedTable::RepositoryCounts => format!(
+                "SELECT repo_name, event_type, sum(n) AS n FROM {corrections} \
+                 GROUP BY repo_name, event_type"
+            ),
+        }
+    }
+
     /// The rows of this table computed from `events` (a table name, maybe with `FINAL`). Counts
     /// are `Int64` so that a recount can insert negative corrections (`SummingMergeTree` adds
     /// them up, and drops a row whose sum is zero).
@@ -243,16 +263,82 @@ pub fn type_from_code(code: i8) -> Option<EventType> {
 /// Rows per granule of version 1's aggregate tables (kept as it was: migrations do not change).
 const STATE_GRANULARITY: u32 = 256;
 
-/// One schema migration: statements that are each idempotent (`IF NOT EXISTS`), so a migration
-/// interrupted half-way, or run by two processes at once, is simply run again.
+/// One schema migration: steps that are each idempotent (`IF NOT EXISTS`, or skipped when done),
+/// so a migration interrupted half-way, or run by two processes at once, is simply run again.
 #[derive(Debug, Clone)]
 pub struct Migration {
     /// Increasing version number, recorded in `schema_migrations`.
     pub version: u32,
     /// What it does.
     pub name: &'static str,
-    /// The statements, in order.
-    pub statements: Vec<String>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Migration {
+    /// The statements as one server runs them (and the first replica of each shard) on a
+    /// database created by this version: a column a later version adds is already in the table
+    /// [`Schema::migrations`]' version 1 creates, so its `ADD COLUMN` is left out (as the store
+    /// skips it where the column exists; 18.16 has no `ADD COLUMN IF NOT EXISTS`).
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn statements(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| !matches!(s, Step::AddColumn { .. }))
+            .map(|s| s.sql(true).to_owned())
+            .collect()
+    }
+}
+
+/// One step of a migration, run on every node of a cluster in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A statement every node runs.
+    Run(String),
+    /// Creates a table derived from `events`, filled with what `events` holds. On one server
+    /// and on every node of a cluster without replication, `filled` (`CREATE TABLE IF NOT
+    /// EXISTS … AS SELECT`: the process that creates the table fills it, one starting at the
+    /// same moment finds it and does nothing). In a replicated cluster, the first replica of
+    /// each shard runs `sync` (`SYSTEM SYNC REPLICA` of its `events`, so that it holds every
+    /// event of the shard) then `filled`, the other replicas `empty`: replication brings them
+    /// the rows, so each shard's rows are counted once (`docs/clickhouse.md`, "Versions").
+    CreateDerived {
+        /// `CREATE TABLE IF NOT EXISTS … AS SELECT … FROM events`.
+        filled: String,
+        /// The same table created empty.
+        empty: String,
+        /// Replicated: what the filling replica runs first.
+        sync: Option<String>,
+    },
+    /// `ALTER TABLE … ADD COLUMN`, skipped where the column exists (18.16 has no `ADD COLUMN
+    /// IF NOT EXISTS`). On a replicated table, ClickHouse passes it on to the other replicas.
+    AddColumn {
+        /// The database.
+        database: String,
+        /// The table, without its database.
+        table: String,
+        /// The new column.
+        column: String,
+        /// The `ALTER TABLE` statement.
+        sql: String,
+    },
+}
+
+impl Step {
+    /// The statement this step runs on a node that fills derived tables (`filler`: one server,
+    /// any node without replication, the first replica of a shard) or on another replica.
+    pub fn sql(&self, filler: bool) -> &str {
+        match self {
+            Step::Run(sql) | Step::AddColumn { sql, .. } => sql,
+            Step::CreateDerived { filled, empty, .. } => {
+                if filler {
+                    filled
+                } else {
+                    empty
+                }
+            }
+        }
+    }
 }
 
 /// The names the store's SQL uses, and the statements built from them.
@@ -330,6 +416,12 @@ impl Schema {
         self.table("events")
     }
 
+    /// The table corrections are inserted into (`database.count_corrections`; `Distributed`
+    /// in cluster mode, sharded like `events`).
+    pub fn corrections_table(&self) -> String {
+        self.table("count_corrections")
+    }
+
     /// `CREATE DATABASE IF NOT EXISTS`.
     pub fn create_database(&self) -> String {
         format!("CREATE DATABASE IF NOT EXISTS {}", self.database)
@@ -380,6 +472,27 @@ impl Schema {
 
     /// Every migration, oldest first. In cluster mode these run on every node.
     pub fn migrations(&self) -> Vec<Migration> {
+        vec![
+            self.migration_1(true),
+            self.migration_2(),
+            self.migration_3(),
+            self.migration_4(),
+            self.migration_5(),
+        ]
+    }
+
+    /// Version 1 as it was released: `events` without the columns later versions added (tests
+    /// of upgrades build databases of version 1 with it).
+    pub fn version_1_as_released(&self) -> Migration {
+        self.migration_1(false)
+    }
+
+    /// Version 1: `events`, and the aggregate tables version 2 replaced. `events` is created
+    /// with every column of the current version (`current`), which later versions add to
+    /// older tables: a replicated table is created with the structure its ZooKeeper path holds,
+    /// so a replica created after an upgrade (a new node, or the next node of the same
+    /// migration) must have the columns the upgrade added.
+    fn migration_1(&self, current: bool) -> Migration {
         let (events_name, pr_name, counts_name) = (
             self.local_name("events"),
             self.local_name("pr_opened"),
@@ -388,6 +501,8 @@ impl Schema {
         let events = self.table(&events_name);
         let pr_opened = self.table(&pr_name);
         let repo_counts = self.table(&counts_name);
+        // Added by version 5 (see `migration_5`).
+        let later_columns = if current { ", writer UInt64" } else { "" };
         let mut statements = vec![
             format!(
                 "CREATE TABLE IF NOT EXISTS {events} (\
@@ -397,7 +512,7 @@ impl Schema {
                  repo_name String, \
                  created_at DateTime, \
                  action String\
-                 ) {} \
+                 {later_columns}) {} \
                  PARTITION BY toYYYYMM(created_at) \
                  ORDER BY (created_at, id)",
                 self.engine("ReplacingMergeTree", &events_name)
@@ -446,61 +561,119 @@ impl Schema {
                 self.create_distributed(cluster, "repo_counts", None),
             ]);
         }
-        vec![
-            Migration {
-                version: 1,
-                name: "events, pr_opened and repo_counts with their materialized views",
-                statements,
-            },
-            self.migration_2(),
-            self.migration_3(),
-            self.migration_4(),
-        ]
+        Migration {
+            version: 1,
+            name: "events, pr_opened and repo_counts with their materialized views",
+            steps: statements.into_iter().map(Step::Run).collect(),
+        }
     }
 
     /// Version 4: `repo_hourly_opened_prs`, the opened pull requests per repository and hour
     /// (aggregate states, like `repo_opened_prs`), so that the PR average over a window reads
     /// the window's whole hours here and only its partial hours at the ends from `events`.
-    /// Created filled from `events`, then fed by its view, as version 2's tables are;
-    /// replicated tables are created empty (see `docs/clickhouse.md`).
+    /// Created filled from `events` (once per shard, see [`Step::CreateDerived`]), then fed by
+    /// its view, as version 2's tables are (see `docs/clickhouse.md`).
     fn migration_4(&self) -> Migration {
         let derived = DerivedTable::HourlyOpenedPullRequests;
-        let mut statements = self.derived_table(derived);
+        let mut steps = self.derived_table_steps(derived);
         if let Some(cluster) = &self.cluster {
-            statements.push(self.create_distributed(cluster, derived.name(), None));
+            steps.push(Step::Run(self.create_distributed(
+                cluster,
+                derived.name(),
+                None,
+            )));
         }
         Migration {
             version: 4,
             name: "repo_hourly_opened_prs: opened pull requests per repository and hour",
-            statements,
+            steps,
         }
     }
 
-    /// The statements creating a derived table, filled from `events` (empty when replicated),
-    /// then the view that feeds it.
-    fn derived_table(&self, derived: DerivedTable) -> Vec<String> {
+    /// Version 5: racing writers exact by design (`docs/clickhouse.md`, "Two writers racing").
+    /// `events` gets `writer`, the id of the store instance that inserted each row; a writer
+    /// whose copy of an event is not the one a merge keeps takes its copy back from the count
+    /// tables by inserting a correction of -1 into `count_corrections`, a `Null` table whose
+    /// views add it to every count table. On a cluster, `count_corrections` is `Distributed`
+    /// and sharded like `events`, so a correction lands on its event's shard.
+    fn migration_5(&self) -> Migration {
+        let events_local = self.local_name("events");
+        let corrections = self.table(&self.local_name("count_corrections"));
+        let mut steps = vec![self.add_column(&events_local, "writer", "UInt64")];
+        if self.cluster.is_some() {
+            steps.push(self.add_column("events", "writer", "UInt64"));
+        }
+        steps.push(Step::Run(format!(
+            "CREATE TABLE IF NOT EXISTS {corrections} (\
+             created_at DateTime, \
+             event_type {EVENT_TYPE_ENUM}, \
+             repo_name String, \
+             n Int64\
+             ) ENGINE = Null"
+        )));
+        for counts in DerivedTable::COUNTS {
+            steps.push(Step::Run(format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_corrections_mv TO {} AS {}",
+                self.table(counts.name()),
+                self.table(&self.local_name(counts.name())),
+                counts.correction_select(&corrections),
+            )));
+        }
+        if let Some(cluster) = &self.cluster {
+            steps.push(Step::Run(self.create_distributed(
+                cluster,
+                "count_corrections",
+                Some(SHARDING_KEY),
+            )));
+        }
+        Migration {
+            version: 5,
+            name: "events.writer and count_corrections: racing copies taken back by their writers",
+            steps,
+        }
+    }
+
+    /// A step adding `column` of `ty` to `table` (a name in the database) where it is missing.
+    fn add_column(&self, table: &str, column: &str, ty: &str) -> Step {
+        Step::AddColumn {
+            database: self.database.clone(),
+            table: table.to_owned(),
+            column: column.to_owned(),
+            sql: format!("ALTER TABLE {} ADD COLUMN {column} {ty}", self.table(table)),
+        }
+    }
+
+    /// The steps of a table derived from `events` and of the view that feeds it from then on:
+    /// the table created filled where [`Step::CreateDerived`] says, then the view. Every table
+    /// derived from `events` is made this way, so that an upgrade counts what `events` holds
+    /// exactly once per shard, replicated or not.
+    fn derived_table_steps(&self, derived: DerivedTable) -> Vec<Step> {
         let events = self.table(&self.local_name("events"));
         let local = self.local_name(derived.name());
         let engine = self.engine(derived.engine_kind(), &local);
         let table = self.table(&local);
         let keys = derived.keys();
+        let filled = format!(
+            "CREATE TABLE IF NOT EXISTS {table} {engine} {keys} AS {}",
+            derived.select(&events)
+        );
+        let empty = format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({}) {engine} {keys}",
+            derived.columns()
+        );
         vec![
-            if self.replicated {
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} ({}) {engine} {keys}",
-                    derived.columns()
-                )
-            } else {
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} {engine} {keys} AS {}",
-                    derived.select(&events)
-                )
+            Step::CreateDerived {
+                filled,
+                empty,
+                sync: self
+                    .replicated
+                    .then(|| format!("SYSTEM SYNC REPLICA {events}")),
             },
-            format!(
+            Step::Run(format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {}_mv TO {table} AS {}",
                 self.table(derived.name()),
                 derived.select(&events),
-            ),
+            )),
         ]
     }
 
@@ -534,39 +707,49 @@ impl Schema {
         Migration {
             version: 3,
             name: "archive_hours: the GH Archive hours imported, missing or damaged",
-            statements,
+            steps: statements.into_iter().map(Step::Run).collect(),
         }
     }
 
     /// Version 2: row counts per hour and type and per repository and type, and the opened
     /// pull requests per repository in small granules, replacing version 1's `pr_opened` and
-    /// `repo_counts`. Each table is created filled from `events` (`CREATE TABLE IF NOT EXISTS …
-    /// AS SELECT`, so only the process that creates it fills it), then its view; replicated
-    /// tables are created empty. Why, and what upgrading takes: `docs/clickhouse.md`.
+    /// `repo_counts`. Each table is created filled from `events` (once per shard, see
+    /// [`Step::CreateDerived`]), then its view. Why, and what upgrading takes:
+    /// `docs/clickhouse.md`.
     fn migration_2(&self) -> Migration {
-        let mut statements = Vec::new();
+        let mut steps = Vec::new();
         for derived in DerivedTable::ALL {
-            statements.extend(self.derived_table(derived));
+            steps.extend(self.derived_table_steps(derived));
         }
         for old in ["pr_opened", "repo_counts"] {
             if self.cluster.is_some() {
-                statements.push(format!("DROP TABLE IF EXISTS {}", self.table(old)));
+                steps.push(Step::Run(format!(
+                    "DROP TABLE IF EXISTS {}",
+                    self.table(old)
+                )));
             }
-            statements.extend([
-                format!("DROP TABLE IF EXISTS {}_mv", self.table(old)),
-                format!("DROP TABLE IF EXISTS {}", self.table(&self.local_name(old))),
+            steps.extend([
+                Step::Run(format!("DROP TABLE IF EXISTS {}_mv", self.table(old))),
+                Step::Run(format!(
+                    "DROP TABLE IF EXISTS {}",
+                    self.table(&self.local_name(old))
+                )),
             ]);
         }
         if let Some(cluster) = &self.cluster {
             for derived in DerivedTable::ALL {
-                statements.push(self.create_distributed(cluster, derived.name(), None));
+                steps.push(Step::Run(self.create_distributed(
+                    cluster,
+                    derived.name(),
+                    None,
+                )));
             }
         }
         Migration {
             version: 2,
             name: "repo_opened_prs, hourly_type_counts and repo_type_counts replace pr_opened \
                    and repo_counts",
-            statements,
+            steps,
         }
     }
 
@@ -663,6 +846,49 @@ impl Schema {
         client.query(&self.ping())
     }
 
+    /// Whether a table has a column; binds: database, table, column. Returns one `UInt64`.
+    fn column_exists(&self) -> String {
+        "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?"
+            .to_owned()
+    }
+
+    pub(crate) fn q_column_exists(
+        &self,
+        client: &Client,
+        database: &str,
+        table: &str,
+        column: &str,
+    ) -> Query {
+        client
+            .query(&self.column_exists())
+            .bind(database)
+            .bind(table)
+            .bind(column)
+    }
+
+    /// The copy of each of some events that a merge keeps (the last inserted: what `FINAL`
+    /// reads, merged or not), with its writer; binds: since (seconds), until (seconds,
+    /// inclusive), the ids as an array. Returns `(writer UInt64, created_at UInt32, code Int8,
+    /// repo_name String)` rows, one per event found. A writer that finds another writer's copy kept takes
+    /// its own copy back (`docs/clickhouse.md`, "Two writers racing").
+    fn kept_copies(&self) -> String {
+        format!(
+            "SELECT writer, toUInt32(created_at) AS t, toInt8(event_type) AS code, repo_name \
+             FROM {} FINAL \
+             WHERE created_at >= toDateTime(?) AND created_at <= toDateTime(?) \
+             AND id IN (SELECT toUInt64(arrayJoin(?)))",
+            self.table("events")
+        )
+    }
+
+    pub(crate) fn q_kept_copies(&self, client: &Client, min: u32, max: u32, ids: &[u64]) -> Query {
+        client
+            .query(&self.kept_copies())
+            .bind(min)
+            .bind(max)
+            .bind(ids)
+    }
+
     /// Versions applied so far; returns `version UInt32` rows.
     fn applied_versions(&self) -> String {
         format!(
@@ -723,7 +949,7 @@ impl Schema {
         format!(
             "SELECT DISTINCT id FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at <= toDateTime(?) \
-             AND id IN (SELECT arrayJoin(?))",
+             AND id IN (SELECT toUInt64(arrayJoin(?)))",
             self.table("events")
         )
     }
@@ -745,7 +971,8 @@ impl Schema {
              SELECT toInt8(event_type) AS code, toUInt64(sum(n)) AS c FROM {} \
              WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY code \
              UNION ALL \
-             SELECT toInt8(event_type) AS code, count() AS c FROM {} WHERE {EDGES} GROUP BY code\
+             SELECT toInt8(event_type) AS code, uniqExact(id) AS c FROM {} WHERE {EDGES} \
+             GROUP BY code\
              ) GROUP BY code ORDER BY code",
             self.table("hourly_type_counts"),
             self.table("events"),
@@ -757,7 +984,7 @@ impl Schema {
     /// `(code Int8, n UInt64)` rows.
     fn event_counts_in_events(&self) -> String {
         format!(
-            "SELECT toInt8(event_type) AS code, count() AS n FROM {} \
+            "SELECT toInt8(event_type) AS code, uniqExact(id) AS n FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
              GROUP BY code ORDER BY code",
             self.table("events")
@@ -793,8 +1020,8 @@ impl Schema {
              WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY code, bucket \
              UNION ALL \
              SELECT toInt8(event_type) AS code, \
-             toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, count() AS c \
-             FROM {} WHERE {EDGES} GROUP BY code, bucket\
+             toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, \
+             uniqExact(id) AS c FROM {} WHERE {EDGES} GROUP BY code, bucket\
              ) GROUP BY code, bucket ORDER BY code, bucket",
             self.table("hourly_type_counts"),
             self.table("events"),
@@ -808,7 +1035,7 @@ impl Schema {
         format!(
             "SELECT toInt8(event_type) AS code, \
              toUInt64(intDiv(toInt64(toUInt32(created_at)) - ?, ?)) AS bucket, \
-             count() AS n FROM {} \
+             uniqExact(id) AS n FROM {} \
              WHERE created_at >= toDateTime(?) AND created_at < toDateTime(?) \
              GROUP BY code, bucket ORDER BY code, bucket",
             self.table("events")
@@ -1062,7 +1289,7 @@ mod tests {
         assert!(!schema.is_clustered());
         assert_eq!(schema.events_table(), "db.events");
         assert_eq!(schema.table(&schema.local_name("events")), "db.events");
-        let ddl = schema.migrations()[0].statements.join("\n");
+        let ddl = schema.migrations()[0].statements().join("\n");
         assert!(!ddl.contains("Distributed"), "{ddl}");
         assert!(!ddl.contains("_local"), "{ddl}");
         assert!(!ddl.contains("Replicated"), "{ddl}");
@@ -1082,7 +1309,7 @@ mod tests {
             schema.table(&schema.local_name("events")),
             "db.events_local"
         );
-        let statements = &schema.migrations()[0].statements;
+        let statements = &schema.migrations()[0].statements();
         let ddl = statements.join("\n");
         for local in ["events_local", "pr_opened_local", "repo_counts_local"] {
             assert!(
@@ -1141,7 +1368,7 @@ mod tests {
     fn replicated_cluster_mode_uses_replicated_engines_per_shard() {
         let schema = Schema::new("db", Some("two"), true).unwrap();
         assert!(schema.is_replicated());
-        let ddl = schema.migrations()[0].statements.join("\n");
+        let ddl = schema.migrations()[0].statements().join("\n");
         assert!(ddl.contains(
             "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/events_local', \
              '{replica}') PARTITION BY toYYYYMM(created_at)"
@@ -1169,9 +1396,9 @@ mod tests {
         let migrations = schema.migrations();
         assert_eq!(
             migrations.iter().map(|m| m.version).collect::<Vec<_>>(),
-            [1, 2, 3, 4]
+            [1, 2, 3, 4, 5]
         );
-        let statements = &migrations[1].statements;
+        let statements = &migrations[1].statements();
         // Each table is created filled, before the view that feeds it from then on.
         let position = |prefix: &str| {
             statements
@@ -1232,7 +1459,7 @@ mod tests {
         assert!(!ddl.contains("Distributed"), "{ddl}");
 
         let cluster = Schema::new("db", Some("two"), false).unwrap();
-        let ddl = cluster.migrations()[1].statements.join("\n");
+        let ddl = cluster.migrations()[1].statements().join("\n");
         assert!(ddl.contains("CREATE TABLE IF NOT EXISTS db.hourly_type_counts_local ENGINE"));
         assert!(ddl.contains("FROM db.events_local GROUP BY"));
         assert!(ddl.contains(
@@ -1258,10 +1485,54 @@ mod tests {
             "{ddl}"
         );
 
-        // Replicated: created empty (each replica would fill its own copy); the recount is the
-        // same INSERTs, run on one replica of each shard.
+        // Without replication every node fills its own tables from its own events.
+        let derived_steps = |schema: &Schema| {
+            schema
+                .migrations()
+                .into_iter()
+                .flat_map(|m| m.steps)
+                .filter(|s| matches!(s, Step::CreateDerived { .. }))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(derived_steps(&cluster).len(), 4);
+        for step in &derived_steps(&cluster) {
+            if let Step::CreateDerived { filled, sync, .. } = step {
+                assert!(filled.contains(" AS SELECT "), "{filled}");
+                assert!(filled.contains("FROM db.events_local"), "{filled}");
+                assert_eq!(*sync, None);
+            }
+        }
+
+        // Replicated: the first replica of each shard fills each table, once it holds every
+        // event of the shard; the other replicas create it empty, replication fills them. The
+        // recount is the same INSERTs, run on one replica of each shard.
         let replicated = Schema::new("db", Some("two"), true).unwrap();
-        let ddl = replicated.migrations()[1].statements.join("\n");
+        // Every derived table (version 2's three, version 4's `repo_hourly_opened_prs`).
+        let mut derived = 0;
+        for step in &derived_steps(&replicated) {
+            if let Step::CreateDerived {
+                filled,
+                empty,
+                sync,
+            } = step
+            {
+                derived += 1;
+                assert!(filled.contains(" AS SELECT "), "{filled}");
+                assert!(filled.contains("ENGINE = Replicated"), "{filled}");
+                assert!(!empty.contains(" AS SELECT "), "{empty}");
+                assert!(empty.contains("ENGINE = Replicated"), "{empty}");
+                assert_eq!(sync.as_deref(), Some("SYSTEM SYNC REPLICA db.events_local"));
+                assert_eq!(step.sql(true), filled);
+                assert_eq!(step.sql(false), empty);
+            }
+        }
+        assert_eq!(derived, 4);
+        let ddl = replicated.migrations()[1]
+            .steps
+            .iter()
+            .map(|s| s.sql(false))
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(ddl.contains(
             "CREATE TABLE IF NOT EXISTS db.repo_type_counts_local (repo_name String, event_type \
              Enum8"
@@ -1271,19 +1542,75 @@ mod tests {
             !ddl.contains("ENGINE = ReplicatedSummingMergeTree() "),
             "{ddl}"
         );
-        for create in replicated.migrations()[1]
-            .statements
-            .iter()
-            .filter(|s| s.starts_with("CREATE TABLE"))
-        {
-            assert!(!create.contains(" AS SELECT "), "{create}");
-        }
         assert_eq!(replicated.recount(), cluster.recount());
         let recount = schema.recount();
         assert_eq!(recount.len(), 2);
         assert!(recount[0].starts_with("INSERT INTO db.hourly_type_counts (hour, event_type, n)"));
         assert!(recount[0].contains("FROM db.events FINAL"));
         assert!(recount[1].contains("FROM db.repo_type_counts GROUP BY repo_name, event_type"));
+    }
+
+    #[test]
+    fn migration_5_adds_the_writer_and_the_corrections_feeding_every_count_table() {
+        let one = Schema::new("db", None, false).unwrap();
+        let migrations = one.migrations();
+        let v5 = &migrations[4];
+        assert_eq!(v5.version, 5);
+        // A database of version 1 gains the column; a fresh one has it from version 1 on.
+        assert!(matches!(
+            &v5.steps[0],
+            Step::AddColumn { table, column, sql, .. }
+                if table == "events" && column == "writer"
+                    && sql == "ALTER TABLE db.events ADD COLUMN writer UInt64"
+        ));
+        assert!(migrations[0].statements()[0].contains("action String, writer UInt64)"));
+        assert!(!one.version_1_as_released().statements()[0].contains("writer"));
+        let ddl = v5.statements().join("\n");
+        assert!(!ddl.contains("ALTER TABLE"), "{ddl}");
+        assert!(
+            ddl.contains("CREATE TABLE IF NOT EXISTS db.count_corrections ("),
+            "{ddl}"
+        );
+        assert!(ddl.contains(") ENGINE = Null"), "{ddl}");
+        for counts in ["hourly_type_counts", "repo_type_counts"] {
+            assert!(
+                ddl.contains(&format!(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS db.{counts}_corrections_mv TO \
+                     db.{counts} AS SELECT"
+                )),
+                "{ddl}"
+            );
+        }
+
+        // On a cluster: the column on the local table and on the `Distributed` one, the
+        // corrections local and sharded like `events` (a correction lands on its event's shard).
+        let replicated = Schema::new("db", Some("two"), true).unwrap();
+        let v5 = &replicated.migrations()[4];
+        let added: Vec<&str> = v5
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::AddColumn { table, .. } => Some(table.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(added, ["events_local", "events"]);
+        let ddl = v5.statements().join("\n");
+        assert!(
+            ddl.contains("TO db.hourly_type_counts_local AS SELECT"),
+            "{ddl}"
+        );
+        assert!(
+            ddl.contains("FROM db.count_corrections_local GROUP BY"),
+            "{ddl}"
+        );
+        assert!(
+            ddl.contains(&format!(
+                "CREATE TABLE IF NOT EXISTS db.count_corrections AS db.count_corrections_local \
+                 ENGINE = Distributed(two, db, count_corrections_local, {SHARDING_KEY})"
+            )),
+            "{ddl}"
+        );
     }
 
     #[test]

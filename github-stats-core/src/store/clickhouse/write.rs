@@ -28,6 +28,8 @@ struct EventRow<'a> {
     repo_name: &'a str,
     created_at: u32,
     action: &'a str,
+    /// The store instance that inserted the row (`takeback.rs`).
+    writer: u64,
 }
 
 #[async_trait]
@@ -66,6 +68,17 @@ impl EventStore for ClickHouseStore {
             .collect();
         for id in stored {
             recent.insert(id);
+        }
+        #[cfg(feature = "testsuite")]
+        {
+            let gate = self
+                .insert_gate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(gate) = gate {
+                gate.wait().await;
+            }
         }
         self.send(&fresh, &mut recent).await?;
         outcome.inserted = fresh.len() as u64;
@@ -125,6 +138,13 @@ impl EventStore for ClickHouseStore {
     fn backend_name(&self) -> &'static str {
         "clickhouse"
     }
+
+    /// Checks the recent inserts for copies another writer stored at the same moment now,
+    /// without waiting for their time (`takeback.rs`): at shutdown, what can be seen is taken
+    /// back.
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.takeback.check_all_now().await
+    }
 }
 
 impl ClickHouseStore {
@@ -174,10 +194,11 @@ impl ClickHouseStore {
         Ok(found)
     }
 
-    /// Sends `events` in RowBinary, at most `max_rows_per_insert` per `INSERT`, and adds the
-    /// ids of every completed `INSERT` to `recent`.
+    /// Sends `events` in RowBinary, at most `max_rows_per_insert` per `INSERT`, adds the ids of
+    /// every completed `INSERT` to `recent`, and schedules their check for racing copies.
     async fn send(&self, events: &[&Event], recent: &mut RecentIds) -> Result<(), StoreError> {
         let table = self.schema.events_table();
+        let writer = self.takeback.writer();
         for chunk in events.chunks(self.max_rows_per_insert) {
             let sent = async {
                 let mut insert = self
@@ -194,15 +215,21 @@ impl ClickHouseStore {
                             repo_name: &e.repo_name,
                             created_at: e.timestamp() as u32,
                             action: &e.action,
+                            writer,
                         })
                         .await?;
                 }
                 insert.end().await
             };
             self.run(sent).await?;
+            let (mut min, mut max) = (u32::MAX, 0);
             for e in chunk {
                 recent.insert(e.id);
+                let ts = e.timestamp() as u32;
+                (min, max) = (min.min(ts), max.max(ts));
             }
+            self.takeback
+                .schedule(min, max, chunk.iter().map(|e| e.id).collect());
         }
         Ok(())
     }
