@@ -19,10 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use github_stats_core::MemoryStoreOptions;
 use github_stats_core::source::file::{DEFAULT_CHUNK_BYTES, collect_event_files};
-use github_stats_core::{ClickHouseConfig as ClickHouseStoreConfig, ClickHouseStore};
-use github_stats_core::{Event, MemoryStore, SharedStore, StoreError};
+use github_stats_core::{ClickHouseStore, Event, SharedStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
 mod archive;
@@ -32,6 +30,7 @@ mod progress;
 mod summary;
 
 pub use archive::ArchiveImport;
+pub use github_stats_core::StoreConfig;
 pub use summary::{ArchiveSummary, BadRecords, FileFailure, Summary};
 
 /// What to import, where, and how.
@@ -44,7 +43,7 @@ pub struct Config {
     /// ClickHouse: correct the count tables after the import
     /// ([`ClickHouseStore::recount`]).
     pub recount: bool,
-    /// The store.
+    /// The store (the memory store is written without a sync per batch, and synced at the end).
     pub store: StoreConfig,
     /// Kept events per insert.
     pub batch_size: usize,
@@ -73,51 +72,6 @@ impl Config {
             progress: ProgressMode::Off,
             gharchive: None,
         }
-    }
-}
-
-/// The store to import into.
-#[derive(Debug, Clone)]
-pub enum StoreConfig {
-    /// The memory store persisted in `data_dir` (`DATA_DIR`), which the server loads.
-    Memory {
-        /// The data directory.
-        data_dir: PathBuf,
-    },
-    /// ClickHouse over HTTP.
-    ClickHouse(ClickHouseConfig),
-}
-
-/// How to reach ClickHouse. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct ClickHouseConfig {
-    /// HTTP interface, e.g. `http://localhost:8123`.
-    pub url: String,
-    /// Database, created if missing.
-    pub database: String,
-    /// User.
-    pub user: String,
-    /// Password (never logged).
-    pub password: String,
-    /// Cluster mode: the cluster's name (`CLICKHOUSE_CLUSTER`).
-    pub cluster: Option<String>,
-    /// Cluster mode: the nodes' HTTP URLs; empty to derive them from `system.clusters`.
-    pub cluster_nodes: Vec<String>,
-    /// Cluster mode: replicated local tables.
-    pub replicated: bool,
-}
-
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .field("cluster", &self.cluster)
-            .field("cluster_nodes", &self.cluster_nodes)
-            .field("replicated", &self.replicated)
-            .finish()
     }
 }
 
@@ -213,40 +167,29 @@ async fn recount_if_asked(
 async fn open_store(
     config: &Config,
 ) -> anyhow::Result<(SharedStore, Option<Arc<ClickHouseStore>>)> {
-    if config.dry_run {
+    let store = match &config.store {
         // Deduplicates within the input, like a real store would, and writes nothing.
-        return Ok((Arc::new(MemoryStore::new()), None));
-    }
-    match &config.store {
-        StoreConfig::Memory { data_dir } => {
-            let dir = data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || {
-                let mut options = MemoryStoreOptions::default();
-                // One sync at the end (and at Ctrl-C) instead of one per batch: a crash in the
-                // middle loses at most what a re-run puts back.
-                options.sync_writes = false;
-                MemoryStore::open_with(&dir, options)
-            })
-            .await
-            .context("store opening task failed")?
-            .with_context(|| format!("cannot open the memory store in {}", data_dir.display()))?;
-            Ok((Arc::new(store), None))
-        }
-        StoreConfig::ClickHouse(ch) => {
-            let mut config = ClickHouseStoreConfig::new(ch.url.clone())
-                .with_database(ch.database.clone())
-                .with_credentials(ch.user.clone(), ch.password.clone())
-                .with_replication(ch.replicated);
-            if let Some(cluster) = &ch.cluster {
-                config = config.with_cluster(cluster.clone(), ch.cluster_nodes.clone());
+        _ if config.dry_run => StoreConfig::in_memory(),
+        StoreConfig::Memory { data_dir, options } => {
+            let mut options = options.clone();
+            // One sync at the end (and at Ctrl-C) instead of one per batch: a crash in the
+            // middle loses at most what a re-run puts back.
+            options.sync_writes = false;
+            StoreConfig::Memory {
+                data_dir: data_dir.clone(),
+                options,
             }
-            let store = ClickHouseStore::connect(config)
-                .await
-                .context("cannot open the ClickHouse store")?;
-            let store = Arc::new(store);
-            Ok((Arc::clone(&store) as SharedStore, Some(store)))
         }
-    }
+        other => other.clone(),
+    };
+    let opened = store.open().await.with_context(|| match &store {
+        StoreConfig::Memory {
+            data_dir: Some(dir),
+            ..
+        } => format!("cannot open the memory store in {}", dir.display()),
+        other => format!("cannot open the {} store", other.backend_name()),
+    })?;
+    Ok((opened.shared(), opened.clickhouse().cloned()))
 }
 
 async fn import(

@@ -28,14 +28,9 @@ fn show(t: DateTime<Utc>) -> String {
 /// An import of `[hour(from), hour(until))` from `url` into the memory store in `data_dir`,
 /// with short retries.
 fn archive_config(url: &str, from: i64, until: i64, data_dir: &Path) -> Config {
-    let mut config = Config::new(
-        Vec::new(),
-        StoreConfig::Memory {
-            data_dir: data_dir.to_path_buf(),
-        },
-    );
+    let mut config = Config::new(Vec::new(), StoreConfig::memory(data_dir));
     let mut import = ArchiveImport::new(hour(from), hour(until));
-    import.base_url = url.to_owned();
+    import.base_url = url.into();
     import.min_retry = Duration::from_millis(20);
     import.max_retry = Duration::from_millis(50);
     import.failures_before_damaged = 2;
@@ -336,16 +331,9 @@ async fn a_range_into_clickhouse_is_recorded_there() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut config = archive_config(&archive.url(), 10, 12, dir.path());
-    let ch = github_stats_backfill::ClickHouseConfig {
-        url: url.clone(),
-        database: database.into(),
-        user: "default".into(),
-        password: String::new(),
-        cluster: None,
-        cluster_nodes: Vec::new(),
-        replicated: false,
-    };
-    config.store = StoreConfig::ClickHouse(ch);
+    config.store = github_stats_core::ClickHouseConfig::new(url.clone())
+        .with_database(database)
+        .into();
     let store = github_stats_core::store::clickhouse::ClickHouseStore::connect(
         github_stats_core::store::clickhouse::ClickHouseConfig::new(url.clone())
             .with_database(database),

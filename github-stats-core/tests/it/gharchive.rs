@@ -31,7 +31,7 @@ fn hour(n: i64) -> DateTime<Utc> {
 /// A backfill of `[hour(from), hour(until))` from `url`, with test timings.
 fn config(url: &str, from: i64, until: i64) -> GhArchiveConfig {
     let mut config = GhArchiveConfig::backfill(hour(from), hour(until));
-    config.base_url = url.to_owned();
+    config.base_url = url.into();
     config.min_retry = Duration::from_millis(20);
     config.max_retry = Duration::from_millis(100);
     config.unpublished_retry = Duration::from_millis(50);
