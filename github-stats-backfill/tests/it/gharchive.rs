@@ -185,6 +185,7 @@ fn backfill(cwd: &Path) -> Command {
         "EVENTS_DIRECTORY",
         "RUST_LOG",
         "LOG_LEVEL",
+        "LOG_FORMAT",
         "CLICKHOUSE_URL",
         "CLICKHOUSE_DATABASE",
         "GHARCHIVE_URL",
@@ -311,6 +312,51 @@ async fn bad_ranges_and_urls_are_usage_errors() {
         0,
         "nothing written"
     );
+}
+
+/// Issue #15: credentials in `GHARCHIVE_URL` (a private mirror's) reach no log line, in either
+/// format and at debug, nor the message refusing a bad URL; the URL is logged redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_archive_url_reach_no_log_line() {
+    let archive = FakeArchive::start().await;
+    let h = FakeHour::build(RecordedHour::Midnight, hour(0));
+    archive.put_hour(&h);
+    let range = format!("{}..{}", show(hour(0)), show(hour(1)));
+    let address = archive.url().trim_start_matches("http://").to_owned();
+    let url = format!("http://mirror:planted-archive-secret@{address}");
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = backfill(dir.path());
+        cmd.args(["--gharchive", &range])
+            .env("GHARCHIVE_URL", &url)
+            .env("LOG_LEVEL", "debug")
+            .env("LOG_FORMAT", format)
+            .env("DATA_DIR", "store");
+        let out = output(cmd).await;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 imported"), "{stdout}");
+        assert!(
+            !stderr.contains("planted") && !stdout.contains("planted"),
+            "{format}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("http://<redacted>@{address}")),
+            "{format}: the URL is logged redacted: {stderr}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = backfill(dir.path());
+    cmd.args(["--gharchive", &range])
+        .args(["--gharchive-url", "ftp://mirror:planted-archive-secret@x"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("invalid GHARCHIVE_URL 'ftp://<redacted>@x'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("planted"), "{stderr}");
 }
 
 /// The backfill into ClickHouse: records and totals (CLICKHOUSE_URL, as the other ClickHouse

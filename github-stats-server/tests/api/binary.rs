@@ -729,3 +729,129 @@ async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
         );
     }
 }
+
+/// Secrets planted in every secret-bearing variable: none may appear in `--help`, which shows
+/// the environment's values of the other settings.
+const PLANTED: [(&str, &str); 8] = [
+    ("GITHUB_TOKEN", "ghp_PlantedHelpToken"),
+    ("GITHUB_READ_TOKEN", "ghp_PlantedHelpAlias"),
+    ("CLICKHOUSE_PASSWORD", "planted-help-password"),
+    (
+        "GITHUB_API_URL",
+        "https://bot:planted-gh-url@ghe.example/api/v3",
+    ),
+    ("CLICKHOUSE_URL", "http://reader:planted-ch-url@db:8123"),
+    (
+        "CLICKHOUSE_CLUSTER_NODES",
+        "http://reader:planted-node-a@a:8123,http://reader:planted-node-b@b:8123",
+    ),
+    (
+        "GHARCHIVE_URL",
+        "https://mirror:planted-archive-url@mirror.example",
+    ),
+    ("CLICKHOUSE_USER", "shown-user"),
+];
+
+/// Issue #15: `--help` printed the environment's values, credentials in URLs included.
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let output = command().envs(PLANTED).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (name, value) in &PLANTED[..7] {
+        // GITHUB_READ_TOKEN is read by the server itself, not by the command line.
+        if *name != "GITHUB_READ_TOKEN" {
+            assert!(help.contains(&format!("[env: {name}]")), "{name}: {help}");
+        }
+        for part in value.split([':', '@', ',']) {
+            if part.starts_with("planted") || part.starts_with("ghp_") {
+                assert!(!help.contains(part), "--help shows {part}: {help}");
+            }
+        }
+    }
+    // The other settings still show what the environment says.
+    assert!(help.contains("[env: CLICKHOUSE_USER=shown-user]"), "{help}");
+}
+
+/// Issue #13: `CLICKHOUSE_DATABASE=1db` passed the server's check and then failed at start
+/// (exit 1), and `--clickhouse-replicated` was a switch here but took a value in the backfill.
+/// Both binaries now check the same way (github-stats-cli): exit 2, one line each.
+#[test]
+fn clickhouse_settings_are_checked_before_starting_one_line_each() {
+    let run = |command: &mut Command| {
+        let output = command
+            .env("DATABASE_BACKEND", "clickhouse")
+            .arg("--no-poll")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        stderr.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let lines = run(command().env("CLICKHOUSE_DATABASE", "1db"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("github-stats-server: invalid CLICKHOUSE_DATABASE '1db', expected"),
+        "{lines:?}"
+    );
+    for replicated in [
+        command().arg("--clickhouse-replicated"),
+        command().env("CLICKHOUSE_REPLICATED", "true"),
+    ] {
+        let lines = run(replicated);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("invalid CLICKHOUSE_REPLICATED")
+                && lines[0].contains("only with CLICKHOUSE_CLUSTER"),
+            "{lines:?}"
+        );
+    }
+    // `=false` turns off what the environment turned on: only the database is wrong then.
+    let lines = run(command()
+        .env("CLICKHOUSE_REPLICATED", "true")
+        .env("CLICKHOUSE_DATABASE", "x-y")
+        .arg("--clickhouse-replicated=false"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("CLICKHOUSE_DATABASE 'x-y'"), "{lines:?}");
+}
+
+/// Issue #13: `CLICKHOUSE_PORT` without `CLICKHOUSE_HOST` was ignored by the server, which
+/// connected to 8123 (the backfill honoured it). Now: that port on localhost.
+#[test]
+fn a_clickhouse_port_alone_is_honoured_on_localhost() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = command()
+        .env("DATABASE_BACKEND", "clickhouse")
+        .env("CLICKHOUSE_PORT", port.to_string())
+        .args(["--no-poll", "--bind-address", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let retry = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a retry line within 15 s");
+        if line.contains("clickhouse unreachable at start, retrying") {
+            break line;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        retry.contains(&format!("http://localhost:{port}")),
+        "{retry}"
+    );
+}
