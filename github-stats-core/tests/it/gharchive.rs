@@ -666,7 +666,7 @@ async fn a_local_mirror_is_read_through_a_file_url() {
 
     let missing_dir = dir.path().join("nowhere");
     let err = GhArchiveSource::new(
-        GhArchiveConfig::new(hour(0)).with_url(&format!("file://{}", missing_dir.display())),
+        GhArchiveConfig::new(hour(0)).with_url(format!("file://{}", missing_dir.display())),
         store.clone(),
     )
     .unwrap_err();
@@ -745,7 +745,7 @@ async fn no_request_before_an_hour_is_due() {
     let archive = FakeArchive::start().await;
     archive.put_hour(&fake);
     let store = memory();
-    let mut config = GhArchiveConfig::new(last).with_url(&archive.url());
+    let mut config = GhArchiveConfig::new(last).with_url(archive.url());
     config.until = Some(last + chrono::Duration::hours(1));
     // Due 800 ms from now.
     let since_end = (Utc::now() - (last + chrono::Duration::hours(1)))
