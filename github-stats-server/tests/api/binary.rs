@@ -23,15 +23,15 @@ fn command() -> Command {
 }
 
 /// A running server and everything it logged.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts the binary on port 0 and waits for its `listening address=…` line.
-    fn start(mut command: Command) -> Server {
+    pub(crate) fn start(mut command: Command) -> Server {
         let mut child = command
             .args(["--bind-address", "127.0.0.1:0"])
             .stdout(Stdio::null())
@@ -64,7 +64,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits; fails unless it exits 0 within 10 s.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let started = Instant::now();
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -88,7 +88,7 @@ impl Server {
         self.log()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -205,7 +205,7 @@ async fn the_binary_serves_stops_on_sigterm_and_restarts_with_the_same_answers()
 }
 
 /// The kept events the fake GitHub serves, distinct by id: `(type, repo, created_at)`.
-fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
+pub(crate) fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
     let mut seen = std::collections::HashSet::new();
     fake_github::served_events()
         .into_iter()
@@ -221,14 +221,14 @@ fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
         .collect()
 }
 
-async fn get_json(url: &str) -> serde_json::Value {
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), 200, "{url}");
     response.json().await.unwrap()
 }
 
 /// Waits until `GET url` gives `expected` at the JSON pointer `field`, for at most 20 s.
-async fn wait_for(url: &str, field: &str, expected: u64, server: &Server) {
+pub(crate) async fn wait_for(url: &str, field: &str, expected: u64, server: &Server) {
     let started = Instant::now();
     loop {
         let body = get_json(url).await;
