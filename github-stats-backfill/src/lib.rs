@@ -28,7 +28,6 @@ pub mod cli;
 mod pipeline;
 mod progress;
 mod summary;
-mod through_ingest;
 
 pub use archive::ArchiveImport;
 pub use github_stats_core::StoreConfig;
@@ -131,12 +130,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Su
         "backfill starting"
     );
 
-    let result = if std::env::var_os("GITHUB_STATS_BACKFILL_ENGINE").is_some_and(|e| e == "ingest")
-    {
-        through_ingest::import(&config, files, &store, &cancel, &mut summary).await
-    } else {
-        import(&config, files, &store, &cancel, &mut summary).await
-    };
+    let result = import(&config, files, &store, &cancel, &mut summary).await;
     // Whatever happened, make what was stored durable.
     let flushed = store.flush().await;
     summary.elapsed = started.elapsed();
