@@ -110,6 +110,7 @@ pub(crate) async fn run(
     let mut ingest = IngestConfig::default();
     ingest.max_insert_events = config.batch_size.max(1);
     ingest.buffer_capacity = config.batch_size.max(1).saturating_mul(2);
+    ingest.warn_when_paused = false;
     let handle = Ingest::spawn(
         Arc::new(source) as Arc<dyn EventSource>,
         Arc::clone(&store) as Arc<dyn EventStore>,

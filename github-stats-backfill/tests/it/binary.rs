@@ -12,7 +12,13 @@ use crate::common::{Expected, data};
 /// The binary, run in `cwd`, with none of the variables it reads inherited from the test's
 /// environment.
 fn backfill(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_github-stats-backfill"));
+    without_settings(Command::new(BIN), cwd)
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_github-stats-backfill");
+
+/// `cmd`, run in `cwd`, without the variables the binary reads.
+fn without_settings(mut cmd: Command, cwd: &Path) -> Command {
     cmd.current_dir(cwd);
     for var in [
         "DATABASE_BACKEND",
@@ -410,5 +416,42 @@ fn a_clickhouse_port_alone_is_honoured_on_localhost() {
     assert!(
         stderr.contains(&format!("http://localhost:{port}")),
         "{stderr}"
+    );
+}
+
+/// A store that keeps failing is retried for about half a minute (7 inserts in a row), then
+/// the import stops: exit 1, the store's error, and what to do. Here the memory store's disk
+/// fails: a file size limit makes every append of events.log fail. A re-run without the
+/// fault completes the work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_keeps_failing_is_given_up_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = data("gharchive/2015-01-01-12.json.gz");
+    let mut expected = Expected::default();
+    expected.add_document(&crate::common::plain_bytes(&file));
+    let mut limited = without_settings(Command::new("sh"), dir.path());
+    limited
+        .args(["-c", "trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\"", BIN])
+        .args(["--batch-size", "500"])
+        .arg(&file);
+    let out = output(&mut limited);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("the store keeps failing, giving up") && l.contains("failures=7")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run the same command again to complete the import"),
+        "{stderr}"
+    );
+
+    let out = output(backfill(dir.path()).arg(&file));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        stored_events(&dir.path().join("data")).await,
+        expected.distinct.len() as u64
     );
 }
