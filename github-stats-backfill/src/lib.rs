@@ -276,7 +276,11 @@ async fn import(
             biased;
             _ = cancel.cancelled() => { cancelled = true; break; }
             item = pipeline.next() => item,
-            _ = ticks.tick() => { progress.tick(summary); continue; }
+            _ = ticks.tick() => {
+                feeder.read_status(summary);
+                progress.tick(summary);
+                continue;
+            }
         };
         let Some(item) = item else { break };
         match item {
@@ -334,7 +338,10 @@ async fn import(
     let report = loop {
         tokio::select! {
             report = &mut join => break report.context("the ingest loop failed")?,
-            _ = ticks.tick() => progress.tick(summary),
+            _ = ticks.tick() => {
+                feeder.read_status(summary);
+                progress.tick(summary);
+            }
             _ = feeder.checks.tick() => feeder.check(),
         }
     };
@@ -399,7 +406,7 @@ impl Feeder {
         events: Vec<Event>,
         ticks: &mut tokio::time::Interval,
         progress: &mut progress::Progress,
-        summary: &Summary,
+        summary: &mut Summary,
     ) -> bool {
         let Some(batches) = self.batches.clone() else {
             return false;
@@ -409,10 +416,21 @@ impl Feeder {
         loop {
             tokio::select! {
                 sent = &mut send => return sent.is_ok(),
-                _ = ticks.tick() => progress.tick(summary),
+                _ = ticks.tick() => {
+                    self.read_status(summary);
+                    progress.tick(summary);
+                }
                 _ = self.checks.tick() => self.check(),
             }
         }
+    }
+
+    /// What the ingest loop has stored so far, for the progress line.
+    fn read_status(&self, summary: &mut Summary) {
+        let status = self.status.snapshot();
+        summary.inserted = status.inserted;
+        summary.duplicates = status.duplicates;
+        summary.rejected = status.rejected;
     }
 
     /// Stops the ingest loop when the store keeps failing (it then flushes what it can and
