@@ -11,7 +11,7 @@
 //! gzip decompressed on the way), several files at once; `jobs` parser threads parse chunks in
 //! parallel (dropped event types are recognised without a JSON parse); the parsed chunks are put
 //! back in chronological order and handed, in batches of `--batch-size`, to core's
-//! [`Ingest`](github_stats_core::Ingest) loop (the server's), which inserts one batch while the
+//! [`Ingest`] loop (the server's), which inserts one batch while the
 //! next fills. A bounded number of chunks and batches is in flight, so memory stays flat
 //! whatever the input size.
 
