@@ -210,9 +210,12 @@ impl EventSource for ParsedBatches {
     }
 }
 
-/// Inserts that fail in a row before the import gives up (the store unavailable for about
-/// half a minute: 0.5 + 1 + 2 + 4 + 8 + 16 s between them).
+/// Inserts that fail in a row before the import gives up: about 20-30 s of the ingest loop's
+/// backoff (0.5 s doubling, jittered, at most [`MAX_RETRY`] apart).
 const STORE_FAILURES_BEFORE_GIVING_UP: u32 = 7;
+
+/// The longest wait between two inserts of a failing store.
+const MAX_RETRY: Duration = Duration::from_secs(16);
 
 /// How often the import looks at the ingest loop's status while it waits for it.
 const STATUS_EVERY: Duration = Duration::from_millis(100);
@@ -239,7 +242,7 @@ async fn import(
     // One batch being inserted while the next waits: the overlap of parsing and inserting.
     ingest_config.max_insert_events = batch_size;
     ingest_config.buffer_capacity = batch_size.saturating_mul(2);
-    ingest_config.max_retry = Duration::from_secs(16);
+    ingest_config.max_retry = MAX_RETRY;
     // Reading outpaces the store: a full buffer is the normal state, not news.
     ingest_config.warn_when_paused = false;
     // Only used when giving up: what is buffered then is not going to be stored.
