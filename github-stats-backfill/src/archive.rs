@@ -12,7 +12,7 @@ use github_stats_core::ingest::{Ingest, IngestConfig};
 use github_stats_core::source::gharchive::{
     DEFAULT_GHARCHIVE_URL, DEFAULT_MISSING_AFTER, GhArchiveConfig, GhArchiveSource, HourRange,
 };
-use github_stats_core::{EventSource, EventStore, TimeWindow};
+use github_stats_core::{EventSource, EventStore, SecretUrl, TimeWindow};
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::ArchiveProgress;
@@ -35,7 +35,7 @@ pub struct ArchiveImport {
     /// The end (exclusive).
     pub until: DateTime<Utc>,
     /// `GHARCHIVE_URL`: `https://data.gharchive.org`, a mirror, or `file:///dir`.
-    pub base_url: String,
+    pub base_url: SecretUrl,
     /// `GHARCHIVE_MISSING_AFTER`: an hour still not published this long after its end is a
     /// hole (missing); also the grace period before a failing hour is recorded as damaged.
     pub missing_after: Duration,
@@ -55,7 +55,7 @@ impl ArchiveImport {
         ArchiveImport {
             from,
             until,
-            base_url: DEFAULT_GHARCHIVE_URL.to_owned(),
+            base_url: SecretUrl::from(DEFAULT_GHARCHIVE_URL),
             missing_after: DEFAULT_MISSING_AFTER,
             min_retry: defaults.min_retry,
             max_retry: defaults.max_retry,
@@ -110,6 +110,7 @@ pub(crate) async fn run(
     let mut ingest = IngestConfig::default();
     ingest.max_insert_events = config.batch_size.max(1);
     ingest.buffer_capacity = config.batch_size.max(1).saturating_mul(2);
+    ingest.warn_when_paused = false;
     let handle = Ingest::spawn(
         Arc::new(source) as Arc<dyn EventSource>,
         Arc::clone(&store) as Arc<dyn EventStore>,

@@ -9,20 +9,22 @@
 //! Reader threads read files in chunks of whole lines
 //! ([`EventFileReader::read_raw_chunk`](github_stats_core::source::file::EventFileReader::read_raw_chunk),
 //! gzip decompressed on the way), several files at once; `jobs` parser threads parse chunks in
-//! parallel (dropped event types are recognised without a JSON parse); the inserter puts the
-//! parsed chunks back in chronological order and inserts large batches while the parsers work on
-//! the next chunks. A bounded number of chunks is in flight, so memory stays flat whatever the
-//! input size.
+//! parallel (dropped event types are recognised without a JSON parse); the parsed chunks are put
+//! back in chronological order and handed, in batches of `--batch-size`, to core's
+//! [`Ingest`] loop (the server's), which inserts one batch while the
+//! next fills. A bounded number of chunks and batches is in flight, so memory stays flat
+//! whatever the input size.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use github_stats_core::MemoryStoreOptions;
 use github_stats_core::source::file::{DEFAULT_CHUNK_BYTES, collect_event_files};
-use github_stats_core::{ClickHouseConfig as ClickHouseStoreConfig, ClickHouseStore};
-use github_stats_core::{Event, MemoryStore, SharedStore, StoreError};
+use github_stats_core::source::{EventBatch, EventSource, SourceError};
+use github_stats_core::{
+    ClickHouseStore, Event, EventStore, Ingest, IngestConfig, IngestStatus, ParseStats, SharedStore,
+};
 use tokio_util::sync::CancellationToken;
 
 mod archive;
@@ -32,6 +34,7 @@ mod progress;
 mod summary;
 
 pub use archive::ArchiveImport;
+pub use github_stats_core::StoreConfig;
 pub use summary::{ArchiveSummary, BadRecords, FileFailure, Summary};
 
 /// What to import, where, and how.
@@ -44,7 +47,7 @@ pub struct Config {
     /// ClickHouse: correct the count tables after the import
     /// ([`ClickHouseStore::recount`]).
     pub recount: bool,
-    /// The store.
+    /// The store (the memory store is written without a sync per batch, and synced at the end).
     pub store: StoreConfig,
     /// Kept events per insert.
     pub batch_size: usize,
@@ -73,51 +76,6 @@ impl Config {
             progress: ProgressMode::Off,
             gharchive: None,
         }
-    }
-}
-
-/// The store to import into.
-#[derive(Debug, Clone)]
-pub enum StoreConfig {
-    /// The memory store persisted in `data_dir` (`DATA_DIR`), which the server loads.
-    Memory {
-        /// The data directory.
-        data_dir: PathBuf,
-    },
-    /// ClickHouse over HTTP.
-    ClickHouse(ClickHouseConfig),
-}
-
-/// How to reach ClickHouse. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct ClickHouseConfig {
-    /// HTTP interface, e.g. `http://localhost:8123`.
-    pub url: String,
-    /// Database, created if missing.
-    pub database: String,
-    /// User.
-    pub user: String,
-    /// Password (never logged).
-    pub password: String,
-    /// Cluster mode: the cluster's name (`CLICKHOUSE_CLUSTER`).
-    pub cluster: Option<String>,
-    /// Cluster mode: the nodes' HTTP URLs; empty to derive them from `system.clusters`.
-    pub cluster_nodes: Vec<String>,
-    /// Cluster mode: replicated local tables.
-    pub replicated: bool,
-}
-
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .field("cluster", &self.cluster)
-            .field("cluster_nodes", &self.cluster_nodes)
-            .field("replicated", &self.replicated)
-            .finish()
     }
 }
 
@@ -213,42 +171,57 @@ async fn recount_if_asked(
 async fn open_store(
     config: &Config,
 ) -> anyhow::Result<(SharedStore, Option<Arc<ClickHouseStore>>)> {
-    if config.dry_run {
+    let store = match &config.store {
         // Deduplicates within the input, like a real store would, and writes nothing.
-        return Ok((Arc::new(MemoryStore::new()), None));
-    }
-    match &config.store {
-        StoreConfig::Memory { data_dir } => {
-            let dir = data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || {
-                let mut options = MemoryStoreOptions::default();
-                // One sync at the end (and at Ctrl-C) instead of one per batch: a crash in the
-                // middle loses at most what a re-run puts back.
-                options.sync_writes = false;
-                MemoryStore::open_with(&dir, options)
-            })
-            .await
-            .context("store opening task failed")?
-            .with_context(|| format!("cannot open the memory store in {}", data_dir.display()))?;
-            Ok((Arc::new(store), None))
-        }
-        StoreConfig::ClickHouse(ch) => {
-            let mut config = ClickHouseStoreConfig::new(ch.url.clone())
-                .with_database(ch.database.clone())
-                .with_credentials(ch.user.clone(), ch.password.clone())
-                .with_replication(ch.replicated);
-            if let Some(cluster) = &ch.cluster {
-                config = config.with_cluster(cluster.clone(), ch.cluster_nodes.clone());
+        _ if config.dry_run => StoreConfig::in_memory(),
+        StoreConfig::Memory { data_dir, options } => {
+            let mut options = options.clone();
+            // One sync at the end (and at Ctrl-C) instead of one per batch: a crash in the
+            // middle loses at most what a re-run puts back.
+            options.sync_writes = false;
+            StoreConfig::Memory {
+                data_dir: data_dir.clone(),
+                options,
             }
-            let store = ClickHouseStore::connect(config)
-                .await
-                .context("cannot open the ClickHouse store")?;
-            let store = Arc::new(store);
-            Ok((Arc::clone(&store) as SharedStore, Some(store)))
         }
+        other => other.clone(),
+    };
+    let opened = store.open().await.with_context(|| match &store {
+        StoreConfig::Memory {
+            data_dir: Some(dir),
+            ..
+        } => format!("cannot open the memory store in {}", dir.display()),
+        other => format!("cannot open the {} store", other.backend_name()),
+    })?;
+    Ok((opened.shared(), opened.clickhouse().cloned()))
+}
+
+/// The parsed events, in batches of `--batch-size`, as an [`EventSource`] for core's
+/// [`Ingest`] loop: [`import`] sends each batch as it fills (the last one at the end of the
+/// input or at Ctrl-C) and closes the channel when done, which exhausts the source.
+struct ParsedBatches {
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<EventBatch>>,
+}
+
+#[async_trait::async_trait]
+impl EventSource for ParsedBatches {
+    async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError> {
+        Ok(self.rx.lock().await.recv().await)
     }
 }
 
+/// Inserts that fail in a row before the import gives up: about 20-30 s of the ingest loop's
+/// backoff (0.5 s doubling, jittered, at most [`MAX_RETRY`] apart).
+const STORE_FAILURES_BEFORE_GIVING_UP: u32 = 7;
+
+/// The longest wait between two inserts of a failing store.
+const MAX_RETRY: Duration = Duration::from_secs(16);
+
+/// How often the import looks at the ingest loop's status while it waits for it.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
+
+/// Reads and parses `files` (the pipeline, in input order) and hands batches of `batch_size`
+/// kept events to core's [`Ingest`] loop, which inserts one while the next fills.
 async fn import(
     config: &Config,
     files: Vec<PathBuf>,
@@ -264,12 +237,35 @@ async fn import(
         cancel.clone(),
     );
     let batch_size = config.batch_size.max(1);
-    let mut batch: Vec<Event> = Vec::with_capacity(batch_size.min(1 << 20));
-    let mut inserter = Inserter {
-        store: Arc::clone(store),
+    let (batches, batches_rx) = tokio::sync::mpsc::channel(1);
+    let mut ingest_config = IngestConfig::default();
+    // One batch being inserted while the next waits: the overlap of parsing and inserting.
+    ingest_config.max_insert_events = batch_size;
+    ingest_config.buffer_capacity = batch_size.saturating_mul(2);
+    ingest_config.max_retry = MAX_RETRY;
+    // Reading outpaces the store: a full buffer is the normal state, not news.
+    ingest_config.warn_when_paused = false;
+    // Only used when giving up: what is buffered then is not going to be stored.
+    ingest_config.shutdown_timeout = Duration::from_secs(1);
+    // Not the user's Ctrl-C: what is parsed is stored after it; this one stops a store that
+    // keeps failing.
+    let give_up = CancellationToken::new();
+    let ingest = Ingest::spawn(
+        Arc::new(ParsedBatches {
+            rx: tokio::sync::Mutex::new(batches_rx),
+        }),
+        Arc::clone(store) as Arc<dyn EventStore>,
+        ingest_config,
+        give_up.clone(),
+    );
+    let mut feeder = Feeder {
+        batches: Some(batches),
+        status: ingest.status(),
+        give_up,
         cancel: cancel.clone(),
-        running: None,
+        checks: tokio::time::interval(STATUS_EVERY),
     };
+    let mut batch: Vec<Event> = Vec::with_capacity(batch_size.min(1 << 20));
     let mut finished = vec![false; files.len()];
     // Bad lines and invalid events of each file, for the summary's list.
     let mut skipped = vec![(0u64, 0u64); files.len()];
@@ -283,7 +279,11 @@ async fn import(
             biased;
             _ = cancel.cancelled() => { cancelled = true; break; }
             item = pipeline.next() => item,
-            _ = ticks.tick() => { progress.tick(summary); continue; }
+            _ = ticks.tick() => {
+                feeder.read_status(summary);
+                progress.tick(summary);
+                continue;
+            }
         };
         let Some(item) = item else { break };
         match item {
@@ -307,7 +307,9 @@ async fn import(
                 if batch.len() >= batch_size {
                     let full =
                         std::mem::replace(&mut batch, Vec::with_capacity(batch_size.min(1 << 20)));
-                    inserter.submit(full, summary, &mut progress).await?;
+                    if !feeder.send(full, &mut ticks, &mut progress, summary).await {
+                        break;
+                    }
                 }
             }
             pipeline::Item::FileDone { file } => {
@@ -329,10 +331,29 @@ async fn import(
         }
     }
     // The current batch: what is parsed is stored, also after Ctrl-C.
-    if !batch.is_empty() {
-        inserter.submit(batch, summary, &mut progress).await?;
+    if !batch.is_empty() && !feeder.give_up.is_cancelled() {
+        feeder.send(batch, &mut ticks, &mut progress, summary).await;
     }
-    inserter.finish(summary, &mut progress).await?;
+    // The source is exhausted once the loop has taken every batch.
+    feeder.batches = None;
+    let join = ingest.join();
+    tokio::pin!(join);
+    let report = loop {
+        tokio::select! {
+            report = &mut join => break report.context("the ingest loop failed")?,
+            _ = ticks.tick() => {
+                feeder.read_status(summary);
+                progress.tick(summary);
+            }
+            _ = feeder.checks.tick() => feeder.check(),
+        }
+    };
+    let snapshot = feeder.status.snapshot();
+    summary.inserted = report.inserted;
+    summary.duplicates = report.duplicates;
+    summary.rejected = report.rejected;
+    summary.batches = report.batches;
+    summary.insert_time = Duration::from_secs_f64(snapshot.insert_duration.sum_seconds);
     progress.finish();
     summary.bad_records = files
         .iter()
@@ -344,6 +365,15 @@ async fn import(
             invalid,
         })
         .collect();
+    if feeder.give_up.is_cancelled() || report.unflushed > 0 {
+        anyhow::bail!(
+            "cannot store the events ({}); run the same command again to complete the import",
+            snapshot
+                .last_store_error
+                .as_deref()
+                .unwrap_or("the store failed")
+        );
+    }
     if cancelled {
         summary.interrupted = true;
         summary.unfinished = files
@@ -360,121 +390,66 @@ async fn import(
     Ok(())
 }
 
-/// Inserts batches in a task of their own, one at a time, so that the next batch fills (and
-/// the parsers keep going) while the store works on the previous one.
-struct Inserter {
-    store: SharedStore,
+/// The import's end of the ingest loop: hands it batches, and stops it when the store keeps
+/// failing (about half a minute, or at once after Ctrl-C): the ingest loop itself would wait
+/// for the store for as long as it takes, as the server wants.
+struct Feeder {
+    batches: Option<tokio::sync::mpsc::Sender<EventBatch>>,
+    status: IngestStatus,
+    give_up: CancellationToken,
     cancel: CancellationToken,
-    running: Option<tokio::task::JoinHandle<anyhow::Result<InsertReport>>>,
+    checks: tokio::time::Interval,
 }
 
-impl Inserter {
-    /// Waits for the batch being inserted, then starts inserting `events`.
-    async fn submit(
+impl Feeder {
+    /// Hands `events` over once the ingest loop has room for them; `false` when it stopped
+    /// (the store kept failing).
+    async fn send(
         &mut self,
         events: Vec<Event>,
-        summary: &mut Summary,
+        ticks: &mut tokio::time::Interval,
         progress: &mut progress::Progress,
-    ) -> anyhow::Result<()> {
-        self.finish(summary, progress).await?;
-        let store = Arc::clone(&self.store);
-        let cancel = self.cancel.clone();
-        self.running = Some(tokio::spawn(async move {
-            insert(store.as_ref(), events, &cancel).await
-        }));
-        Ok(())
-    }
-
-    /// Waits for the batch being inserted, if any, and counts it.
-    async fn finish(
-        &mut self,
         summary: &mut Summary,
-        progress: &mut progress::Progress,
-    ) -> anyhow::Result<()> {
-        if let Some(mut running) = self.running.take() {
-            let mut ticks = tokio::time::interval(progress.tick_every());
-            ticks.reset();
-            let report = loop {
-                tokio::select! {
-                    report = &mut running => break report.context("insert task failed")??,
-                    _ = ticks.tick() => progress.tick(summary),
+    ) -> bool {
+        let Some(batches) = self.batches.clone() else {
+            return false;
+        };
+        let send = batches.send(EventBatch::new(events, ParseStats::default(), "files"));
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.is_ok(),
+                _ = ticks.tick() => {
+                    self.read_status(summary);
+                    progress.tick(summary);
                 }
-            };
-            summary.inserted += report.inserted;
-            summary.duplicates += report.duplicates;
-            summary.rejected += report.rejected;
-            summary.batches += 1;
-            summary.insert_time += report.time;
+                _ = self.checks.tick() => self.check(),
+            }
         }
-        Ok(())
     }
-}
 
-/// What inserting one batch did.
-#[derive(Debug, Default)]
-struct InsertReport {
-    inserted: u64,
-    duplicates: u64,
-    rejected: u64,
-    time: Duration,
-}
+    /// What the ingest loop has stored so far, for the progress line.
+    fn read_status(&self, summary: &mut Summary) {
+        let status = self.status.snapshot();
+        summary.inserted = status.inserted;
+        summary.duplicates = status.duplicates;
+        summary.rejected = status.rejected;
+    }
 
-/// Inserts `events`. Events the store refuses one by one (a time it cannot represent) are
-/// counted as rejected and left out; an unreachable store is retried with backoff for about
-/// half a minute before giving up.
-async fn insert(
-    store: &dyn github_stats_core::Store,
-    mut events: Vec<Event>,
-    cancel: &CancellationToken,
-) -> anyhow::Result<InsertReport> {
-    let mut report = InsertReport::default();
-    let mut attempt = 0u32;
-    loop {
-        let started = Instant::now();
-        let result = store.insert_events(&events).await;
-        report.time += started.elapsed();
-        match result {
-            Ok(outcome) => {
-                report.inserted = outcome.inserted;
-                report.duplicates = outcome.duplicates;
-                tracing::debug!(
-                    events = events.len(),
-                    inserted = outcome.inserted,
-                    duplicates = outcome.duplicates,
-                    "batch stored"
-                );
-                return Ok(report);
-            }
-            Err(StoreError::InvalidEvent { id, reason }) => {
-                let before = events.len();
-                events.retain(|e| e.id != id);
-                let removed = before - events.len();
-                if removed == 0 {
-                    anyhow::bail!(
-                        "the store refused event {id} ({reason}), which is not in the batch"
-                    );
-                }
-                tracing::warn!(id, reason = %reason, "the store refused an event, skipped");
-                report.rejected += removed as u64;
-                if events.is_empty() {
-                    return Ok(report);
-                }
-            }
-            Err(e) if e.is_unavailable() && attempt < 6 && !cancel.is_cancelled() => {
-                let wait = Duration::from_millis(500 << attempt);
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "store unavailable, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => {}
-                }
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "cannot store a batch of {} events; run the same command again to complete the import",
-                    events.len()
-                )));
-            }
+    /// Stops the ingest loop when the store keeps failing (it then flushes what it can and
+    /// stops pulling).
+    fn check(&mut self) {
+        let status = self.status.snapshot();
+        let failures = status.consecutive_store_failures;
+        let give_up = failures >= STORE_FAILURES_BEFORE_GIVING_UP
+            || (failures > 0 && self.cancel.is_cancelled());
+        if give_up && !self.give_up.is_cancelled() {
+            tracing::warn!(
+                failures,
+                error = status.last_store_error.as_deref().unwrap_or(""),
+                "the store keeps failing, giving up"
+            );
+            self.give_up.cancel();
         }
     }
 }

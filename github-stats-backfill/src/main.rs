@@ -4,44 +4,25 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::CommandFactory;
 use github_stats_backfill::ProgressMode;
-use github_stats_backfill::cli::{Args, Backend, DotenvOutcome, LogFormat, Parsed, load_dotenv};
+use github_stats_backfill::cli::Parsed;
+use github_stats_cli::LogFormat;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// Exit code of an interrupted import (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    // First pass: only to find `--dotenv` (and to answer `--help` or a usage error, exit 2).
-    let first = Parsed::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    // Before any thread starts: this writes the process environment.
-    let dotenv = match load_dotenv(first.args.dotenv.as_deref()) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let _ = Args::command()
-                .error(clap::error::ErrorKind::Io, format!("{e:#}"))
-                .print();
-            return ExitCode::from(2);
-        }
+    // Before any thread starts: the dotenv file writes the process environment.
+    let (parsed, dotenv) = match Parsed::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(e) => return ExitCode::from(e.report("github-stats-backfill")),
     };
-    // Second pass: the environment fallbacks now see the dotenv file.
-    let parsed = Parsed::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    if parsed.args.recount && parsed.args.backend != Backend::Clickhouse {
-        Args::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--recount corrects ClickHouse tables: it needs --backend clickhouse \
-                 (or DATABASE_BACKEND=clickhouse)",
-            )
-            .exit();
-    }
-    let log_format = parsed.args.log_format;
-    init_tracing(log_format);
-    if let DotenvOutcome::Loaded(path) = &dotenv {
+    parsed.args.log.init();
+    if let Some(path) = &dotenv {
         tracing::debug!(file = %path.display(), "dotenv file loaded");
     }
+    let log_format = parsed.args.log.format().unwrap_or_default();
 
     // A bar would break JSON lines: a log shipper reads stderr even from a terminal session.
     let progress = if std::io::stderr().is_terminal() && log_format == LogFormat::Text {
@@ -110,22 +91,4 @@ fn main() -> ExitCode {
     // Reader threads may be blocked on a slow file after Ctrl-C: do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
     ExitCode::from(code)
-}
-
-/// Logs to stderr, as text or JSON lines: `RUST_LOG` when set, else `LOG_LEVEL`, else `info`.
-fn init_tracing(format: LogFormat) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .or_else(|| std::env::var("LOG_LEVEL").ok())
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "info".into());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }

@@ -74,6 +74,10 @@ pub struct IngestConfig {
     pub shutdown_timeout: Duration,
     /// How long [`EventStore::flush`] may take at the end (1.5 s).
     pub store_flush_timeout: Duration,
+    /// Whether a full buffer (the source paused) is a warning (`true`, the default: a live
+    /// source outpacing the store), or expected and logged at debug level (`false`: a bulk
+    /// import, which always reads faster than the store writes).
+    pub warn_when_paused: bool,
 }
 
 impl Default for IngestConfig {
@@ -86,6 +90,7 @@ impl Default for IngestConfig {
             source_error_pause: Duration::from_millis(100),
             shutdown_timeout: Duration::from_secs(8),
             store_flush_timeout: Duration::from_millis(1500),
+            warn_when_paused: true,
         }
     }
 }
@@ -407,13 +412,16 @@ impl Loop {
             }
             let paused = full && !source_done && !cancelled;
             if paused != was_paused {
-                if paused {
-                    warn!(
-                        buffered = self.buffered,
-                        capacity, "ingest buffer full, pausing the source"
-                    );
-                } else {
-                    info!(buffered = self.buffered, "ingest buffer has room, resuming");
+                let buffered = self.buffered;
+                match (paused, self.config.warn_when_paused) {
+                    (true, true) => {
+                        warn!(buffered, capacity, "ingest buffer full, pausing the source")
+                    }
+                    (true, false) => {
+                        debug!(buffered, capacity, "ingest buffer full, pausing the source")
+                    }
+                    (false, true) => info!(buffered, "ingest buffer has room, resuming"),
+                    (false, false) => debug!(buffered, "ingest buffer has room, resuming"),
                 }
                 was_paused = paused;
             }
@@ -615,6 +623,13 @@ impl Loop {
         match result {
             Ok(outcome) => {
                 let stored = events.len();
+                debug!(
+                    events = stored,
+                    inserted = outcome.inserted,
+                    duplicates = outcome.duplicates,
+                    duration_ms = duration.as_millis() as u64,
+                    "batch stored"
+                );
                 self.buffered -= stored;
                 self.report.inserted += outcome.inserted;
                 self.report.duplicates += outcome.duplicates;

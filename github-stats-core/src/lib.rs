@@ -11,6 +11,7 @@ mod id_set;
 pub mod ingest;
 mod metrics;
 pub mod parse;
+mod secret_url;
 pub mod source;
 pub mod store;
 
@@ -29,6 +30,7 @@ pub use metrics::{
     timeline_buckets,
 };
 pub use parse::ParseStats;
+pub use secret_url::SecretUrl;
 pub use source::file::FileSource;
 pub use source::gharchive::{
     ArchiveFollowerSnapshot, ArchiveFollowerStatus, GhArchiveConfig, GhArchiveSource, HourRange,
@@ -41,4 +43,7 @@ pub use source::{EventBatch, EventSource, SourceError};
 #[cfg(feature = "clickhouse")]
 pub use store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use store::memory::{MemoryStore, MemoryStoreOptions, ReplayReport};
-pub use store::{EventStore, MetricsQuery, SharedStore, Store, StoreError};
+pub use store::{
+    EventStore, InvalidSetting, MetricsQuery, OpenedStore, SharedStore, Store, StoreConfig,
+    StoreError,
+};

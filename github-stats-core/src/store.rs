@@ -1,6 +1,7 @@
 //! The store traits: where events go ([`EventStore`]) and the questions asked of them
 //! ([`MetricsQuery`]). One module per implementation; the conformance suite (`conformance`,
-//! cargo feature `testsuite`) runs every implementation through the same cases.
+//! cargo feature `testsuite`) runs every implementation through the same cases. Which store to
+//! open, and opening it: [`StoreConfig`].
 
 use std::sync::Arc;
 
@@ -15,7 +16,10 @@ use crate::metrics::{
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
+mod config;
 pub mod memory;
+
+pub use config::{InvalidSetting, OpenedStore, StoreConfig};
 
 /// Errors of stores. [`StoreError::is_unavailable`] tells outages (retry later, HTTP 503) from
 /// everything else.

@@ -11,17 +11,19 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use clap::Parser;
-use github_stats_core::source::gharchive::{DEFAULT_GHARCHIVE_URL, parse_duration, parse_hour};
+use github_stats_cli::{ArchiveArgs, DotenvArgs, LogArgs, StoreArgs};
+use github_stats_core::SecretUrl;
+use github_stats_core::source::github::DEFAULT_API_URL;
+
+pub use github_stats_cli::ConfigError;
+use github_stats_core::source::gharchive::parse_hour;
 
 use crate::api::CorsPolicy;
 use crate::listener::ConnectionLimits;
-use crate::telemetry::{LogFormat, redact_url};
-
-/// Default ClickHouse HTTP port.
-pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
 
 /// The server's configuration. Every flag falls back to the environment variable named in its
-/// help, then to its default (README's configuration table).
+/// help, then to its default (README's configuration table). The store, GH Archive and logging
+/// settings are the ones `github-stats-backfill` has too ([`github_stats_cli`]).
 #[derive(Clone, Parser)]
 #[command(
     name = "github-stats-server",
@@ -29,110 +31,71 @@ pub const DEFAULT_CLICKHOUSE_PORT: u16 = 8123;
     about = "Polls GitHub's public events, stores them, and serves metrics over a REST API"
 )]
 pub struct Config {
-    /// Load environment variables from this dotenv file first (variables already set win).
-    #[arg(long, value_name = "PATH")]
-    pub dotenv: Option<PathBuf>,
+    /// `--dotenv PATH`.
+    #[command(flatten)]
+    pub dotenv: DotenvArgs,
 
-    /// Where events are stored: `memory` or `clickhouse`.
-    #[arg(long, env = "DATABASE_BACKEND", default_value = "memory")]
-    pub database_backend: String,
+    /// Where events are stored, and how to reach the store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 
-    /// Directory of the memory store's event file, so that a restart loses nothing.
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
-
-    /// ClickHouse HTTP interface [default: http://localhost:8123, or CLICKHOUSE_HOST and
-    /// CLICKHOUSE_PORT when set].
-    #[arg(long, env = "CLICKHOUSE_URL")]
-    pub clickhouse_url: Option<String>,
-
-    /// ClickHouse host, used when CLICKHOUSE_URL is not set.
-    #[arg(long, env = "CLICKHOUSE_HOST")]
-    pub clickhouse_host: Option<String>,
-
-    /// ClickHouse HTTP port, used with CLICKHOUSE_HOST.
-    #[arg(long, env = "CLICKHOUSE_PORT", default_value_t = DEFAULT_CLICKHOUSE_PORT)]
-    pub clickhouse_port: u16,
-
-    /// ClickHouse database, created if missing with its tables.
-    #[arg(long, env = "CLICKHOUSE_DATABASE", default_value = "github_stats")]
-    pub clickhouse_database: String,
-
-    /// ClickHouse user.
-    #[arg(long, env = "CLICKHOUSE_USER", default_value = "default")]
-    pub clickhouse_user: String,
-
-    /// ClickHouse password (never logged).
+    /// GitHub token, optional (alias GITHUB_READ_TOKEN; never shown).
     #[arg(
         long,
-        env = "CLICKHOUSE_PASSWORD",
-        default_value = "",
-        hide_env_values = true
+        env = "GITHUB_TOKEN",
+        hide_env_values = true,
+        help_heading = "GitHub"
     )]
-    pub clickhouse_password: String,
-
-    /// ClickHouse cluster mode: a cluster of the servers' remote_servers; local tables on every
-    /// node with Distributed tables over them (docs/operations.md, "Running on a cluster").
-    #[arg(long, env = "CLICKHOUSE_CLUSTER")]
-    pub clickhouse_cluster: Option<String>,
-
-    /// Cluster mode: the nodes' HTTP URLs, comma-separated, in system.clusters order
-    /// [default: http://HOST:8123 for each host of system.clusters].
-    #[arg(long, env = "CLICKHOUSE_CLUSTER_NODES", value_delimiter = ',')]
-    pub clickhouse_cluster_nodes: Vec<String>,
-
-    /// Cluster mode: replicated local tables (needs ZooKeeper or ClickHouse Keeper).
-    #[arg(long, env = "CLICKHOUSE_REPLICATED")]
-    pub clickhouse_replicated: bool,
-
-    /// GitHub token, optional (alias GITHUB_READ_TOKEN; never logged).
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
 
-    /// GitHub REST API base URL (GitHub Enterprise, or a local fake in tests).
-    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
-    pub github_api_url: String,
+    /// GitHub REST API base URL (GitHub Enterprise, or a local fake in tests). Credentials in it
+    /// are never shown.
+    #[arg(
+        long,
+        env = "GITHUB_API_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_API_URL,
+        value_name = "URL",
+        help_heading = "GitHub"
+    )]
+    pub github_api_url: SecretUrl,
 
     /// Save every polled answer to EVENTS_DIRECTORY as `YYYY-MM-DDTHH-MM-SS.json`.
-    #[arg(long, env = "SAVE_EVENTS_TO_FILES")]
+    #[arg(long, env = "SAVE_EVENTS_TO_FILES", help_heading = "GitHub")]
     pub save_events_to_files: bool,
 
     /// Where raw poll files go when SAVE_EVENTS_TO_FILES is on.
-    #[arg(long, env = "EVENTS_DIRECTORY", default_value = "downloaded-events")]
+    #[arg(
+        long,
+        env = "EVENTS_DIRECTORY",
+        default_value = "downloaded-events",
+        value_name = "DIR",
+        help_heading = "GitHub"
+    )]
     pub events_directory: PathBuf,
 
     /// The poller's state across restarts (ETag, next poll time, counters).
     #[arg(
         long,
         env = "CLIENT_STATE_FILE",
-        default_value = "state/client-state.json"
+        default_value = "state/client-state.json",
+        value_name = "PATH",
+        help_heading = "GitHub"
     )]
     pub client_state_file: PathBuf,
+
+    /// Serve the API only: do not poll GitHub.
+    #[arg(long, env = "NO_POLL", help_heading = "GitHub")]
+    pub no_poll: bool,
 
     /// Where the API listens (`host:port`; port 0 picks a free port, logged at start).
     #[arg(long, env = "BIND_ADDRESS", default_value = "127.0.0.1:8000")]
     pub bind_address: String,
 
-    /// Log level or tracing directives; RUST_LOG wins when set.
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-
-    /// Log lines: `text` for people, or `json` (one object per line, for log shippers).
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
-
     /// Origins whose pages may call the API from a browser (CORS), comma-separated, such as
     /// `https://dashboard.example.com`, or `*` for any [default: none].
     #[arg(long, env = "CORS_ALLOW_ORIGINS", value_delimiter = ',')]
     pub cors_allow_origins: Vec<String>,
-
-    /// Serve the API only: do not poll GitHub.
-    #[arg(long, env = "NO_POLL")]
-    pub no_poll: bool,
-
-    /// Seconds a request may take before it is answered with 503.
-    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub request_timeout_secs: u64,
 
     /// Most HTTP connections open at once; more wait in the listen backlog until one closes.
     /// Keep it well under the open-file limit (`ulimit -n`).
@@ -148,6 +111,10 @@ pub struct Config {
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
+    /// `LOG_LEVEL` and `LOG_FORMAT`.
+    #[command(flatten)]
+    pub log: LogArgs,
+
     /// Follow GH Archive from this hour beside the poller (unset: off): an RFC 3339 hour
     /// (2026-11-01T00:00:00Z), YYYY-MM-DDTHH (UTC), or a duration back from now (24h, 7d).
     #[arg(
@@ -158,32 +125,16 @@ pub struct Config {
     )]
     pub gharchive_from: Option<String>,
 
-    /// Where GH Archive's hour files are: its server, a mirror, or file:///a/local/dir.
-    #[arg(
-        long,
-        env = "GHARCHIVE_URL",
-        default_value = DEFAULT_GHARCHIVE_URL,
-        value_name = "URL",
-        help_heading = "GH Archive"
-    )]
-    pub gharchive_url: String,
-
-    /// An hour still not published this long after its end is a hole in the archive,
-    /// recorded as missing (90m, 24h, 7d).
-    #[arg(
-        long,
-        env = "GHARCHIVE_MISSING_AFTER",
-        default_value = "24h",
-        value_name = "DURATION",
-        help_heading = "GH Archive"
-    )]
-    pub gharchive_missing_after: String,
+    /// `GHARCHIVE_URL` and `GHARCHIVE_MISSING_AFTER`.
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
 
     /// The archive follower's position across restarts (the next hour, the hour in progress).
     #[arg(
         long,
         env = "GHARCHIVE_STATE_FILE",
         default_value = "state/gharchive-state.json",
+        value_name = "PATH",
         help_heading = "GH Archive"
     )]
     pub gharchive_state_file: PathBuf,
@@ -191,54 +142,6 @@ pub struct Config {
 
 /// The largest `MAX_CONNECTIONS` accepted.
 pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
-
-/// Where events are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded memory store, persisted in `DATA_DIR`.
-    Memory,
-    /// ClickHouse over HTTP.
-    ClickHouse,
-}
-
-impl Backend {
-    /// `memory` or `clickhouse`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Memory => "memory",
-            Backend::ClickHouse => "clickhouse",
-        }
-    }
-}
-
-/// Why the configuration was refused: one line per problem.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Bad flags or values that clap rejected (its own message, with usage).
-    #[error("{0}")]
-    Usage(#[from] clap::Error),
-    /// The dotenv file named by `--dotenv` could not be loaded.
-    #[error("cannot load dotenv file {path}: {reason}")]
-    Dotenv {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        reason: String,
-    },
-    /// Values that parse but make no sense, one line each.
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
-}
-
-impl ConfigError {
-    /// Whether this is clap's `--help` or `--version` (printed, exit code 0).
-    pub fn is_help_or_version(&self) -> bool {
-        matches!(self, ConfigError::Usage(e) if matches!(
-            e.kind(),
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-        ))
-    }
-}
 
 impl Config {
     /// Loads the configuration of this process: `--dotenv` first, then flags and environment,
@@ -253,14 +156,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        if let Some(path) = dotenv_argument(&args) {
-            dotenvy::from_path(&path).map_err(|e| ConfigError::Dotenv {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        }
-        let mut config = Config::try_parse_from(args)?;
+        let (mut config, _) = github_stats_cli::parse::<Config>(args, None)?;
         config.apply_aliases(|name| std::env::var(name).ok());
         config.validate()?;
         Ok(config)
@@ -276,52 +172,21 @@ impl Config {
     /// Checks the values, reporting every problem (one line each).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        if let Err(e) = self.backend() {
-            problems.push(e);
+        if let Err(e) = self.store.store_config() {
+            problems.extend(e);
         }
         if let Err(e) = self.bind_socket_address() {
             problems.push(e);
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            problems.push(format!(
-                "invalid LOG_LEVEL '{}', expected error, warn, info, debug, trace or tracing directives",
-                self.log_level
-            ));
-        }
-        if let Err(e) = self.log_format() {
-            problems.push(e);
-        }
+        problems.extend(self.log.problems());
         if let Err(e) = self.cors_policy() {
             problems.extend(e);
         }
-        if !is_http_url(&self.github_api_url) {
+        if !is_http_url(self.github_api_url.expose_secret()) {
             problems.push(format!(
                 "invalid GITHUB_API_URL '{}', expected an http:// or https:// URL",
-                redact_url(&self.github_api_url)
+                self.github_api_url
             ));
-        }
-        if self.backend() == Ok(Backend::ClickHouse) {
-            let url = self.clickhouse_url();
-            if !is_http_url(&url) {
-                problems.push(format!(
-                    "invalid CLICKHOUSE_URL '{}', expected an http:// or https:// URL",
-                    redact_url(&url)
-                ));
-            }
-            if self.clickhouse_database.is_empty()
-                || !self
-                    .clickhouse_database
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                problems.push(format!(
-                    "invalid CLICKHOUSE_DATABASE '{}', expected letters, digits and _",
-                    self.clickhouse_database
-                ));
-            }
-        }
-        if self.request_timeout_secs == 0 {
-            problems.push("invalid REQUEST_TIMEOUT_SECS 0, expected at least 1".to_owned());
         }
         if !(1..=MAX_MAX_CONNECTIONS).contains(&self.max_connections) {
             problems.push(format!(
@@ -340,55 +205,12 @@ impl Config {
         {
             problems.push(format!("invalid GHARCHIVE_FROM: {e}"));
         }
-        if !is_archive_url(&self.gharchive_url) {
-            problems.push(format!(
-                "invalid GHARCHIVE_URL '{}', expected an http://, https:// or file:// URL \
-                 (https://data.gharchive.org, file:///srv/gharchive)",
-                redact_url(&self.gharchive_url)
-            ));
-        }
-        if let Err(e) = parse_duration(&self.gharchive_missing_after) {
-            problems.push(format!("invalid GHARCHIVE_MISSING_AFTER: {e}"));
-        }
+        problems.extend(self.archive.problems());
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(problems))
         }
-    }
-
-    /// The storage backend, or the line explaining why the name is unknown.
-    pub fn backend(&self) -> Result<Backend, String> {
-        match self.database_backend.trim().to_ascii_lowercase().as_str() {
-            "memory" => Ok(Backend::Memory),
-            "clickhouse" => Ok(Backend::ClickHouse),
-            _ => Err(format!(
-                "unknown backend '{}', expected memory or clickhouse",
-                self.database_backend
-            )),
-        }
-    }
-
-    /// The ClickHouse HTTP URL: `CLICKHOUSE_URL`, else `http://CLICKHOUSE_HOST:CLICKHOUSE_PORT`,
-    /// else `http://localhost:8123`.
-    pub fn clickhouse_url(&self) -> String {
-        match (&self.clickhouse_url, &self.clickhouse_host) {
-            (Some(url), _) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
-            (_, Some(host)) if !host.is_empty() => {
-                format!("http://{host}:{}", self.clickhouse_port)
-            }
-            _ => format!("http://localhost:{DEFAULT_CLICKHOUSE_PORT}"),
-        }
-    }
-
-    /// The log format, or the line explaining why the name is unknown.
-    pub fn log_format(&self) -> Result<LogFormat, String> {
-        LogFormat::parse(&self.log_format).ok_or_else(|| {
-            format!(
-                "invalid LOG_FORMAT '{}', expected text or json",
-                self.log_format
-            )
-        })
     }
 
     /// Which origins may call the API from a browser, or one line per bad entry.
@@ -414,9 +236,9 @@ impl Config {
             .ok_or_else(invalid)
     }
 
-    /// The per-request timeout.
+    /// The per-request timeout (`REQUEST_TIMEOUT_SECS`: the API's and the store's).
     pub fn request_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.request_timeout_secs)
+        self.store.request_timeout()
     }
 
     /// The connection cap and timeouts of the HTTP server.
@@ -432,51 +254,33 @@ impl Config {
 /// Secrets are redacted: `Debug` of a configuration is safe to log.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn redact(secret: &str) -> &'static str {
-            if secret.is_empty() { "" } else { "<redacted>" }
-        }
         f.debug_struct("Config")
-            .field("dotenv", &self.dotenv)
-            .field("database_backend", &self.database_backend)
-            .field("data_dir", &self.data_dir)
-            .field("clickhouse_url", &redact_url(&self.clickhouse_url()))
-            .field("clickhouse_database", &self.clickhouse_database)
-            .field("clickhouse_user", &self.clickhouse_user)
-            .field("clickhouse_password", &redact(&self.clickhouse_password))
-            .field("clickhouse_cluster", &self.clickhouse_cluster)
-            .field(
-                "clickhouse_cluster_nodes",
-                &self.clickhouse_cluster_nodes.len(),
-            )
-            .field("clickhouse_replicated", &self.clickhouse_replicated)
+            .field("dotenv", &self.dotenv.dotenv)
+            .field("store", &self.store)
             .field(
                 "github_token",
-                &self.github_token.as_deref().map(redact).unwrap_or("<none>"),
+                &match self.github_token.as_deref() {
+                    None => "<none>",
+                    Some("") => "",
+                    Some(_) => "<redacted>",
+                },
             )
-            .field("github_api_url", &redact_url(&self.github_api_url))
+            .field("github_api_url", &self.github_api_url)
             .field("save_events_to_files", &self.save_events_to_files)
             .field("events_directory", &self.events_directory)
             .field("client_state_file", &self.client_state_file)
-            .field("bind_address", &self.bind_address)
-            .field("log_level", &self.log_level)
-            .field("log_format", &self.log_format)
-            .field("cors_allow_origins", &self.cors_allow_origins)
             .field("no_poll", &self.no_poll)
-            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("bind_address", &self.bind_address)
+            .field("cors_allow_origins", &self.cors_allow_origins)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("log", &self.log)
             .field("gharchive_from", &self.gharchive_from)
-            .field("gharchive_url", &redact_url(&self.gharchive_url))
-            .field("gharchive_missing_after", &self.gharchive_missing_after)
+            .field("archive", &self.archive)
             .field("gharchive_state_file", &self.gharchive_state_file)
             .finish()
     }
-}
-
-fn is_archive_url(url: &str) -> bool {
-    let lower = url.trim().to_ascii_lowercase();
-    is_http_url(url.trim()) || lower.starts_with("file:///")
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -486,27 +290,10 @@ fn is_http_url(url: &str) -> bool {
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }
 
-/// The path given to `--dotenv PATH` or `--dotenv=PATH`, found before clap parses anything (the
-/// file must be loaded before clap reads the environment).
-fn dotenv_argument(args: &[OsString]) -> Option<PathBuf> {
-    let mut iter = args.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let arg = arg.to_str()?;
-        if arg == "--" {
-            return None;
-        }
-        if arg == "--dotenv" {
-            return iter.next().map(PathBuf::from);
-        }
-        if let Some(path) = arg.strip_prefix("--dotenv=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
+    use github_stats_cli::LogFormat;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
@@ -524,16 +311,18 @@ mod tests {
             "http://a:8123,http://b:8124",
             "--clickhouse-replicated",
         ]);
-        assert_eq!(config.clickhouse_cluster.as_deref(), Some("two"));
+        assert_eq!(config.store.clickhouse_cluster.as_deref(), Some("two"));
         assert_eq!(
-            config.clickhouse_cluster_nodes,
-            ["http://a:8123", "http://b:8124"]
+            config.store.clickhouse_cluster_nodes,
+            [SecretUrl::from("http://a:8123"), "http://b:8124".into()]
         );
-        assert!(config.clickhouse_replicated);
+        assert!(config.store.clickhouse_replicated);
         let single = parse(&[]);
-        assert_eq!(single.clickhouse_cluster, None);
-        assert!(single.clickhouse_cluster_nodes.is_empty());
-        assert!(!single.clickhouse_replicated);
+        if std::env::var_os("CLICKHOUSE_CLUSTER").is_none() {
+            assert_eq!(single.store.clickhouse_cluster, None);
+            assert!(single.store.clickhouse_cluster_nodes.is_empty());
+            assert!(!single.store.clickhouse_replicated);
+        }
     }
 
     #[test]
@@ -596,24 +385,10 @@ mod tests {
             off.gharchive_from, None,
             "following GH Archive is off by default"
         );
-        assert_eq!(off.gharchive_url, "https://data.gharchive.org");
-    }
-
-    #[test]
-    fn clickhouse_url_from_host_and_port() {
-        let mut config = parse(&[
-            "--clickhouse-host",
-            "db.internal",
-            "--clickhouse-port",
-            "8124",
-        ]);
-        config.clickhouse_url = None;
-        assert_eq!(config.clickhouse_url(), "http://db.internal:8124");
-        config.clickhouse_url = Some("http://127.0.0.1:18123/".into());
-        assert_eq!(config.clickhouse_url(), "http://127.0.0.1:18123");
-        config.clickhouse_url = None;
-        config.clickhouse_host = None;
-        assert_eq!(config.clickhouse_url(), "http://localhost:8123");
+        assert_eq!(
+            off.archive.gharchive_url.expose_secret(),
+            "https://data.gharchive.org"
+        );
     }
 
     #[test]
@@ -675,11 +450,11 @@ mod tests {
     #[test]
     fn log_format_and_cors_origins_are_checked() {
         let config = parse(&["--log-format", "json", "--cors-allow-origins", "*"]);
-        assert_eq!(config.log_format(), Ok(LogFormat::Json));
+        assert_eq!(config.log.format(), Ok(LogFormat::Json));
         assert_eq!(config.cors_policy(), Ok(CorsPolicy::AnyOrigin));
         let defaults = parse(&[]);
         if std::env::var_os("LOG_FORMAT").is_none() {
-            assert_eq!(defaults.log_format(), Ok(LogFormat::Text));
+            assert_eq!(defaults.log.format(), Ok(LogFormat::Text));
         }
         if std::env::var_os("CORS_ALLOW_ORIGINS").is_none() {
             assert_eq!(defaults.cors_policy(), Ok(CorsPolicy::Disabled));
@@ -705,8 +480,7 @@ mod tests {
     fn defaults_follow_the_design() {
         let config = parse(&[]);
         // Only the values no test environment overrides (scripts/test.sh sets CLICKHOUSE_URL).
-        assert_eq!(config.clickhouse_port, 8123);
-        assert_eq!(config.request_timeout_secs, 30);
+        assert_eq!(config.request_timeout(), std::time::Duration::from_secs(30));
         assert_eq!(config.connection_limits(), ConnectionLimits::default());
         assert!(!config.no_poll || std::env::var_os("NO_POLL").is_some());
         assert!(parse(&["--no-poll"]).no_poll);
@@ -730,20 +504,6 @@ mod tests {
         ] {
             assert!(err.lines().any(|l| l.contains(name)), "{name}: {err}");
         }
-    }
-
-    #[test]
-    fn dotenv_argument_is_found_in_both_forms() {
-        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
-        assert_eq!(
-            dotenv_argument(&args(&["x", "--no-poll", "--dotenv", "gh.env"])),
-            Some(PathBuf::from("gh.env"))
-        );
-        assert_eq!(
-            dotenv_argument(&args(&["x", "--dotenv=a.env"])),
-            Some(PathBuf::from("a.env"))
-        );
-        assert_eq!(dotenv_argument(&args(&["x", "--no-poll"])), None);
     }
 
     #[test]

@@ -4,26 +4,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use github_stats_server::config::ConfigError;
 use github_stats_server::startup::shutdown_signal;
-use github_stats_server::{Application, Config, telemetry};
+use github_stats_server::{Application, Config};
 
 fn main() -> ExitCode {
     // Before any thread starts: `--dotenv` sets environment variables.
     let config = match Config::load() {
         Ok(config) => config,
-        Err(ConfigError::Usage(e)) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("github-stats-server: {line}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return ExitCode::from(e.report("github-stats-server")),
     };
-    telemetry::init(&config.log_level, config.log_format().unwrap_or_default());
+    config.log.init();
     tracing::debug!(?config, "configuration");
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,

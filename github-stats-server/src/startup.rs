@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use github_stats_core::source::gharchive::{parse_duration, parse_hour};
+use github_stats_core::source::gharchive::parse_hour;
 use github_stats_core::{
-    ClickHouseConfig, ClickHouseStore, EventSource, GhArchiveConfig, GhArchiveSource, GitHubConfig,
-    GitHubPoller, Ingest, IngestConfig, MemoryStore, MergedSource, SharedStore, SourceError,
-    StoreError,
+    EventSource, GhArchiveConfig, GhArchiveSource, GitHubConfig, GitHubPoller, Ingest,
+    IngestConfig, MergedSource, OpenedStore, SharedStore, SourceError, StoreConfig, StoreError,
 };
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -23,10 +22,9 @@ use poem::{EndpointExt, Response, Server};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, ComponentStatus, HttpSettings};
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
 use crate::prometheus::Exporter;
-use crate::telemetry::redact_url;
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -101,16 +99,17 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Opens the store, starts the poller and ingest loop (unless `no_poll`), binds the listener.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        let backend = config
-            .backend()
-            .map_err(|e| StartupError::Unsupported(e.to_string()))?;
+        let store_config = config
+            .store
+            .store_config()
+            .map_err(|e| StartupError::Unsupported(e.join("; ")))?;
         let cors = config
             .cors_policy()
             .map_err(|e| StartupError::Unsupported(e.join("; ")))?;
-        let store = open_store(&config, backend).await?;
+        let store = open_store(&store_config).await?;
         let health = store.health().await;
         tracing::info!(
-            backend = backend.as_str(),
+            backend = store.backend_name(),
             total_events = health.total_events,
             last_event_at = ?health.last_event_at,
             "store open"
@@ -136,7 +135,7 @@ impl Application {
                 }
             }));
             tracing::info!(
-                api_url = %redact_url(&config.github_api_url),
+                api_url = %config.github_api_url,
                 authenticated = config.github_token.is_some(),
                 "polling GitHub's public events"
             );
@@ -145,7 +144,7 @@ impl Application {
         if let Some(archive) = archive_config(&config)? {
             tracing::info!(
                 from = %archive.from,
-                url = %redact_url(&archive.base_url),
+                url = %archive.base_url,
                 "following GH Archive"
             );
             let follower = Arc::new(
@@ -321,79 +320,46 @@ impl Application {
     }
 }
 
-async fn open_store(config: &Config, backend: Backend) -> Result<SharedStore, StartupError> {
-    match backend {
-        Backend::Memory => {
-            let dir = config.data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || MemoryStore::open(dir))
-                .await
-                .map_err(|e| StartupError::Task(e.to_string()))?
-                .map_err(|source| StartupError::Store {
-                    backend: backend.as_str(),
-                    source,
-                })?;
-            let replay = store.replay_report();
-            tracing::info!(
-                data_dir = %config.data_dir.display(),
-                records = replay.records,
-                "memory store replayed its event file"
-            );
-            Ok(Arc::new(store))
-        }
-        Backend::ClickHouse => {
-            let mut clickhouse = ClickHouseConfig::new(config.clickhouse_url())
-                .with_database(config.clickhouse_database.clone())
-                .with_credentials(
-                    config.clickhouse_user.clone(),
-                    config.clickhouse_password.clone(),
-                )
-                .with_replication(config.clickhouse_replicated);
-            if let Some(cluster) = config
-                .clickhouse_cluster
-                .as_deref()
-                .filter(|c| !c.is_empty())
-            {
-                clickhouse = clickhouse.with_cluster(
-                    cluster,
-                    config
-                        .clickhouse_cluster_nodes
-                        .iter()
-                        .map(|u| u.trim())
-                        .filter(|u| !u.is_empty()),
+/// Opens the store. An outage at start is waited out, like one later on: ClickHouse often starts
+/// after us (compose, systemd). Configuration errors (bad names, the native port) fail now.
+async fn open_store(config: &StoreConfig) -> Result<SharedStore, StartupError> {
+    let mut retry_in = Duration::from_secs(1);
+    let mut attempt: u32 = 1;
+    let opened = loop {
+        match config.open().await {
+            Ok(opened) => break opened,
+            // Only ClickHouse can be unavailable.
+            Err(source) if source.is_unavailable() => {
+                tracing::warn!(
+                    attempt,
+                    retry_in_s = retry_in.as_secs(),
+                    error = %source,
+                    "clickhouse unreachable at start, retrying"
                 );
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(Duration::from_secs(30));
+                attempt += 1;
             }
-            // An outage at start is waited out, like one later on: ClickHouse often starts after
-            // us (compose, systemd). Configuration errors (bad names, the native port) fail now.
-            let mut retry_in = std::time::Duration::from_secs(1);
-            let mut attempt: u32 = 1;
-            let store = loop {
-                match ClickHouseStore::connect(clickhouse.clone()).await {
-                    Ok(store) => break store,
-                    Err(source) if source.is_unavailable() => {
-                        tracing::warn!(
-                            attempt,
-                            retry_in_s = retry_in.as_secs(),
-                            error = %source,
-                            "clickhouse unreachable at start, retrying"
-                        );
-                        tokio::time::sleep(retry_in).await;
-                        retry_in = (retry_in * 2).min(std::time::Duration::from_secs(30));
-                        attempt += 1;
-                    }
-                    Err(source) => {
-                        return Err(StartupError::Store {
-                            backend: backend.as_str(),
-                            source,
-                        });
-                    }
-                }
-            };
-            Ok(Arc::new(store))
+            Err(source) => {
+                return Err(StartupError::Store {
+                    backend: config.backend_name(),
+                    source,
+                });
+            }
         }
+    };
+    if let OpenedStore::Memory(store) = &opened
+        && let Some(dir) = store.data_dir()
+    {
+        tracing::info!(
+            data_dir = %dir.display(),
+            records = store.replay_report().records,
+            "memory store replayed its event file"
+        );
     }
+    Ok(opened.shared())
 }
 
-/// The poller's settings from the server's configuration.
 /// The GH Archive follower's settings, when `GHARCHIVE_FROM` asks for it.
 fn archive_config(config: &Config) -> Result<Option<GhArchiveConfig>, StartupError> {
     let Some(from) = &config.gharchive_from else {
@@ -401,13 +367,13 @@ fn archive_config(config: &Config) -> Result<Option<GhArchiveConfig>, StartupErr
     };
     let invalid = |what: String| StartupError::Unsupported(what);
     let from = parse_hour(from, Utc::now()).map_err(|e| invalid(format!("GHARCHIVE_FROM: {e}")))?;
-    let mut archive = GhArchiveConfig::new(from).with_url(&config.gharchive_url);
-    archive.missing_after = parse_duration(&config.gharchive_missing_after)
-        .map_err(|e| invalid(format!("GHARCHIVE_MISSING_AFTER: {e}")))?;
+    let mut archive = GhArchiveConfig::new(from).with_url(config.archive.url().map_err(invalid)?);
+    archive.missing_after = config.archive.missing_after().map_err(invalid)?;
     archive.state_file = Some(config.gharchive_state_file.clone());
     Ok(Some(archive))
 }
 
+/// The poller's settings from the server's configuration.
 fn github_config(config: &Config) -> GitHubConfig {
     let mut github = GitHubConfig::new(config.github_api_url.clone());
     github.token = config.github_token.clone();

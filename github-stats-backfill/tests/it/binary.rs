@@ -12,7 +12,13 @@ use crate::common::{Expected, data};
 /// The binary, run in `cwd`, with none of the variables it reads inherited from the test's
 /// environment.
 fn backfill(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_github-stats-backfill"));
+    without_settings(Command::new(BIN), cwd)
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_github-stats-backfill");
+
+/// `cmd`, run in `cwd`, without the variables the binary reads.
+fn without_settings(mut cmd: Command, cwd: &Path) -> Command {
     cmd.current_dir(cwd);
     for var in [
         "DATABASE_BACKEND",
@@ -27,6 +33,12 @@ fn backfill(cwd: &Path) -> Command {
         "CLICKHOUSE_DATABASE",
         "CLICKHOUSE_USER",
         "CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_CLUSTER",
+        "CLICKHOUSE_CLUSTER_NODES",
+        "CLICKHOUSE_REPLICATED",
+        "REQUEST_TIMEOUT_SECS",
+        "GHARCHIVE_URL",
+        "GHARCHIVE_MISSING_AFTER",
     ] {
         cmd.env_remove(var);
     }
@@ -295,6 +307,151 @@ async fn ctrl_c_stops_after_the_current_batch_and_a_rerun_completes_the_work() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         stored_events(&data_dir).await,
+        expected.distinct.len() as u64
+    );
+}
+
+/// Issue #15: `--help` must not print the environment's values of the settings that carry
+/// secrets (the password, credentials in URLs), while it still shows the others'.
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(
+        backfill(dir.path())
+            .env("CLICKHOUSE_PASSWORD", "planted-help-password")
+            .env("CLICKHOUSE_URL", "http://reader:planted-ch-url@db:8123")
+            .env(
+                "CLICKHOUSE_CLUSTER_NODES",
+                "http://r:planted-node-a@a:8123,http://r:planted-node-b@b:8123",
+            )
+            .env(
+                "GHARCHIVE_URL",
+                "https://m:planted-archive-url@mirror.example",
+            )
+            .env("CLICKHOUSE_USER", "shown-user")
+            .arg("--help"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for name in [
+        "CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_URL",
+        "CLICKHOUSE_CLUSTER_NODES",
+        "GHARCHIVE_URL",
+    ] {
+        assert!(help.contains(&format!("[env: {name}]")), "{name}: {help}");
+    }
+    assert!(!help.contains("planted"), "{help}");
+    assert!(help.contains("[env: CLICKHOUSE_USER=shown-user]"), "{help}");
+}
+
+/// Issue #13: the settings the server and the backfill share are read and checked the same
+/// way (github-stats-cli): a bad `CLICKHOUSE_DATABASE` and replication without a cluster are
+/// usage errors (exit 2, one line each) before anything is opened, and `--clickhouse-replicated`
+/// is a switch in both binaries (it used to take a value here, which swallowed the next
+/// argument).
+#[test]
+fn clickhouse_settings_are_checked_before_starting_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |command: &mut Command| {
+        let out = output(command.args(["--backend", "clickhouse"]));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        stderr.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let lines = run(backfill(dir.path()).env("CLICKHOUSE_DATABASE", "1db"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("github-stats-backfill: invalid CLICKHOUSE_DATABASE '1db', expected"),
+        "{lines:?}"
+    );
+    let file = data("gharchive/2015-01-01-12.json.gz");
+    for replicated in [
+        backfill(dir.path())
+            .arg("--clickhouse-replicated")
+            .arg(&file),
+        backfill(dir.path())
+            .env("CLICKHOUSE_REPLICATED", "true")
+            .arg(&file),
+    ] {
+        let lines = run(replicated);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("invalid CLICKHOUSE_REPLICATED")
+                && lines[0].contains("only with CLICKHOUSE_CLUSTER"),
+            "{lines:?}"
+        );
+    }
+    let lines = run(backfill(dir.path())
+        .env("CLICKHOUSE_REPLICATED", "true")
+        .env("CLICKHOUSE_DATABASE", "x-y")
+        .arg("--clickhouse-replicated=false")
+        .arg(&file));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("CLICKHOUSE_DATABASE 'x-y'"), "{lines:?}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// Issue #13: `CLICKHOUSE_PORT` alone means that port on localhost, in the server as here.
+#[test]
+fn a_clickhouse_port_alone_is_honoured_on_localhost() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = output(
+        backfill(dir.path())
+            .env("CLICKHOUSE_PORT", port.to_string())
+            .args(["--backend", "clickhouse"])
+            .arg(data("gharchive/2015-01-01-12.json.gz")),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("http://localhost:{port}")),
+        "{stderr}"
+    );
+}
+
+/// A store that keeps failing is retried for about half a minute (7 inserts in a row), then
+/// the import stops: exit 1, the store's error, and what to do. Here the memory store's disk
+/// fails: a file size limit makes every append of events.log fail. A re-run without the
+/// fault completes the work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_keeps_failing_is_given_up_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = data("gharchive/2015-01-01-12.json.gz");
+    let mut expected = Expected::default();
+    expected.add_document(&crate::common::plain_bytes(&file));
+    let mut limited = without_settings(Command::new("sh"), dir.path());
+    limited
+        .args(["-c", "trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\"", BIN])
+        .args(["--batch-size", "500"])
+        .arg(&file);
+    let out = output(&mut limited);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("the store keeps failing, giving up") && l.contains("failures=7")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run the same command again to complete the import"),
+        "{stderr}"
+    );
+
+    let out = output(backfill(dir.path()).arg(&file));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        stored_events(&dir.path().join("data")).await,
         expected.distinct.len() as u64
     );
 }

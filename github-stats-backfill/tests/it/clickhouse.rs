@@ -2,9 +2,9 @@
 //! throwaway server and sets it). Each test works in a fresh database named after it. With the
 //! variable set, a server that does not answer fails the tests.
 
-use github_stats_backfill::{ClickHouseConfig, Config, StoreConfig};
+use github_stats_backfill::Config;
 use github_stats_core::MetricsQuery;
-use github_stats_core::{ClickHouseConfig as StoreConfigCh, ClickHouseStore};
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
 
 use crate::common::{assert_counts, run};
 use crate::real_data::{assert_metrics, expected_of_real_inputs, real_inputs};
@@ -21,7 +21,7 @@ fn url() -> Option<String> {
 
 /// Connects to `database` after dropping whatever a previous run left there.
 async fn fresh_database(url: &str, database: &str) -> ClickHouseStore {
-    let config = || StoreConfigCh::new(url).with_database(database);
+    let config = || ClickHouseConfig::new(url).with_database(database);
     ClickHouseStore::connect(config())
         .await
         .expect("ClickHouse answers at CLICKHOUSE_URL")
@@ -34,15 +34,7 @@ async fn fresh_database(url: &str, database: &str) -> ClickHouseStore {
 fn clickhouse_config(url: &str, database: &str) -> Config {
     let mut config = Config::new(
         real_inputs(),
-        StoreConfig::ClickHouse(ClickHouseConfig {
-            url: url.to_owned(),
-            database: database.to_owned(),
-            user: "default".to_owned(),
-            password: String::new(),
-            cluster: None,
-            cluster_nodes: Vec::new(),
-            replicated: false,
-        }),
+        ClickHouseConfig::new(url).with_database(database).into(),
     );
     config.chunk_bytes = 256 * 1024;
     config.batch_size = 2000;

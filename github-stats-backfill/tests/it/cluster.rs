@@ -2,8 +2,8 @@
 //! `CLICKHOUSE_CLUSTER_URLS` are set (`scripts/test.sh` starts the cluster with
 //! `scripts/clickhouse-cluster.sh`). With them set, a cluster that does not answer fails.
 
-use github_stats_backfill::{ClickHouseConfig, Config, StoreConfig};
-use github_stats_core::{ClickHouseConfig as StoreConfigCh, ClickHouseStore};
+use github_stats_backfill::Config;
+use github_stats_core::{ClickHouseConfig, ClickHouseStore};
 
 use crate::common::{assert_counts, run};
 use crate::real_data::{assert_metrics, expected_of_real_inputs, real_inputs};
@@ -51,7 +51,7 @@ async fn real_files_through_a_two_shard_cluster_match_an_independent_count() {
     };
     let database = "gs_backfill_cluster";
     let store_config = || {
-        StoreConfigCh::new(&urls[0])
+        ClickHouseConfig::new(&urls[0])
             .with_database(database)
             .with_cluster(&name, urls.clone())
     };
@@ -64,18 +64,7 @@ async fn real_files_through_a_two_shard_cluster_match_an_independent_count() {
     let store = ClickHouseStore::connect(store_config()).await.unwrap();
     let expected = expected_of_real_inputs();
 
-    let mut config = Config::new(
-        real_inputs(),
-        StoreConfig::ClickHouse(ClickHouseConfig {
-            url: urls[0].clone(),
-            database: database.to_owned(),
-            user: "default".to_owned(),
-            password: String::new(),
-            cluster: Some(name.clone()),
-            cluster_nodes: urls.clone(),
-            replicated: false,
-        }),
-    );
+    let mut config = Config::new(real_inputs(), store_config().into());
     config.batch_size = 5000;
     let summary = run(config.clone()).await;
     assert_eq!(summary.exit_code(), 0, "{summary}");

@@ -117,12 +117,7 @@ impl Expected {
 /// The configuration of an import of `inputs` into the memory store in `data_dir`, with small
 /// chunks and batches so that even small inputs go through many of them.
 pub fn memory_config(inputs: Vec<PathBuf>, data_dir: &Path) -> Config {
-    let mut config = Config::new(
-        inputs,
-        StoreConfig::Memory {
-            data_dir: data_dir.to_path_buf(),
-        },
-    );
+    let mut config = Config::new(inputs, StoreConfig::memory(data_dir));
     config.chunk_bytes = 64 * 1024;
     config.batch_size = 1000;
     config.jobs = 3;

@@ -28,14 +28,9 @@ fn show(t: DateTime<Utc>) -> String {
 /// An import of `[hour(from), hour(until))` from `url` into the memory store in `data_dir`,
 /// with short retries.
 fn archive_config(url: &str, from: i64, until: i64, data_dir: &Path) -> Config {
-    let mut config = Config::new(
-        Vec::new(),
-        StoreConfig::Memory {
-            data_dir: data_dir.to_path_buf(),
-        },
-    );
+    let mut config = Config::new(Vec::new(), StoreConfig::memory(data_dir));
     let mut import = ArchiveImport::new(hour(from), hour(until));
-    import.base_url = url.to_owned();
+    import.base_url = url.into();
     import.min_retry = Duration::from_millis(20);
     import.max_retry = Duration::from_millis(50);
     import.failures_before_damaged = 2;
@@ -190,6 +185,7 @@ fn backfill(cwd: &Path) -> Command {
         "EVENTS_DIRECTORY",
         "RUST_LOG",
         "LOG_LEVEL",
+        "LOG_FORMAT",
         "CLICKHOUSE_URL",
         "CLICKHOUSE_DATABASE",
         "GHARCHIVE_URL",
@@ -318,6 +314,51 @@ async fn bad_ranges_and_urls_are_usage_errors() {
     );
 }
 
+/// Issue #15: credentials in `GHARCHIVE_URL` (a private mirror's) reach no log line, in either
+/// format and at debug, nor the message refusing a bad URL; the URL is logged redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_archive_url_reach_no_log_line() {
+    let archive = FakeArchive::start().await;
+    let h = FakeHour::build(RecordedHour::Midnight, hour(0));
+    archive.put_hour(&h);
+    let range = format!("{}..{}", show(hour(0)), show(hour(1)));
+    let address = archive.url().trim_start_matches("http://").to_owned();
+    let url = format!("http://mirror:planted-archive-secret@{address}");
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = backfill(dir.path());
+        cmd.args(["--gharchive", &range])
+            .env("GHARCHIVE_URL", &url)
+            .env("LOG_LEVEL", "debug")
+            .env("LOG_FORMAT", format)
+            .env("DATA_DIR", "store");
+        let out = output(cmd).await;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 imported"), "{stdout}");
+        assert!(
+            !stderr.contains("planted") && !stdout.contains("planted"),
+            "{format}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("http://<redacted>@{address}")),
+            "{format}: the URL is logged redacted: {stderr}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = backfill(dir.path());
+    cmd.args(["--gharchive", &range])
+        .args(["--gharchive-url", "ftp://mirror:planted-archive-secret@x"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("invalid GHARCHIVE_URL 'ftp://<redacted>@x'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("planted"), "{stderr}");
+}
+
 /// The backfill into ClickHouse: records and totals (CLICKHOUSE_URL, as the other ClickHouse
 /// tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,16 +377,9 @@ async fn a_range_into_clickhouse_is_recorded_there() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut config = archive_config(&archive.url(), 10, 12, dir.path());
-    let ch = github_stats_backfill::ClickHouseConfig {
-        url: url.clone(),
-        database: database.into(),
-        user: "default".into(),
-        password: String::new(),
-        cluster: None,
-        cluster_nodes: Vec::new(),
-        replicated: false,
-    };
-    config.store = StoreConfig::ClickHouse(ch);
+    config.store = github_stats_core::ClickHouseConfig::new(url.clone())
+        .with_database(database)
+        .into();
     let store = github_stats_core::store::clickhouse::ClickHouseStore::connect(
         github_stats_core::store::clickhouse::ClickHouseConfig::new(url.clone())
             .with_database(database),

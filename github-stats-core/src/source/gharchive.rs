@@ -87,10 +87,7 @@ pub struct GhArchiveSource {
 impl std::fmt::Debug for GhArchiveSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GhArchiveSource")
-            .field(
-                "base_url",
-                &super::github::redact_url(&self.fetcher.config.base_url),
-            )
+            .field("base_url", &self.fetcher.config.base_url)
             .finish_non_exhaustive()
     }
 }
@@ -223,7 +220,7 @@ impl GhArchiveSource {
             );
         }
         status.update(|s| {
-            s.base_url = super::github::redact_url(&config.base_url);
+            s.base_url = config.base_url.to_string();
             s.from = Some(from);
             s.until = until;
             s.next_hour = Some(start);

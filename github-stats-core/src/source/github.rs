@@ -41,7 +41,6 @@ mod config;
 mod state;
 mod status;
 
-pub(crate) use config::redact_url;
 pub use config::{
     DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT,
     GitHubConfig, MAX_HEADER_WAIT_SECS,
@@ -127,7 +126,7 @@ impl GitHubPoller {
     /// work: an invalid API URL, a token that is not a valid header value, an events directory
     /// that cannot be created.
     pub fn new(config: GitHubConfig) -> Result<GitHubPoller, SourceError> {
-        let base = config.api_url.trim_end_matches('/');
+        let base = config.api_url.expose_secret().trim_end_matches('/');
         let events_url = Url::parse(&format!("{base}/events?per_page={}", config.per_page))
             .map_err(|e| SourceError::Config(format!("invalid GitHub API URL: {e}")))?;
         if !matches!(events_url.scheme(), "http" | "https") {
@@ -195,7 +194,7 @@ impl GitHubPoller {
             .poll_interval
             .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
         status.update(|s| {
-            s.api_url = config::redact_url(&config.api_url);
+            s.api_url = config.api_url.to_string();
             s.authenticated = auth.is_some();
             s.last_successful_poll_at = persisted.last_successful_poll;
             s.next_poll_at = persisted.next_poll_time;
@@ -938,7 +937,7 @@ mod tests {
         };
         assert!(!format!("{with_user:?}").contains("hunter2"));
         let status = GitHubPoller::new(with_user).unwrap().status().snapshot();
-        assert_eq!(status.api_url, "https://ghe.example/api/v3");
+        assert_eq!(status.api_url, "https://<redacted>@ghe.example/api/v3");
         assert!(poller.status().snapshot().authenticated);
         let bad = GitHubConfig {
             token: Some("ghp_super\nsecret".into()),

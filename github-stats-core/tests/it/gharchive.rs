@@ -31,7 +31,7 @@ fn hour(n: i64) -> DateTime<Utc> {
 /// A backfill of `[hour(from), hour(until))` from `url`, with test timings.
 fn config(url: &str, from: i64, until: i64) -> GhArchiveConfig {
     let mut config = GhArchiveConfig::backfill(hour(from), hour(until));
-    config.base_url = url.to_owned();
+    config.base_url = url.into();
     config.min_retry = Duration::from_millis(20);
     config.max_retry = Duration::from_millis(100);
     config.unpublished_retry = Duration::from_millis(50);
@@ -666,7 +666,7 @@ async fn a_local_mirror_is_read_through_a_file_url() {
 
     let missing_dir = dir.path().join("nowhere");
     let err = GhArchiveSource::new(
-        GhArchiveConfig::new(hour(0)).with_url(&format!("file://{}", missing_dir.display())),
+        GhArchiveConfig::new(hour(0)).with_url(format!("file://{}", missing_dir.display())),
         store.clone(),
     )
     .unwrap_err();
@@ -745,7 +745,7 @@ async fn no_request_before_an_hour_is_due() {
     let archive = FakeArchive::start().await;
     archive.put_hour(&fake);
     let store = memory();
-    let mut config = GhArchiveConfig::new(last).with_url(&archive.url());
+    let mut config = GhArchiveConfig::new(last).with_url(archive.url());
     config.until = Some(last + chrono::Duration::hours(1));
     // Due 800 ms from now.
     let since_end = (Utc::now() - (last + chrono::Duration::hours(1)))

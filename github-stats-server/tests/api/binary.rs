@@ -23,15 +23,15 @@ fn command() -> Command {
 }
 
 /// A running server and everything it logged.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts the binary on port 0 and waits for its `listening address=…` line.
-    fn start(mut command: Command) -> Server {
+    pub(crate) fn start(mut command: Command) -> Server {
         let mut child = command
             .args(["--bind-address", "127.0.0.1:0"])
             .stdout(Stdio::null())
@@ -64,7 +64,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits; fails unless it exits 0 within 10 s.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let started = Instant::now();
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -88,7 +88,7 @@ impl Server {
         self.log()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -205,7 +205,7 @@ async fn the_binary_serves_stops_on_sigterm_and_restarts_with_the_same_answers()
 }
 
 /// The kept events the fake GitHub serves, distinct by id: `(type, repo, created_at)`.
-fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
+pub(crate) fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
     let mut seen = std::collections::HashSet::new();
     fake_github::served_events()
         .into_iter()
@@ -221,14 +221,14 @@ fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
         .collect()
 }
 
-async fn get_json(url: &str) -> serde_json::Value {
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), 200, "{url}");
     response.json().await.unwrap()
 }
 
 /// Waits until `GET url` gives `expected` at the JSON pointer `field`, for at most 20 s.
-async fn wait_for(url: &str, field: &str, expected: u64, server: &Server) {
+pub(crate) async fn wait_for(url: &str, field: &str, expected: u64, server: &Server) {
     let started = Instant::now();
     loop {
         let body = get_json(url).await;
@@ -728,4 +728,130 @@ async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
             "{shown}"
         );
     }
+}
+
+/// Secrets planted in every secret-bearing variable: none may appear in `--help`, which shows
+/// the environment's values of the other settings.
+const PLANTED: [(&str, &str); 8] = [
+    ("GITHUB_TOKEN", "ghp_PlantedHelpToken"),
+    ("GITHUB_READ_TOKEN", "ghp_PlantedHelpAlias"),
+    ("CLICKHOUSE_PASSWORD", "planted-help-password"),
+    (
+        "GITHUB_API_URL",
+        "https://bot:planted-gh-url@ghe.example/api/v3",
+    ),
+    ("CLICKHOUSE_URL", "http://reader:planted-ch-url@db:8123"),
+    (
+        "CLICKHOUSE_CLUSTER_NODES",
+        "http://reader:planted-node-a@a:8123,http://reader:planted-node-b@b:8123",
+    ),
+    (
+        "GHARCHIVE_URL",
+        "https://mirror:planted-archive-url@mirror.example",
+    ),
+    ("CLICKHOUSE_USER", "shown-user"),
+];
+
+/// Issue #15: `--help` printed the environment's values, credentials in URLs included.
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let output = command().envs(PLANTED).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (name, value) in &PLANTED[..7] {
+        // GITHUB_READ_TOKEN is read by the server itself, not by the command line.
+        if *name != "GITHUB_READ_TOKEN" {
+            assert!(help.contains(&format!("[env: {name}]")), "{name}: {help}");
+        }
+        for part in value.split([':', '@', ',']) {
+            if part.starts_with("planted") || part.starts_with("ghp_") {
+                assert!(!help.contains(part), "--help shows {part}: {help}");
+            }
+        }
+    }
+    // The other settings still show what the environment says.
+    assert!(help.contains("[env: CLICKHOUSE_USER=shown-user]"), "{help}");
+}
+
+/// Issue #13: `CLICKHOUSE_DATABASE=1db` passed the server's check and then failed at start
+/// (exit 1), and `--clickhouse-replicated` was a switch here but took a value in the backfill.
+/// Both binaries now check the same way (github-stats-cli): exit 2, one line each.
+#[test]
+fn clickhouse_settings_are_checked_before_starting_one_line_each() {
+    let run = |command: &mut Command| {
+        let output = command
+            .env("DATABASE_BACKEND", "clickhouse")
+            .arg("--no-poll")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        stderr.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let lines = run(command().env("CLICKHOUSE_DATABASE", "1db"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("github-stats-server: invalid CLICKHOUSE_DATABASE '1db', expected"),
+        "{lines:?}"
+    );
+    for replicated in [
+        command().arg("--clickhouse-replicated"),
+        command().env("CLICKHOUSE_REPLICATED", "true"),
+    ] {
+        let lines = run(replicated);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("invalid CLICKHOUSE_REPLICATED")
+                && lines[0].contains("only with CLICKHOUSE_CLUSTER"),
+            "{lines:?}"
+        );
+    }
+    // `=false` turns off what the environment turned on: only the database is wrong then.
+    let lines = run(command()
+        .env("CLICKHOUSE_REPLICATED", "true")
+        .env("CLICKHOUSE_DATABASE", "x-y")
+        .arg("--clickhouse-replicated=false"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("CLICKHOUSE_DATABASE 'x-y'"), "{lines:?}");
+}
+
+/// Issue #13: `CLICKHOUSE_PORT` without `CLICKHOUSE_HOST` was ignored by the server, which
+/// connected to 8123 (the backfill honoured it). Now: that port on localhost.
+#[test]
+fn a_clickhouse_port_alone_is_honoured_on_localhost() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = command()
+        .env("DATABASE_BACKEND", "clickhouse")
+        .env("CLICKHOUSE_PORT", port.to_string())
+        .args(["--no-poll", "--bind-address", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let retry = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a retry line within 15 s");
+        if line.contains("clickhouse unreachable at start, retrying") {
+            break line;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        retry.contains(&format!("http://localhost:{port}")),
+        "{retry}"
+    );
 }

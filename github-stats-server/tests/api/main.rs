@@ -6,6 +6,7 @@
 
 mod binary;
 mod connections;
+mod container;
 mod cors;
 mod coverage;
 mod dashboard;

@@ -584,7 +584,7 @@ async fn the_archive_followers_metrics_say_what_became_of_each_hour() {
         vec![Answer::CutAfter(damaged.gzip.len() / 3); 3],
     );
     let mut config = GhArchiveConfig::backfill(hour(0), hour(3));
-    config.base_url = archive.url();
+    config.base_url = archive.url().into();
     config.wait_for_publication = true; // following, as the server does
     config.retry_damaged = false;
     config.failures_before_damaged = 3;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::SecretUrl;
 use crate::source::file::DEFAULT_MAX_RECORD_BYTES;
 
 /// GH Archive's own server (`GHARCHIVE_URL`).
@@ -33,7 +34,7 @@ pub const DEFAULT_MISSING_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// let now = chrono::Utc::now();
 /// let mut config = GhArchiveConfig::new(parse_hour("24h", now).unwrap());
 /// config.state_file = Some("state/gharchive-state.json".into());
-/// assert_eq!(config.base_url, "https://data.gharchive.org");
+/// assert_eq!(config.base_url.expose_secret(), "https://data.gharchive.org");
 /// ```
 ///
 /// `Debug` shows the base URL without credentials (a private mirror may carry some).
@@ -42,8 +43,9 @@ pub const DEFAULT_MISSING_AFTER: Duration = Duration::from_secs(24 * 3600);
 pub struct GhArchiveConfig {
     /// Where the hour files are (`GHARCHIVE_URL`): `https://data.gharchive.org`, another HTTP
     /// mirror, or `file:///some/dir`, a local directory of the same names.
-    /// `/{YYYY-MM-DD-H}.json.gz` is appended.
-    pub base_url: String,
+    /// `/{YYYY-MM-DD-H}.json.gz` is appended. Credentials in it (a private mirror's) are sent
+    /// as basic authentication and never shown.
+    pub base_url: SecretUrl,
     /// The first hour (truncated to its hour). A state file resumes later than this, unless
     /// this is earlier than the start it recorded (see `docs/gharchive.md`, "State").
     pub from: DateTime<Utc>,
@@ -104,7 +106,7 @@ impl GhArchiveConfig {
     /// Following GH Archive live from `from`, with the defaults.
     pub fn new(from: DateTime<Utc>) -> GhArchiveConfig {
         GhArchiveConfig {
-            base_url: DEFAULT_GHARCHIVE_URL.to_owned(),
+            base_url: SecretUrl::from(DEFAULT_GHARCHIVE_URL),
             from,
             until: None,
             missing_after: DEFAULT_MISSING_AFTER,
@@ -129,8 +131,8 @@ impl GhArchiveConfig {
     }
 
     /// The same, reading from `base_url` (see [`base_url`](GhArchiveConfig::base_url)).
-    pub fn with_url(mut self, base_url: &str) -> GhArchiveConfig {
-        self.base_url = base_url.to_owned();
+    pub fn with_url(mut self, base_url: impl Into<SecretUrl>) -> GhArchiveConfig {
+        self.base_url = base_url.into();
         self
     }
 
@@ -149,10 +151,7 @@ impl GhArchiveConfig {
 impl std::fmt::Debug for GhArchiveConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GhArchiveConfig")
-            .field(
-                "base_url",
-                &crate::source::github::redact_url(&self.base_url),
-            )
+            .field("base_url", &self.base_url)
             .field("from", &self.from)
             .field("until", &self.until)
             .field("missing_after", &self.missing_after)

@@ -138,7 +138,7 @@ impl Fetcher {
         store: SharedStore,
         status: ArchiveFollowerStatus,
     ) -> Result<Fetcher, SourceError> {
-        let trimmed = config.base_url.trim().trim_end_matches('/');
+        let trimmed = config.base_url.expose_secret().trim().trim_end_matches('/');
         let url = Url::parse(&format!("{trimmed}/"))
             .map_err(|e| SourceError::Config(format!("invalid GH Archive URL: {e}")))?;
         let location = match url.scheme() {

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::SecretUrl;
+
 /// GitHub's own API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
@@ -39,7 +41,9 @@ pub const DEFAULT_USER_AGENT: &str = concat!("github-stats/", env!("CARGO_PKG_VE
 pub struct GitHubConfig {
     /// Base URL of the REST API (`GITHUB_API_URL`): `https://api.github.com`, a GitHub
     /// Enterprise `https://host/api/v3`, or a local fake in tests. `/events` is appended.
-    pub api_url: String,
+    /// Credentials in it (`https://user:token@host/`) are sent as basic authentication and
+    /// never shown.
+    pub api_url: SecretUrl,
     /// `GITHUB_TOKEN` (alias `GITHUB_READ_TOKEN`): sent as `Authorization: Bearer …`. Optional;
     /// without one GitHub allows 60 requests an hour.
     pub token: Option<String>,
@@ -78,7 +82,7 @@ pub struct GitHubConfig {
 impl Default for GitHubConfig {
     fn default() -> GitHubConfig {
         GitHubConfig {
-            api_url: DEFAULT_API_URL.to_owned(),
+            api_url: SecretUrl::from(DEFAULT_API_URL),
             token: None,
             state_file: None,
             events_dir: None,
@@ -98,7 +102,7 @@ impl Default for GitHubConfig {
 
 impl GitHubConfig {
     /// The defaults, against `api_url`.
-    pub fn new(api_url: impl Into<String>) -> GitHubConfig {
+    pub fn new(api_url: impl Into<SecretUrl>) -> GitHubConfig {
         GitHubConfig {
             api_url: api_url.into(),
             ..GitHubConfig::default()
@@ -117,7 +121,7 @@ impl GitHubConfig {
 impl fmt::Debug for GitHubConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitHubConfig")
-            .field("api_url", &redact_url(&self.api_url))
+            .field("api_url", &self.api_url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("state_file", &self.state_file)
             .field("events_dir", &self.events_dir)
@@ -132,18 +136,5 @@ impl fmt::Debug for GitHubConfig {
             .field("recent_ids", &self.recent_ids)
             .field("time_unit", &self.time_unit)
             .finish()
-    }
-}
-
-/// `url` without credentials (`https://user:secret@host/` gives `https://host/`), for logs and
-/// status; text that is not a URL is returned as is.
-pub(crate) fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clickhouse::Client;
 use serde::Deserialize;
 
-use super::config::redacted_origin;
 use super::{ClickHouseConfig, ClickHouseStore};
+use crate::SecretUrl;
 use crate::store::StoreError;
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -69,17 +69,17 @@ impl ClickHouseStore {
                 self.origin
             )));
         }
-        let urls: Vec<String> = if config.cluster_nodes.is_empty() {
-            let scheme = reqwest::Url::parse(&config.url)
+        let urls: Vec<SecretUrl> = if config.cluster_nodes.is_empty() {
+            let scheme = reqwest::Url::parse(config.url.expose_secret())
                 .map(|u| u.scheme().to_owned())
                 .unwrap_or_else(|_| "http".to_owned());
             rows.iter()
                 .map(|r| {
-                    if r.host.contains(':') {
+                    SecretUrl::from(if r.host.contains(':') {
                         format!("{scheme}://[{}]:8123", r.host)
                     } else {
                         format!("{scheme}://{}:8123", r.host)
-                    }
+                    })
                 })
                 .collect()
         } else if config.cluster_nodes.len() == rows.len() {
@@ -136,14 +136,13 @@ impl ClickHouseStore {
             self.client = self.client.clone().with_setting(*name, value.as_str());
         }
         for (row, url) in rows.into_iter().zip(urls) {
-            let parsed = reqwest::Url::parse(&url).map_err(|e| {
+            let parsed = reqwest::Url::parse(url.expose_secret()).map_err(|e| {
                 StoreError::Config(format!(
-                    "CLICKHOUSE_CLUSTER_NODES entry {:?} is not a URL: {e}",
-                    redacted_origin(&url)
+                    "CLICKHOUSE_CLUSTER_NODES entry '{url}' is not a URL: {e}"
                 ))
             })?;
             // A copy of the main client (credentials, settings) for this node.
-            let client = self.client.clone().with_url(url.as_str());
+            let client = self.client.clone().with_url(url.expose_secret());
             self.nodes.push(Node {
                 shard: row.shard,
                 replica: row.replica,

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::schema::{MAX_IDENTIFIER_LEN, is_identifier};
+use crate::SecretUrl;
+use crate::store::InvalidSetting;
+
 /// Default HTTP interface address.
 pub const DEFAULT_URL: &str = "http://localhost:8123";
 
@@ -14,7 +18,8 @@ pub const DEFAULT_DATABASE: &str = "github_stats";
 #[non_exhaustive]
 pub struct ClickHouseConfig {
     /// HTTP interface, e.g. `http://localhost:8123` (not the native protocol's port 9000).
-    pub url: String,
+    /// Never shown with its credentials.
+    pub url: SecretUrl,
     /// Database, created when missing; a plain identifier.
     pub database: String,
     /// User name.
@@ -33,7 +38,7 @@ pub struct ClickHouseConfig {
     /// Cluster mode: the HTTP URLs of the cluster's nodes (`CLICKHOUSE_CLUSTER_NODES`), in the
     /// order of `system.clusters` (by shard, then replica). Empty: `http://HOST:8123` for each
     /// host of `system.clusters`, which lists the native protocol's ports only.
-    pub cluster_nodes: Vec<String>,
+    pub cluster_nodes: Vec<SecretUrl>,
     /// How many recently stored ids are remembered to skip the existence query.
     pub recent_ids_capacity: usize,
     /// Most rows sent in one `INSERT`.
@@ -51,7 +56,7 @@ pub struct ClickHouseConfig {
 impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
-            url: DEFAULT_URL.to_owned(),
+            url: SecretUrl::from(DEFAULT_URL),
             database: DEFAULT_DATABASE.to_owned(),
             user: "default".to_owned(),
             password: String::new(),
@@ -69,7 +74,7 @@ impl Default for ClickHouseConfig {
 
 impl ClickHouseConfig {
     /// The defaults with another URL.
-    pub fn new(url: impl Into<String>) -> ClickHouseConfig {
+    pub fn new(url: impl Into<SecretUrl>) -> ClickHouseConfig {
         ClickHouseConfig {
             url: url.into(),
             ..ClickHouseConfig::default()
@@ -104,7 +109,7 @@ impl ClickHouseConfig {
     pub fn with_cluster(
         mut self,
         name: impl Into<String>,
-        nodes: impl IntoIterator<Item = impl Into<String>>,
+        nodes: impl IntoIterator<Item = impl Into<SecretUrl>>,
     ) -> ClickHouseConfig {
         self.cluster = Some(name.into());
         self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
@@ -130,10 +135,83 @@ impl ClickHouseConfig {
     }
 }
 
+impl ClickHouseConfig {
+    /// Checks what can be checked without a server, each problem named by its environment
+    /// variable: the URLs (`http://` or `https://`, with a host), the database and cluster names
+    /// (plain identifiers), replication without a cluster, a zero timeout.
+    /// [`ClickHouseStore::connect`](super::ClickHouseStore::connect) refuses the same.
+    pub fn validate(&self) -> Result<(), Vec<InvalidSetting>> {
+        let mut problems = Vec::new();
+        if let Err(e) = http_url("CLICKHOUSE_URL", &self.url) {
+            problems.push(e);
+        }
+        let identifier = format!(
+            "expected ASCII letters, digits and _, not starting with a digit, at most \
+             {MAX_IDENTIFIER_LEN} characters"
+        );
+        if !is_identifier(&self.database) {
+            problems.push(InvalidSetting::new(
+                "CLICKHOUSE_DATABASE",
+                &self.database,
+                &identifier,
+            ));
+        }
+        match &self.cluster {
+            Some(cluster) if !is_identifier(cluster) => {
+                problems.push(InvalidSetting::new(
+                    "CLICKHOUSE_CLUSTER",
+                    cluster,
+                    &identifier,
+                ));
+            }
+            Some(_) => {}
+            None if self.replicated => problems.push(InvalidSetting::new(
+                "CLICKHOUSE_REPLICATED",
+                "true",
+                "only with CLICKHOUSE_CLUSTER: replicated tables are a cluster layout",
+            )),
+            None => {}
+        }
+        for node in &self.cluster_nodes {
+            if let Err(e) = http_url("CLICKHOUSE_CLUSTER_NODES entry", node) {
+                problems.push(e);
+            }
+        }
+        if self.request_timeout.is_zero() {
+            problems.push(InvalidSetting::new(
+                "REQUEST_TIMEOUT_SECS",
+                "0",
+                "expected at least 1",
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// `url` parsed, when it is an `http://` or `https://` URL with a host.
+pub(super) fn http_url(
+    setting: &'static str,
+    url: &SecretUrl,
+) -> Result<reqwest::Url, InvalidSetting> {
+    let invalid = |expected: String| InvalidSetting::new(setting, url.to_string(), expected);
+    let expected = "expected an http:// or https:// URL of ClickHouse's HTTP interface \
+                    (http://localhost:8123)";
+    let parsed = reqwest::Url::parse(url.expose_secret().trim())
+        .map_err(|e| invalid(format!("{expected}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid(expected.to_owned()));
+    }
+    Ok(parsed)
+}
+
 impl fmt::Debug for ClickHouseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClickHouseConfig")
-            .field("url", &redacted_origin(&self.url))
+            .field("url", &self.url)
             .field("database", &self.database)
             .field("user", &self.user)
             .field(
@@ -147,14 +225,7 @@ impl fmt::Debug for ClickHouseConfig {
             .field("request_timeout", &self.request_timeout)
             .field("cluster", &self.cluster)
             .field("replicated", &self.replicated)
-            .field(
-                "cluster_nodes",
-                &self
-                    .cluster_nodes
-                    .iter()
-                    .map(|u| redacted_origin(u))
-                    .collect::<Vec<_>>(),
-            )
+            .field("cluster_nodes", &self.cluster_nodes)
             .field("recent_ids_capacity", &self.recent_ids_capacity)
             .field("max_rows_per_insert", &self.max_rows_per_insert)
             .field("range_scan_limit", &self.range_scan_limit)
@@ -163,17 +234,49 @@ impl fmt::Debug for ClickHouseConfig {
     }
 }
 
-/// `scheme://host:port` of a URL, without credentials, path or query: what may be logged.
-pub(super) fn redacted_origin(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => "<invalid url>".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_names_every_problem_by_its_variable() {
+        assert_eq!(ClickHouseConfig::default().validate(), Ok(()));
+        let mut config = ClickHouseConfig::new("tcp://reader:s3cret@db:9000")
+            .with_database("1db")
+            .with_replication(true)
+            .with_request_timeout(Duration::ZERO);
+        config.cluster_nodes = vec!["http://ok:8123".into(), "db2:8123".into()];
+        let problems = config.validate().unwrap_err();
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let settings: Vec<&str> = problems.iter().map(|p| p.setting).collect();
+        assert_eq!(
+            settings,
+            [
+                "CLICKHOUSE_URL",
+                "CLICKHOUSE_DATABASE",
+                "CLICKHOUSE_REPLICATED",
+                "CLICKHOUSE_CLUSTER_NODES entry",
+                "REQUEST_TIMEOUT_SECS"
+            ],
+            "{lines:#?}"
+        );
+        assert!(
+            lines[0].starts_with("invalid CLICKHOUSE_URL 'tcp://<redacted>@db:9000', expected"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines.iter().all(|l| !l.contains("s3cret")), "{lines:#?}");
+        assert!(
+            lines[1].starts_with("invalid CLICKHOUSE_DATABASE '1db', expected ASCII letters"),
+            "{}",
+            lines[1]
+        );
+        let cluster = ClickHouseConfig::default().with_cluster("two shards", ["http://a:1"]);
+        assert_eq!(
+            cluster.validate().unwrap_err()[0].setting,
+            "CLICKHOUSE_CLUSTER"
+        );
+    }
 
     #[test]
     fn debug_redacts_the_password_and_url_credentials() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use clickhouse::Client;
 
-use super::config::redacted_origin;
+use super::config::http_url;
 use super::errors::native_port_error;
 use super::schema::{Schema, Step};
 use super::takeback::{Checker, TakeBack};
@@ -23,31 +23,24 @@ const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
 impl ClickHouseStore {
     /// Connects, creates the database when missing and applies pending migrations.
     ///
-    /// Fails with [`StoreError::Config`] for a bad URL or database name, and with
+    /// Fails with [`StoreError::Config`] for what [`ClickHouseConfig::validate`] refuses, and with
     /// [`StoreError::Unavailable`] when the server does not answer (the message says so when
     /// the URL points at the native protocol's port 9000 instead of the HTTP one, 8123).
     pub async fn connect(config: ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
+        if let Err(problems) = config.validate() {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(StoreError::Config(lines.join("; ")));
+        }
         let schema = Schema::new(
             &config.database,
             config.cluster.as_deref(),
             config.replicated,
         )?;
-        let url = reqwest::Url::parse(&config.url).map_err(|e| {
-            StoreError::Config(format!(
-                "CLICKHOUSE_URL {:?} is not a URL: {e}",
-                redacted_origin(&config.url)
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(StoreError::Config(format!(
-                "CLICKHOUSE_URL must be an http:// or https:// address of ClickHouse's HTTP \
-                 interface (usually port 8123), not {}://",
-                url.scheme()
-            )));
-        }
+        let url = http_url("CLICKHOUSE_URL", &config.url)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
         let native_port_hint = matches!(url.port(), Some(9000 | 9440));
         let client = Client::default()
-            .with_url(config.url.as_str())
+            .with_url(config.url.expose_secret())
             .with_user(config.user.as_str())
             .with_password(config.password.as_str())
             .with_validation(false);

@@ -24,11 +24,7 @@ pub const MAX_IDENTIFIER_LEN: usize = 64;
 /// Checks that `name` is a plain identifier: ASCII letters, digits and `_`, not starting with a
 /// digit, at most [`MAX_IDENTIFIER_LEN`] characters. Such a name needs no quoting in SQL.
 pub fn validate_identifier(kind: &str, name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_IDENTIFIER_LEN
-        && !name.as_bytes()[0].is_ascii_digit()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
+    if is_identifier(name) {
         Ok(())
     } else {
         Err(StoreError::Config(format!(
@@ -36,6 +32,14 @@ pub fn validate_identifier(kind: &str, name: &str) -> Result<(), StoreError> {
              not starting with a digit, at most {MAX_IDENTIFIER_LEN} characters"
         )))
     }
+}
+
+/// Whether `name` is a plain identifier (see [`validate_identifier`]).
+pub(crate) fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IDENTIFIER_LEN
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// How inserts into the `Distributed` `events` table pick a shard: a hash of the repository
