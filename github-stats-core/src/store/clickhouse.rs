@@ -51,6 +51,8 @@ pub struct ClickHouseStore {
     archive_version: std::sync::atomic::AtomicU64,
     /// This writer's id and the checks it owes for racing copies (`takeback.rs`).
     takeback: Arc<takeback::TakeBack>,
+    /// Inserts that failed but may have been stored in part (`write.rs`).
+    partial: write::PartialInserts,
     /// Tests only: a barrier every insert waits at between its existence check and its
     /// `INSERT`, to force two writers to race.
     #[cfg(feature = "testsuite")]

@@ -56,6 +56,7 @@ impl ClickHouseStore {
             writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
             archive_version: std::sync::atomic::AtomicU64::new(0),
             takeback: Arc::new(TakeBack::new(config.race_check_delay)),
+            partial: Default::default(),
             #[cfg(feature = "testsuite")]
             insert_gate: std::sync::Mutex::new(None),
         };

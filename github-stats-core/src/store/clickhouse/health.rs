@@ -88,6 +88,10 @@ impl ClickHouseStore {
         health
             .details
             .insert("race_checks".into(), self.takeback.details());
+        health.details.insert(
+            "partly_stored_events".into(),
+            self.partial.partly_stored().into(),
+        );
         health
             .details
             .insert("url".into(), self.origin.clone().into());

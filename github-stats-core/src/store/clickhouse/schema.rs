@@ -487,6 +487,7 @@ impl Schema {
 
     /// Version 1 as it was released: `events` without the columns later versions added (tests
     /// of upgrades build databases of version 1 with it).
+    #[cfg(any(test, feature = "testsuite"))]
     pub fn version_1_as_released(&self) -> Migration {
         self.migration_1(false)
     }

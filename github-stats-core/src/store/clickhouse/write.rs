@@ -66,6 +66,8 @@ impl EventStore for ClickHouseStore {
                 }
             })
             .collect();
+        self.partial
+            .seen_again(&candidates_ids(&fresh, &stored), &stored);
         for id in stored {
             recent.insert(id);
         }
@@ -221,7 +223,10 @@ impl ClickHouseStore {
                 }
                 insert.end().await
             };
-            self.run(sent).await?;
+            if let Err(e) = self.run(sent).await {
+                self.partial.failed(chunk.iter().map(|e| e.id));
+                return Err(e);
+            }
             let (mut min, mut max) = (u32::MAX, 0);
             for e in chunk {
                 recent.insert(e.id);
@@ -235,6 +240,87 @@ impl ClickHouseStore {
     }
 }
 
+/// The ids of this writer's last failed `INSERT`s, and how many of their events turned out to be
+/// stored all the same.
+///
+/// An `INSERT` into `events` that fails may have been applied in part: on a cluster, on one
+/// shard and not the other (harmless: the retry finds the events stored, their counts with
+/// them), or, when ZooKeeper goes away or a server dies in the middle of it, into `events` and
+/// some of the tables its materialized views feed but not the others, which the retry cannot
+/// see: it finds the events stored and skips them, and the count tables that missed them count
+/// them never (`docs/clickhouse.md`, "An insert stored in part"). Such events are found here,
+/// counted, and reported (a warning, and `partly_stored_events` in the health details) so that
+/// an operator runs a recount.
+#[derive(Default)]
+pub(super) struct PartialInserts {
+    state: std::sync::Mutex<PartialState>,
+}
+
+#[derive(Default)]
+struct PartialState {
+    /// Ids sent by `INSERT`s that failed, not seen by an insert since.
+    unconfirmed: IdSet,
+    /// Events of failed `INSERT`s that a later insert found stored.
+    partly_stored: u64,
+}
+
+/// At most this many ids are remembered: a failed `INSERT` is retried with the same events
+/// next, so only the last few matter.
+const MAX_UNCONFIRMED: usize = 1 << 20;
+
+impl PartialInserts {
+    /// Remembers the ids of an `INSERT` that failed.
+    fn failed(&self, ids: impl Iterator<Item = u64>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.unconfirmed.len() > MAX_UNCONFIRMED {
+            state.unconfirmed.clear();
+        }
+        state.unconfirmed.extend(ids);
+    }
+
+    /// An insert looked `candidates` up and found `stored` among them: the ids of failed
+    /// `INSERT`s among `stored` were stored in part.
+    fn seen_again(&self, candidates: &[u64], stored: &IdSet) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.unconfirmed.is_empty() {
+            return;
+        }
+        let mut found = 0;
+        for id in candidates {
+            if state.unconfirmed.remove(id) && stored.contains(id) {
+                found += 1;
+            }
+        }
+        if found > 0 {
+            state.partly_stored += found;
+            tracing::warn!(
+                events = found,
+                total = state.partly_stored,
+                "a failed insert was stored in part: the count tables may lack these events; \
+                 run a recount while nothing writes (github-stats-backfill --backend clickhouse \
+                 --recount)"
+            );
+        }
+    }
+
+    /// Events of failed `INSERT`s found stored since the store was opened.
+    pub(super) fn partly_stored(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .partly_stored
+    }
+}
+
+/// The ids an insert looked up: those it will send and those it found stored.
+fn candidates_ids(fresh: &[&Event], stored: &IdSet) -> Vec<u64> {
+    fresh
+        .iter()
+        .map(|e| e.id)
+        .chain(stored.iter().copied())
+        .collect()
+}
+
 /// What every store holds without cutting or mangling it ([`Event::check_storable`]): here above
 /// all a time that `DateTime` and ClickHouse's date functions handle (1970 to 2105).
 fn check_storable(e: &Event) -> Result<(), StoreError> {
@@ -243,4 +329,31 @@ fn check_storable(e: &Event) -> Result<(), StoreError> {
             id: e.id,
             reason: reason.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_of_a_failed_insert_found_stored_later_are_counted_once() {
+        let partial = PartialInserts::default();
+        let stored: IdSet = [2, 3, 9].into_iter().collect();
+        // Nothing failed: a batch found stored is plain duplicates.
+        partial.seen_again(&[1, 2, 3], &stored);
+        assert_eq!(partial.partly_stored(), 0);
+        partial.failed([1, 2, 3, 4].into_iter());
+        // The retry finds 2 and 3 stored (stored in part), 1 and 4 not (sent again).
+        partial.seen_again(&[1, 2, 3, 4], &stored);
+        assert_eq!(partial.partly_stored(), 2);
+        // Seen once: a later batch with the same ids is not counted again.
+        partial.seen_again(&[1, 2, 3, 4], &stored);
+        assert_eq!(partial.partly_stored(), 2);
+        // Ids of a failed insert not looked up yet are remembered until they are.
+        partial.failed([9, 10].into_iter());
+        partial.seen_again(&[10], &stored);
+        assert_eq!(partial.partly_stored(), 2);
+        partial.seen_again(&[9], &stored);
+        assert_eq!(partial.partly_stored(), 3);
+    }
 }
