@@ -146,7 +146,9 @@ answers() {
     local kind target reply
     read -r kind target port <"$dir/$1/ready"
     if [ "$kind" = zk ]; then
-        reply=$( (exec 3<>"/dev/tcp/$target/$port" && echo ruok >&3 && cat <&3) 2>/dev/null)
+        # Bounded: a ZooKeeper still starting can take the connection and never answer.
+        reply=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1" && echo ruok >&3 && cat <&3' \
+            "$target" "$port" 2>/dev/null)
         [ "$reply" = imok ]
     else
         curl -fsS --max-time 2 "$target/ping" >/dev/null 2>&1

@@ -92,6 +92,13 @@ impl ClickHouseStore {
             "partly_stored_events".into(),
             self.partial.partly_stored().into(),
         );
+        let (repairs, waiting) = self.partial.repairs();
+        health
+            .details
+            .insert("partly_stored_repairs".into(), repairs.into());
+        health
+            .details
+            .insert("partly_stored_waiting".into(), waiting.into());
         health
             .details
             .insert("url".into(), self.origin.clone().into());

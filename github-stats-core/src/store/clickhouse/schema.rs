@@ -785,6 +785,48 @@ impl Schema {
             .collect()
     }
 
+    /// What repairs the derived tables after an insert stored in part (`write.rs`), to run on
+    /// the one server or on the first replica of each shard: on a replicated cluster first
+    /// `SYSTEM SYNC REPLICA` of every table it reads, so that the replica holds every part the
+    /// other one stored; then the id sets of the opened pull requests among the events (bound:
+    /// their ids) fed again (aggregate states: feeding an id twice changes nothing); then the
+    /// [`recount`](Self::recount). Returns the statements with no binding and the one
+    /// statement per id-set table that takes the ids.
+    pub fn repair_partly_stored(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let sync = if self.replicated {
+            [
+                "events",
+                "hourly_type_counts",
+                "repo_type_counts",
+                "repo_opened_prs",
+                "repo_hourly_opened_prs",
+            ]
+            .iter()
+            .map(|t| format!("SYSTEM SYNC REPLICA {}", self.table(&self.local_name(t))))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        let events = format!(
+            "(SELECT * FROM {} WHERE id IN (SELECT toUInt64(arrayJoin(?))))",
+            self.table(&self.local_name("events"))
+        );
+        let refeed = [
+            DerivedTable::OpenedPullRequests,
+            DerivedTable::HourlyOpenedPullRequests,
+        ]
+        .iter()
+        .map(|t| {
+            format!(
+                "INSERT INTO {} {}",
+                self.table(&self.local_name(t.name())),
+                t.select(&events)
+            )
+        })
+        .collect();
+        (sync, refeed, self.recount())
+    }
+
     /// `OPTIMIZE TABLE … FINAL` of every table holding rows (tests: merges must change no
     /// metric); in cluster mode the local tables, to run on every node.
     pub fn optimize_final(&self) -> Vec<String> {

@@ -83,6 +83,8 @@ impl EventStore for ClickHouseStore {
             }
         }
         self.send(&fresh, &mut recent).await?;
+        // Under the writer lock: no insert of this store runs while the counts are compared.
+        self.repair_partly_stored().await;
         outcome.inserted = fresh.len() as u64;
         tracing::debug!(
             inserted = outcome.inserted,
@@ -150,6 +152,70 @@ impl EventStore for ClickHouseStore {
 }
 
 impl ClickHouseStore {
+    /// Repairs the tables derived from `events` after inserts stored in part, when one is due
+    /// ([`PartialInserts`]): on the one server or the first replica of each shard, the replicas
+    /// synced, the opened pull requests among those events fed again to the id sets, and the
+    /// counts recounted from `events`. Tried a few times over 23 s; then a failure is logged
+    /// and tried again after a later insert, 30 s later at the earliest, then less and less
+    /// often (up to an hour).
+    async fn repair_partly_stored(&self) {
+        let Some(ids) = self.partial.due() else {
+            return;
+        };
+        // Right after an outage some replicas still refuse writes for a few seconds (read-only
+        // until their ZooKeeper session is back): a few quick attempts before waiting for a
+        // later insert, which may be long in coming.
+        let mut result = Ok(());
+        for wait_s in [0, 1, 2, 4, 8, 8] {
+            tokio::time::sleep(std::time::Duration::from_secs(wait_s)).await;
+            result = self.repair_once(&ids).await;
+            if result.is_ok() {
+                break;
+            }
+        }
+        match &result {
+            Ok(()) => tracing::info!(
+                events = ids.len(),
+                "repaired the tables derived from events after an insert stored in part"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                events = ids.len(),
+                "cannot repair the tables derived from events yet, trying again after a later insert"
+            ),
+        }
+        self.partial.repaired(&ids, result.is_ok());
+    }
+
+    /// One attempt at [`ClickHouseStore::repair_partly_stored`].
+    async fn repair_once(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let (sync, refeed, recount) = self.schema.repair_partly_stored();
+        for (client, origin) in self.shard_leaders() {
+            // Two repairs can insert the same differences, which a replicated table would drop
+            // as a repeated block: every one counts.
+            let client = client.clone().with_setting("insert_deduplicate", "0");
+            for sql in &sync {
+                self.run_within(origin, REPAIR_TIMEOUT, client.query(sql).execute())
+                    .await?;
+            }
+            for sql in &refeed {
+                for chunk in ids.chunks(IDS_PER_LOOKUP) {
+                    self.run_within(
+                        origin,
+                        REPAIR_TIMEOUT,
+                        client.query(sql).bind(chunk).execute(),
+                    )
+                    .await?;
+                }
+            }
+            for sql in &recount {
+                self.run_within(origin, REPAIR_TIMEOUT, client.query(sql).execute())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Ids among `candidates` (no repeats, none cached) already in `events`.
     ///
     /// First every id stored in the candidates' time range, when there are at most
@@ -262,7 +328,23 @@ struct PartialState {
     unconfirmed: IdSet,
     /// Events of failed `INSERT`s that a later insert found stored.
     partly_stored: u64,
+    /// Ids of such events whose derived tables are not repaired yet.
+    to_repair: Vec<u64>,
+    /// Repairs done.
+    repairs: u64,
+    /// No repair before this (after a failed one).
+    next_repair: Option<std::time::Instant>,
+    /// Repairs failed in a row.
+    failed_repairs: u32,
 }
+
+/// The wait before a failed repair is tried again (at the next insert after it), doubled after
+/// each failure up to [`MAX_REPAIR_RETRY`].
+const REPAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+const MAX_REPAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The longest a repair may take per statement: it holds the store's inserts meanwhile.
+const REPAIR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// At most this many ids are remembered: a failed `INSERT` is retried with the same events
 /// next, so only the last few matter.
@@ -289,6 +371,9 @@ impl PartialInserts {
         for id in candidates {
             if state.unconfirmed.remove(id) && stored.contains(id) {
                 found += 1;
+                if state.to_repair.len() < MAX_UNCONFIRMED {
+                    state.to_repair.push(*id);
+                }
             }
         }
         if found > 0 {
@@ -296,11 +381,43 @@ impl PartialInserts {
             tracing::warn!(
                 events = found,
                 total = state.partly_stored,
-                "a failed insert was stored in part: the count tables may lack these events; \
-                 run a recount while nothing writes (github-stats-backfill --backend clickhouse \
-                 --recount)"
+                "a failed insert was stored in part: repairing the tables derived from events"
             );
         }
+    }
+
+    /// The ids to repair, when a repair is due.
+    fn due(&self) -> Option<Vec<u64>> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let waited = state
+            .next_repair
+            .is_none_or(|at| at <= std::time::Instant::now());
+        (!state.to_repair.is_empty() && waited).then(|| state.to_repair.clone())
+    }
+
+    /// The repair of `ids` succeeded, or failed (tried again a while later).
+    fn repaired(&self, ids: &[u64], ok: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            let done: IdSet = ids.iter().copied().collect();
+            state.to_repair.retain(|id| !done.contains(id));
+            state.repairs += 1;
+            state.next_repair = None;
+            state.failed_repairs = 0;
+        } else {
+            // A recount reads all of `events`: on a large database, failing ones are spaced out.
+            state.failed_repairs += 1;
+            let wait = REPAIR_RETRY
+                .saturating_mul(1 << state.failed_repairs.min(8))
+                .min(MAX_REPAIR_RETRY);
+            state.next_repair = Some(std::time::Instant::now() + wait);
+        }
+    }
+
+    /// Repairs done since the store was opened, and events still waiting for one.
+    pub(super) fn repairs(&self) -> (u64, usize) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.repairs, state.to_repair.len())
     }
 
     /// Events of failed `INSERT`s found stored since the store was opened.
