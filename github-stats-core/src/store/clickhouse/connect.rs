@@ -139,15 +139,20 @@ impl ClickHouseStore {
     /// or on the first replica of each shard; queries and inserts go on meanwhile, but an event
     /// inserted while it runs may be counted twice: run it while nothing writes.
     pub async fn recount(&self) -> Result<(), StoreError> {
+        self.recount_within(self.timeout.max(MIGRATION_TIMEOUT))
+            .await
+    }
+
+    /// [`ClickHouseStore::recount`], each statement within `timeout`.
+    pub(super) async fn recount_within(&self, timeout: Duration) -> Result<(), StoreError> {
         let statements = self.schema.recount();
         for (client, origin) in self.shard_leaders() {
+            // Two recounts can insert the same differences, which a replicated table would
+            // drop as a repeated block: every one counts.
+            let client = client.clone().with_setting("insert_deduplicate", "0");
             for sql in &statements {
-                self.run_within(
-                    origin,
-                    self.timeout.max(MIGRATION_TIMEOUT),
-                    client.query(sql).execute(),
-                )
-                .await?;
+                self.run_within(origin, timeout, client.query(sql).execute())
+                    .await?;
             }
             tracing::info!(
                 origin,

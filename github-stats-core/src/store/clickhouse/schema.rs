@@ -785,14 +785,13 @@ impl Schema {
             .collect()
     }
 
-    /// What repairs the derived tables after an insert stored in part (`write.rs`), to run on
-    /// the one server or on the first replica of each shard: on a replicated cluster first
-    /// `SYSTEM SYNC REPLICA` of every table it reads, so that the replica holds every part the
-    /// other one stored; then the id sets of the opened pull requests among the events (bound:
-    /// their ids) fed again (aggregate states: feeding an id twice changes nothing); then the
-    /// [`recount`](Self::recount). Returns the statements with no binding and the one
-    /// statement per id-set table that takes the ids.
-    pub fn repair_partly_stored(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+    /// What repairs the derived tables after an insert stored in part (`write.rs`) before the
+    /// [`recount`](Self::recount), to run on the one server or on the first replica of each
+    /// shard: on a replicated cluster first `SYSTEM SYNC REPLICA` of every table it reads, so
+    /// that the replica holds every part the other one stored; then, one statement per id-set
+    /// table binding the events' ids, the opened pull requests among them fed again (aggregate
+    /// states: feeding an id twice changes nothing).
+    pub fn repair_partly_stored(&self) -> (Vec<String>, Vec<String>) {
         let sync = if self.replicated {
             [
                 "events",
@@ -824,7 +823,7 @@ impl Schema {
             )
         })
         .collect();
-        (sync, refeed, self.recount())
+        (sync, refeed)
     }
 
     /// `OPTIMIZE TABLE … FINAL` of every table holding rows (tests: merges must change no

@@ -66,8 +66,10 @@ impl EventStore for ClickHouseStore {
                 }
             })
             .collect();
-        self.partial
-            .seen_again(&candidates_ids(&fresh, &stored), &stored);
+        self.partial.seen_again(
+            fresh.iter().map(|e| e.id).chain(stored.iter().copied()),
+            &stored,
+        );
         for id in stored {
             recent.insert(id);
         }
@@ -189,10 +191,8 @@ impl ClickHouseStore {
 
     /// One attempt at [`ClickHouseStore::repair_partly_stored`].
     async fn repair_once(&self, ids: &[u64]) -> Result<(), StoreError> {
-        let (sync, refeed, recount) = self.schema.repair_partly_stored();
+        let (sync, refeed) = self.schema.repair_partly_stored();
         for (client, origin) in self.shard_leaders() {
-            // Two repairs can insert the same differences, which a replicated table would drop
-            // as a repeated block: every one counts.
             let client = client.clone().with_setting("insert_deduplicate", "0");
             for sql in &sync {
                 self.run_within(origin, REPAIR_TIMEOUT, client.query(sql).execute())
@@ -208,12 +208,8 @@ impl ClickHouseStore {
                     .await?;
                 }
             }
-            for sql in &recount {
-                self.run_within(origin, REPAIR_TIMEOUT, client.query(sql).execute())
-                    .await?;
-            }
         }
-        Ok(())
+        self.recount_within(REPAIR_TIMEOUT).await
     }
 
     /// Ids among `candidates` (no repeats, none cached) already in `events`.
@@ -361,18 +357,19 @@ impl PartialInserts {
     }
 
     /// An insert looked `candidates` up and found `stored` among them: the ids of failed
-    /// `INSERT`s among `stored` were stored in part.
-    fn seen_again(&self, candidates: &[u64], stored: &IdSet) {
+    /// `INSERT`s among `stored` were stored in part. `candidates` is only walked after a
+    /// failure, never on the common path.
+    fn seen_again(&self, candidates: impl IntoIterator<Item = u64>, stored: &IdSet) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.unconfirmed.is_empty() {
             return;
         }
         let mut found = 0;
         for id in candidates {
-            if state.unconfirmed.remove(id) && stored.contains(id) {
+            if state.unconfirmed.remove(&id) && stored.contains(&id) {
                 found += 1;
                 if state.to_repair.len() < MAX_UNCONFIRMED {
-                    state.to_repair.push(*id);
+                    state.to_repair.push(id);
                 }
             }
         }
@@ -429,15 +426,6 @@ impl PartialInserts {
     }
 }
 
-/// The ids an insert looked up: those it will send and those it found stored.
-fn candidates_ids(fresh: &[&Event], stored: &IdSet) -> Vec<u64> {
-    fresh
-        .iter()
-        .map(|e| e.id)
-        .chain(stored.iter().copied())
-        .collect()
-}
-
 /// What every store holds without cutting or mangling it ([`Event::check_storable`]): here above
 /// all a time that `DateTime` and ClickHouse's date functions handle (1970 to 2105).
 fn check_storable(e: &Event) -> Result<(), StoreError> {
@@ -457,20 +445,20 @@ mod tests {
         let partial = PartialInserts::default();
         let stored: IdSet = [2, 3, 9].into_iter().collect();
         // Nothing failed: a batch found stored is plain duplicates.
-        partial.seen_again(&[1, 2, 3], &stored);
+        partial.seen_again([1, 2, 3], &stored);
         assert_eq!(partial.partly_stored(), 0);
         partial.failed([1, 2, 3, 4].into_iter());
         // The retry finds 2 and 3 stored (stored in part), 1 and 4 not (sent again).
-        partial.seen_again(&[1, 2, 3, 4], &stored);
+        partial.seen_again([1, 2, 3, 4], &stored);
         assert_eq!(partial.partly_stored(), 2);
         // Seen once: a later batch with the same ids is not counted again.
-        partial.seen_again(&[1, 2, 3, 4], &stored);
+        partial.seen_again([1, 2, 3, 4], &stored);
         assert_eq!(partial.partly_stored(), 2);
         // Ids of a failed insert not looked up yet are remembered until they are.
         partial.failed([9, 10].into_iter());
-        partial.seen_again(&[10], &stored);
+        partial.seen_again([10], &stored);
         assert_eq!(partial.partly_stored(), 2);
-        partial.seen_again(&[9], &stored);
+        partial.seen_again([9], &stored);
         assert_eq!(partial.partly_stored(), 3);
     }
 }
