@@ -91,7 +91,8 @@ pub(crate) async fn run(
     follow.parallel = config.jobs.clamp(1, MAX_PARALLEL_DOWNLOADS);
     follow.chunk_bytes = config.chunk_bytes;
     let parallel = follow.parallel;
-    let source = GhArchiveSource::new(follow, Arc::clone(&store))
+    let source = GhArchiveSource::open(follow, &*store)
+        .await
         .map_err(anyhow::Error::new)
         .context("cannot read GH Archive")?;
     let status = source.status();

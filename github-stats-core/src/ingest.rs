@@ -27,8 +27,15 @@
 //!   is retried with exponential backoff while the source keeps being pulled; the status turns
 //!   `degraded`. An event the store refuses as invalid is the only one ever dropped (counted in
 //!   `rejected`).
-//! - After each source batch is wholly stored, [`EventSource::commit`] is called (the poller
-//!   saves its state then).
+//! - Each source batch carries its source's [`Checkpoint`] and the records of its progress
+//!   ([`SourceRecord`]). Once the batch's events are stored, the loop writes its records, then
+//!   hands the checkpoint back ([`EventSource::checkpoint`]) with what storing the batch did
+//!   ([`StoredBatch`]: how many of its events the store held before), batch by batch in the
+//!   order received. Nothing else acknowledges a batch, so however long the store is away, a
+//!   source only ever persists positions whose events are stored. A record that cannot be
+//!   written is retried like an insert, before anything later is inserted.
+//! - The buffer is bounded in batches too ([`max_buffered_batches`](IngestConfig::max_buffered_batches)):
+//!   a source handing on empty batches (polls with nothing new) pauses there, nothing dropped.
 //! - A finite source (files) ends the loop once it answers `Ok(None)` and the buffer is flushed.
 //! - Cancelling the token stops pulling, finishes the insert in flight, flushes the buffer for
 //!   at most [`shutdown_timeout`](IngestConfig::shutdown_timeout), flushes the store, and returns.
@@ -46,10 +53,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::metrics::InsertOutcome;
 use crate::parse::ParseStats;
-use crate::source::{EventBatch, EventSource, SourceError};
+use crate::source::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
 use crate::store::{EventStore, StoreError};
 
 /// Source errors kept in the [`IngestReport`] (the rest are only counted).
@@ -61,6 +69,9 @@ const MAX_REPORTED_ERRORS: usize = 1000;
 pub struct IngestConfig {
     /// Events buffered before pulling pauses (100,000).
     pub buffer_capacity: usize,
+    /// Source batches buffered before pulling pauses (10,000), however few events they hold:
+    /// each keeps its checkpoint until stored.
+    pub max_buffered_batches: usize,
     /// Most events per insert (10,000); a bigger source batch is inserted in parts.
     pub max_insert_events: usize,
     /// First wait after a failed insert (500 ms); doubles with each failure in a row.
@@ -84,6 +95,7 @@ impl Default for IngestConfig {
     fn default() -> IngestConfig {
         IngestConfig {
             buffer_capacity: 100_000,
+            max_buffered_batches: 10_000,
             max_insert_events: 10_000,
             min_retry: Duration::from_millis(500),
             max_retry: Duration::from_secs(30),
@@ -322,7 +334,7 @@ impl Ingest {
         cancel: CancellationToken,
         status: IngestStatus,
     ) -> IngestReport {
-        Loop {
+        IngestLoop {
             source,
             store,
             config,
@@ -330,6 +342,9 @@ impl Ingest {
             status,
             buffer: VecDeque::new(),
             buffered: 0,
+            buffered_batches: 0,
+            unrecorded: VecDeque::new(),
+            partial: StoredBatch::default(),
             report: IngestReport::default(),
             consecutive_failures: 0,
         }
@@ -344,8 +359,29 @@ type InsertFuture = Pin<Box<dyn Future<Output = InsertDone> + Send>>;
 /// Buffered events of one source batch (or a part of one).
 struct Entry {
     events: Vec<Event>,
-    /// Whether storing this entry completes its source batch (then the source is committed).
-    completes_batch: bool,
+    /// Set on the last part of a source batch: what storing it completes.
+    end: Option<BatchEnd>,
+}
+
+/// What a source batch hands on once its events are stored.
+struct BatchEnd {
+    checkpoint: Checkpoint,
+    records: Vec<SourceRecord>,
+}
+
+/// A source batch whose events are stored: its records to write (from `next_record`), then its
+/// checkpoint to hand back.
+struct Stored {
+    end: BatchEnd,
+    stored: StoredBatch,
+    /// Records of `end` already written.
+    next_record: usize,
+}
+
+/// A part of an insert: `len` events of one entry.
+struct Part {
+    len: usize,
+    end: Option<BatchEnd>,
 }
 
 struct InsertDone {
@@ -353,11 +389,38 @@ struct InsertDone {
     /// How long the store took.
     duration: Duration,
     events: Vec<Event>,
-    /// `(events, completes_batch)` of each entry taken, in order.
-    parts: Vec<(usize, bool)>,
+    parts: Vec<Part>,
 }
 
-struct Loop {
+/// What a records write did: the batches whose records are all written, in order, then those
+/// left (the first of them failed).
+struct RecordsDone {
+    written: Vec<Stored>,
+    left: VecDeque<Stored>,
+    error: Option<StoreError>,
+}
+
+/// The store work in flight: one at a time, in order.
+enum StoreWork {
+    Insert(InsertFuture),
+    Records(Pin<Box<dyn Future<Output = RecordsDone> + Send>>),
+}
+
+enum WorkDone {
+    Insert(InsertDone),
+    Records(RecordsDone),
+}
+
+impl StoreWork {
+    async fn run(&mut self) -> WorkDone {
+        match self {
+            StoreWork::Insert(f) => WorkDone::Insert(f.await),
+            StoreWork::Records(f) => WorkDone::Records(f.await),
+        }
+    }
+}
+
+struct IngestLoop {
     source: Arc<dyn EventSource>,
     store: Arc<dyn EventStore>,
     config: IngestConfig,
@@ -366,6 +429,13 @@ struct Loop {
     buffer: VecDeque<Entry>,
     /// Events in the buffer and in flight.
     buffered: usize,
+    /// Source batches in the buffer, in flight and waiting for their records.
+    buffered_batches: usize,
+    /// Stored batches whose records are not all written yet, oldest first: written before
+    /// anything else is inserted, so checkpoints go back in order.
+    unrecorded: VecDeque<Stored>,
+    /// What the parts stored so far of the batch being stored did.
+    partial: StoredBatch,
     report: IngestReport,
     consecutive_failures: u32,
 }
@@ -378,6 +448,13 @@ async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
     }
 }
 
+async fn maybe_work(work: &mut Option<StoreWork>) -> WorkDone {
+    match work {
+        Some(w) => w.run().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -385,7 +462,21 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-impl Loop {
+/// What the loop is doing besides storing, kept across its turns.
+#[derive(Default)]
+struct Turn {
+    pull: Option<PullFuture>,
+    work: Option<StoreWork>,
+    retry_at: Option<Instant>,
+    pull_pause: Option<Instant>,
+    source_done: bool,
+    /// The source gave up (a configuration error): the run cannot be complete.
+    source_failed: bool,
+    shutdown_deadline: Option<Instant>,
+    was_paused: bool,
+}
+
+impl IngestLoop {
     async fn run(mut self) -> IngestReport {
         let started = Instant::now();
         let capacity = self.config.buffer_capacity.max(1);
@@ -393,101 +484,141 @@ impl Loop {
             s.running = true;
             s.capacity = capacity as u64;
         });
-        let mut pull: Option<PullFuture> = None;
-        let mut insert: Option<InsertFuture> = None;
-        let mut retry_at: Option<Instant> = None;
-        let mut pull_pause: Option<Instant> = None;
-        let mut source_done = false;
-        // The source gave up (a configuration error): the run cannot be complete.
-        let mut source_failed = false;
-        let mut shutdown_deadline: Option<Instant> = None;
-        let mut was_paused = false;
-
+        let mut turn = Turn::default();
         loop {
-            let cancelled = shutdown_deadline.is_some();
-            let full = self.buffered >= capacity;
-            if pull.is_none() && !source_done && !cancelled && !full && pull_pause.is_none() {
-                let source = Arc::clone(&self.source);
-                pull = Some(Box::pin(async move { source.next_batch().await }));
-            }
-            let paused = full && !source_done && !cancelled;
-            if paused != was_paused {
-                let buffered = self.buffered;
-                match (paused, self.config.warn_when_paused) {
-                    (true, true) => {
-                        warn!(buffered, capacity, "ingest buffer full, pausing the source")
-                    }
-                    (true, false) => {
-                        debug!(buffered, capacity, "ingest buffer full, pausing the source")
-                    }
-                    (false, true) => info!(buffered, "ingest buffer has room, resuming"),
-                    (false, false) => debug!(buffered, "ingest buffer has room, resuming"),
-                }
-                was_paused = paused;
-            }
-            if insert.is_none() && retry_at.is_none() && !self.buffer.is_empty() {
-                insert = Some(self.start_insert());
-            }
-            self.publish(paused, source_done);
-            if insert.is_none() && self.buffer.is_empty() && (source_done || cancelled) {
-                self.report.completed = source_done && !cancelled && !source_failed;
+            let paused = self.start_work(&mut turn, capacity);
+            self.publish(paused, turn.source_done);
+            let cancelled = turn.shutdown_deadline.is_some();
+            if turn.work.is_none()
+                && self.buffer.is_empty()
+                && self.unrecorded.is_empty()
+                && (turn.source_done || cancelled)
+            {
+                self.report.completed = turn.source_done && !cancelled && !turn.source_failed;
                 break;
             }
+            if !self.step(&mut turn).await {
+                break;
+            }
+        }
+        let source_done = turn.source_done;
+        drop(turn);
+        self.finish(started, source_done).await
+    }
 
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled(), if !cancelled => {
-                    info!(buffered = self.buffered, "ingest stopping, flushing the buffer");
-                    pull = None;
-                    pull_pause = None;
-                    shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+    /// Starts pulling and storing where they can start; whether pulling is paused by a full
+    /// buffer.
+    fn start_work(&mut self, turn: &mut Turn, capacity: usize) -> bool {
+        let cancelled = turn.shutdown_deadline.is_some();
+        let full = self.buffered >= capacity
+            || self.buffered_batches >= self.config.max_buffered_batches.max(1);
+        if turn.pull.is_none()
+            && !turn.source_done
+            && !cancelled
+            && !full
+            && turn.pull_pause.is_none()
+        {
+            let source = Arc::clone(&self.source);
+            turn.pull = Some(Box::pin(async move { source.next_batch().await }));
+        }
+        let paused = full && !turn.source_done && !cancelled;
+        if paused != turn.was_paused {
+            self.log_pause(paused);
+            turn.was_paused = paused;
+        }
+        if turn.work.is_none() && turn.retry_at.is_none() {
+            turn.work = self.start_store_work();
+        }
+        paused
+    }
+
+    fn log_pause(&self, paused: bool) {
+        let (buffered, capacity) = (self.buffered, self.config.buffer_capacity);
+        let batches = self.buffered_batches;
+        match (paused, self.config.warn_when_paused) {
+            (true, true) => {
+                warn!(
+                    buffered,
+                    batches, capacity, "ingest buffer full, pausing the source"
+                )
+            }
+            (true, false) => {
+                debug!(
+                    buffered,
+                    batches, capacity, "ingest buffer full, pausing the source"
+                )
+            }
+            (false, true) => info!(buffered, "ingest buffer has room, resuming"),
+            (false, false) => debug!(buffered, "ingest buffer has room, resuming"),
+        }
+    }
+
+    /// Waits for the next thing to happen and handles it; `false` when the loop must end now
+    /// (the shutdown timeout ran out).
+    async fn step(&mut self, turn: &mut Turn) -> bool {
+        let cancelled = turn.shutdown_deadline.is_some();
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled(), if !cancelled => {
+                info!(buffered = self.buffered, "ingest stopping, flushing the buffer");
+                turn.pull = None;
+                turn.pull_pause = None;
+                turn.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+            }
+            _ = sleep_until_opt(turn.shutdown_deadline) => {
+                warn!(
+                    unflushed = self.buffered,
+                    "ingest shutdown timeout: buffered events not stored"
+                );
+                return false;
+            }
+            done = maybe_work(&mut turn.work) => {
+                turn.work = None;
+                let retry = match done {
+                    WorkDone::Insert(done) => self.finish_insert(done).await,
+                    WorkDone::Records(done) => self.finish_records(done).await,
+                };
+                if let Some(wait) = retry {
+                    turn.retry_at = Some(Instant::now() + wait);
                 }
-                _ = sleep_until_opt(shutdown_deadline) => {
-                    warn!(
-                        unflushed = self.buffered,
-                        "ingest shutdown timeout: buffered events not stored"
-                    );
-                    break;
+            }
+            _ = sleep_until_opt(turn.retry_at) => {
+                turn.retry_at = None;
+            }
+            _ = sleep_until_opt(turn.pull_pause) => {
+                turn.pull_pause = None;
+            }
+            pulled = maybe(&mut turn.pull) => {
+                turn.pull = None;
+                self.pulled(turn, pulled);
+            }
+        }
+        true
+    }
+
+    fn pulled(&mut self, turn: &mut Turn, pulled: Result<Option<EventBatch>, SourceError>) {
+        match pulled {
+            Ok(Some(batch)) => self.accept(batch),
+            Ok(None) => {
+                debug!("source exhausted");
+                turn.source_done = true;
+            }
+            Err(e) => {
+                let stop = matches!(e, SourceError::Config(_));
+                if matches!(e, SourceError::Remote(_)) {
+                    turn.pull_pause = Some(Instant::now() + self.config.source_error_pause);
                 }
-                done = maybe(&mut insert) => {
-                    insert = None;
-                    if let Some(wait) = self.finish_insert(done).await {
-                        retry_at = Some(Instant::now() + wait);
-                    }
-                }
-                _ = sleep_until_opt(retry_at) => {
-                    retry_at = None;
-                }
-                _ = sleep_until_opt(pull_pause) => {
-                    pull_pause = None;
-                }
-                pulled = maybe(&mut pull) => {
-                    pull = None;
-                    match pulled {
-                        Ok(Some(batch)) => self.accept(batch),
-                        Ok(None) => {
-                            debug!("source exhausted");
-                            source_done = true;
-                        }
-                        Err(e) => {
-                            let stop = matches!(e, SourceError::Config(_));
-                            if matches!(e, SourceError::Remote(_)) {
-                                pull_pause = Some(Instant::now() + self.config.source_error_pause);
-                            }
-                            self.source_error(e);
-                            if stop {
-                                warn!("source cannot recover, no longer pulling it");
-                                source_done = true;
-                                source_failed = true;
-                            }
-                        }
-                    }
+                self.source_error(e);
+                if stop {
+                    warn!("source cannot recover, no longer pulling it");
+                    turn.source_done = true;
+                    turn.source_failed = true;
                 }
             }
         }
-        drop(pull);
-        drop(insert);
+    }
 
+    async fn finish(mut self, started: Instant, source_done: bool) -> IngestReport {
         match tokio::time::timeout(self.config.store_flush_timeout, self.store.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "store flush failed"),
@@ -538,24 +669,29 @@ impl Loop {
             events = batch.events.len(),
             "batch received"
         );
-        let mut events = batch.events;
+        let EventBatch {
+            mut events,
+            checkpoint,
+            records,
+            ..
+        } = batch;
         self.buffered += events.len();
+        self.buffered_batches += 1;
         let chunk = self.config.max_insert_events.max(1);
-        // Split big batches so that one insert stays bounded; the last part commits the batch.
-        let mut parts = Vec::new();
+        // Split big batches so that one insert stays bounded; the last part ends the batch.
         while events.len() > chunk {
             let rest = events.split_off(chunk);
-            parts.push(std::mem::replace(&mut events, rest));
-        }
-        for part in parts {
             self.buffer.push_back(Entry {
-                events: part,
-                completes_batch: false,
+                events: std::mem::replace(&mut events, rest),
+                end: None,
             });
         }
         self.buffer.push_back(Entry {
             events,
-            completes_batch: true,
+            end: Some(BatchEnd {
+                checkpoint,
+                records,
+            }),
         });
     }
 
@@ -575,17 +711,29 @@ impl Loop {
         self.status.update(|s| s.last_source_error = Some(message));
     }
 
-    /// Takes buffered entries (up to `max_insert_events`, at least one) into an insert.
-    fn start_insert(&mut self) -> InsertFuture {
+    /// The next store work: the records left from the last insert, else an insert of buffered
+    /// entries (up to `max_insert_events` events, at least one entry).
+    fn start_store_work(&mut self) -> Option<StoreWork> {
+        if !self.unrecorded.is_empty() {
+            let batches = std::mem::take(&mut self.unrecorded);
+            let store = Arc::clone(&self.store);
+            return Some(StoreWork::Records(Box::pin(write_records(store, batches))));
+        }
+        if self.buffer.is_empty() {
+            return None;
+        }
         let limit = self.config.max_insert_events.max(1);
         let mut events = Vec::new();
-        let mut parts = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
         while let Some(front) = self.buffer.front() {
             if !parts.is_empty() && events.len() + front.events.len() > limit {
                 break;
             }
             let entry = self.buffer.pop_front().expect("front exists");
-            parts.push((entry.events.len(), entry.completes_batch));
+            parts.push(Part {
+                len: entry.events.len(),
+                end: entry.end,
+            });
             if events.is_empty() {
                 events = entry.events;
             } else {
@@ -593,7 +741,7 @@ impl Loop {
             }
         }
         let store = Arc::clone(&self.store);
-        Box::pin(async move {
+        Some(StoreWork::Insert(Box::pin(async move {
             let started = Instant::now();
             let result = if events.is_empty() {
                 Ok(InsertOutcome::default())
@@ -606,7 +754,7 @@ impl Loop {
                 events,
                 parts,
             }
-        })
+        })))
     }
 
     /// Accounts for a finished insert; the wait before retrying when it failed.
@@ -622,32 +770,22 @@ impl Loop {
         }
         match result {
             Ok(outcome) => {
-                let stored = events.len();
                 debug!(
-                    events = stored,
+                    events = events.len(),
                     inserted = outcome.inserted,
                     duplicates = outcome.duplicates,
                     duration_ms = duration.as_millis() as u64,
                     "batch stored"
                 );
-                self.buffered -= stored;
+                self.buffered -= events.len();
                 self.report.inserted += outcome.inserted;
                 self.report.duplicates += outcome.duplicates;
-                if self.consecutive_failures > 0 {
-                    info!(
-                        failures = self.consecutive_failures,
-                        "store is back, inserting the buffer"
-                    );
-                }
-                self.consecutive_failures = 0;
+                self.store_succeeded();
                 self.status.update(|s| s.last_insert_at = Some(Utc::now()));
-                for _ in parts.iter().filter(|(_, completes)| *completes) {
-                    if let Err(e) = self.source.commit().await {
-                        warn!(error = %e, "source commit failed");
-                        self.status
-                            .update(|s| s.last_source_error = Some(e.to_string()));
-                    }
-                }
+                let stored = self.attribute(&events, parts, &outcome);
+                self.unrecorded.extend(stored);
+                // Batches without records are handed back now; the others once written.
+                self.checkpoint_recorded().await;
                 None
             }
             Err(error) => {
@@ -656,16 +794,20 @@ impl Loop {
                 if let StoreError::InvalidEvent { id, reason } = &error {
                     // Retrying cannot fix this event: drop it alone and retry the rest now.
                     let before = events.len();
-                    let mut counts = Vec::with_capacity(parts.len());
+                    let id = *id;
+                    let mut kept_parts = Vec::with_capacity(parts.len());
                     let mut kept = Vec::with_capacity(before);
                     let mut rest = events.into_iter();
-                    for &(len, completes) in &parts {
+                    for part in parts {
                         let part_start = kept.len();
-                        kept.extend(rest.by_ref().take(len).filter(|e| e.id != *id));
-                        counts.push((kept.len() - part_start, completes));
+                        kept.extend(rest.by_ref().take(part.len).filter(|e| e.id != id));
+                        kept_parts.push(Part {
+                            len: kept.len() - part_start,
+                            end: part.end,
+                        });
                     }
                     let dropped = before - kept.len();
-                    self.requeue(kept, &counts);
+                    self.requeue(kept, kept_parts);
                     if dropped > 0 {
                         warn!(id, reason = %reason, "store refused an event, dropping it");
                         self.report.rejected += dropped as u64;
@@ -673,48 +815,188 @@ impl Loop {
                         return None;
                     }
                     // The store named an event we do not have: back off like any failure.
-                    return Some(self.insert_failed(&error));
+                    return Some(
+                        self.store_failed(
+                            &error,
+                            "store insert failed, keeping the events buffered",
+                        ),
+                    );
                 }
-                let wait = self.insert_failed(&error);
-                self.requeue(events, &parts);
+                let wait =
+                    self.store_failed(&error, "store insert failed, keeping the events buffered");
+                self.requeue(events, parts);
                 Some(wait)
             }
         }
     }
 
-    fn insert_failed(&mut self, error: &StoreError) -> Duration {
+    /// What storing each part did, from the insert's outcome: a source batch learns how many of
+    /// its events the store held before (or an earlier batch of the same insert brought).
+    fn attribute(
+        &mut self,
+        events: &[Event],
+        parts: Vec<Part>,
+        outcome: &InsertOutcome,
+    ) -> Vec<Stored> {
+        let mut done = Vec::new();
+        if let [part] = parts.as_slice()
+            && part.len == events.len()
+        {
+            // The common case: one batch, one insert; the outcome is the batch's.
+            let part = parts.into_iter().next().expect("one part");
+            self.partial.events += part.len as u64;
+            self.partial.inserted += outcome.inserted;
+            self.partial.seen_before += outcome.stored_before.len() as u64;
+            if let Some(end) = part.end {
+                done.push(self.end_batch(end));
+            }
+            return done;
+        }
+        let before: crate::id_set::IdSet = outcome.stored_before.iter().copied().collect();
+        let mut earlier = crate::id_set::IdSet::default();
+        let mut offset = 0;
+        for part in parts {
+            let mut own = crate::id_set::IdSet::default();
+            for event in &events[offset..offset + part.len] {
+                if !own.insert(event.id) {
+                    continue;
+                }
+                if before.contains(&event.id) || earlier.contains(&event.id) {
+                    self.partial.seen_before += 1;
+                } else {
+                    self.partial.inserted += 1;
+                }
+            }
+            earlier.extend(own);
+            self.partial.events += part.len as u64;
+            offset += part.len;
+            if let Some(end) = part.end {
+                done.push(self.end_batch(end));
+            }
+        }
+        done
+    }
+
+    fn end_batch(&mut self, end: BatchEnd) -> Stored {
+        Stored {
+            end,
+            stored: std::mem::take(&mut self.partial),
+            next_record: 0,
+        }
+    }
+
+    /// Hands back the checkpoints of the stored batches at the front that have no record left
+    /// to write.
+    async fn checkpoint_recorded(&mut self) {
+        while self
+            .unrecorded
+            .front()
+            .is_some_and(|s| s.next_record >= s.end.records.len())
+        {
+            let stored = self.unrecorded.pop_front().expect("front exists");
+            self.hand_back(stored).await;
+        }
+    }
+
+    async fn hand_back(&mut self, stored: Stored) {
+        self.buffered_batches -= 1;
+        if let Err(e) = self
+            .source
+            .checkpoint(stored.end.checkpoint, stored.stored)
+            .await
+        {
+            warn!(error = %e, "source checkpoint failed");
+            self.status
+                .update(|s| s.last_source_error = Some(e.to_string()));
+        }
+    }
+
+    /// Accounts for a records write; the wait before retrying when one failed.
+    async fn finish_records(&mut self, done: RecordsDone) -> Option<Duration> {
+        let RecordsDone {
+            written,
+            left,
+            error,
+        } = done;
+        for stored in written {
+            self.hand_back(stored).await;
+        }
+        self.unrecorded = left;
+        match error {
+            None => {
+                self.store_succeeded();
+                self.checkpoint_recorded().await;
+                None
+            }
+            Some(error) => {
+                self.status
+                    .update(|s| s.last_store_error = Some(error.to_string()));
+                Some(self.store_failed(&error, "cannot store a source's record, retrying"))
+            }
+        }
+    }
+
+    fn store_succeeded(&mut self) {
+        if self.consecutive_failures > 0 {
+            info!(
+                failures = self.consecutive_failures,
+                "store is back, inserting the buffer"
+            );
+        }
+        self.consecutive_failures = 0;
+    }
+
+    fn store_failed(&mut self, error: &StoreError, message: &'static str) -> Duration {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.report.store_failures += 1;
-        let wait = self.retry_wait();
+        let wait = Backoff::new(self.config.min_retry, self.config.max_retry)
+            .wait(self.consecutive_failures);
         warn!(
             error = %error,
             failures = self.consecutive_failures,
             buffered = self.buffered,
             retry_in_ms = wait.as_millis() as u64,
-            "store insert failed, keeping the events buffered"
+            "{message}"
         );
         wait
     }
 
     /// Puts the events of a failed insert back at the front of the buffer, in their entries.
-    fn requeue(&mut self, mut events: Vec<Event>, parts: &[(usize, bool)]) {
-        for &(len, completes_batch) in parts.iter().rev() {
-            let part = events.split_off(events.len() - len);
+    fn requeue(&mut self, mut events: Vec<Event>, parts: Vec<Part>) {
+        for part in parts.into_iter().rev() {
+            let events = events.split_off(events.len() - part.len);
             self.buffer.push_front(Entry {
-                events: part,
-                completes_batch,
+                events,
+                end: part.end,
             });
         }
     }
+}
 
-    fn retry_wait(&self) -> Duration {
-        let exp = self.consecutive_failures.saturating_sub(1).min(30);
-        let base = self
-            .config
-            .min_retry
-            .saturating_mul(1u32 << exp)
-            .min(self.config.max_retry);
-        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+/// Writes the records of `batches` in order, stopping at the first failure.
+async fn write_records(store: Arc<dyn EventStore>, mut batches: VecDeque<Stored>) -> RecordsDone {
+    let mut written = Vec::with_capacity(batches.len());
+    while let Some(mut stored) = batches.pop_front() {
+        while let Some(record) = stored.end.records.get(stored.next_record) {
+            let result = match record {
+                SourceRecord::ArchiveHour(hour) => store.record_archive_hour(hour).await,
+            };
+            if let Err(error) = result {
+                batches.push_front(stored);
+                return RecordsDone {
+                    written,
+                    left: batches,
+                    error: Some(error),
+                };
+            }
+            stored.next_record += 1;
+        }
+        written.push(stored);
+    }
+    RecordsDone {
+        written,
+        left: batches,
+        error: None,
     }
 }
 

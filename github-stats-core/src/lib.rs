@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod backoff;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod coverage;
@@ -15,6 +16,7 @@ mod secret_url;
 pub mod source;
 pub mod store;
 
+pub use backoff::Backoff;
 pub use coverage::{ArchiveHour, ArchiveStatus, CompleteRun, WindowCoverage};
 pub use event::{
     Event, EventType, InvalidEvent, MAX_ACTION_LEN, MAX_REPO_NAME_LEN, MAX_STORABLE_SECONDS,
@@ -39,7 +41,7 @@ pub use source::github::{
     CoverageCounters, GitHubConfig, GitHubPoller, PollerSnapshot, PollerStatus,
 };
 pub use source::merged::MergedSource;
-pub use source::{EventBatch, EventSource, SourceError};
+pub use source::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
 #[cfg(feature = "clickhouse")]
 pub use store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use store::memory::{MemoryStore, MemoryStoreOptions, ReplayReport};

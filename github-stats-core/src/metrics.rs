@@ -280,19 +280,36 @@ impl StoreHealth {
 }
 
 /// What one `insert_events` call did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InsertOutcome {
     /// Events stored for the first time.
     pub inserted: u64,
     /// Events whose id was already stored (or repeated within the batch), skipped.
     pub duplicates: u64,
+    /// The distinct ids of the batch the store held before this insert (repeats within the
+    /// batch are not in it), in no particular order: what another source, or an earlier run,
+    /// saw first. The ingest loop tells each source's batch its share of them.
+    #[serde(default)]
+    pub stored_before: Vec<u64>,
 }
 
 impl InsertOutcome {
+    /// An outcome of `inserted` new events and `duplicates` skipped, none known to be stored
+    /// before (for stores outside this crate that do not tell).
+    pub fn new(inserted: u64, duplicates: u64) -> InsertOutcome {
+        InsertOutcome {
+            inserted,
+            duplicates,
+            stored_before: Vec::new(),
+        }
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: InsertOutcome) {
         self.inserted += other.inserted;
         self.duplicates += other.duplicates;
+        self.stored_before.extend(other.stored_before);
     }
 }
 

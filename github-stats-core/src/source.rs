@@ -2,11 +2,13 @@
 //! Events API ([`github`]), GH Archive's hourly files ([`gharchive`]), and several sources as
 //! one ([`merged`]).
 
+use std::any::Any;
 use std::io::Write;
 use std::path::Path;
 
 use async_trait::async_trait;
 
+use crate::coverage::ArchiveHour;
 use crate::event::Event;
 use crate::parse::ParseStats;
 
@@ -15,8 +17,9 @@ pub mod gharchive;
 pub mod github;
 pub mod merged;
 
-/// A batch of kept events and the counts of what was read to produce it.
-#[derive(Debug, Clone, Default)]
+/// A batch of kept events and the counts of what was read to produce it, with the source's
+/// position after it ([`Checkpoint`]) and the records of its progress to store beside it.
+#[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct EventBatch {
     /// Kept events, in the order read. May contain repeats; stores deduplicate.
@@ -29,10 +32,17 @@ pub struct EventBatch {
     pub bytes: u64,
     /// Whether this batch finishes its origin (the last batch of a file, the last page of a poll).
     pub completes_origin: bool,
+    /// The source's position once this batch is stored: handed back to the source
+    /// ([`EventSource::checkpoint`]) by the ingest loop after the batch's events and
+    /// [`records`](EventBatch::records) are stored, never before.
+    pub checkpoint: Checkpoint,
+    /// What the source's progress means for the store (an archive hour read to its end): written
+    /// by the ingest loop once the batch's events are stored, before the checkpoint goes back.
+    pub records: Vec<SourceRecord>,
 }
 
 impl EventBatch {
-    /// A batch of `events` from `origin`, with their stats.
+    /// A batch of `events` from `origin`, with their stats, no checkpoint and no records.
     pub fn new(events: Vec<Event>, stats: ParseStats, origin: impl Into<String>) -> EventBatch {
         EventBatch {
             events,
@@ -40,7 +50,94 @@ impl EventBatch {
             origin: origin.into(),
             bytes: 0,
             completes_origin: true,
+            checkpoint: Checkpoint::none(),
+            records: Vec::new(),
         }
+    }
+
+    /// This batch with `checkpoint`.
+    pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> EventBatch {
+        self.checkpoint = checkpoint;
+        self
+    }
+}
+
+/// A source's position after one of its batches, opaque to everyone but the source (the poller:
+/// the poll's ETag and event ids; the archive follower: the hour and how far into it; a file: how
+/// far into it). It travels with its batch through the ingest loop and comes back to the source
+/// once the batch is stored, so a source persists only positions whose data is stored, however
+/// long the store is away and however many batches wait (Quickwit's `checkpoint_delta`).
+#[derive(Default)]
+pub struct Checkpoint(Option<Box<dyn Any + Send + Sync>>);
+
+impl Checkpoint {
+    /// No position to keep (a source that keeps none, a batch of a library user).
+    pub fn none() -> Checkpoint {
+        Checkpoint(None)
+    }
+
+    /// A position of the source's own type.
+    pub fn new<T: Any + Send + Sync>(position: T) -> Checkpoint {
+        Checkpoint(Some(Box::new(position)))
+    }
+
+    /// Whether there is a position.
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The position, if it is a `T`.
+    pub fn into_inner<T: Any>(self) -> Option<T> {
+        self.0?.downcast::<T>().ok().map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Checkpoint(..)"
+        } else {
+            "Checkpoint(none)"
+        })
+    }
+}
+
+/// A record of a source's progress that the ingest loop stores beside a batch's events.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SourceRecord {
+    /// What importing an archive hour found
+    /// ([`EventStore::record_archive_hour`](crate::store::EventStore::record_archive_hour)).
+    ArchiveHour(ArchiveHour),
+}
+
+/// What storing a batch did, handed back to its source with its [`Checkpoint`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredBatch {
+    /// The batch's events.
+    pub events: u64,
+    /// Events the store did not hold before (new ids).
+    pub inserted: u64,
+    /// Distinct events the store held before this batch came, by id: seen first by another
+    /// source (or an earlier run). Repeats within the batch are not counted.
+    pub seen_before: u64,
+}
+
+impl StoredBatch {
+    /// What storing a batch of `events` did: `inserted` new, `seen_before` held already. For
+    /// whoever stores batches without the ingest loop (tests, tools).
+    pub fn new(events: u64, inserted: u64, seen_before: u64) -> StoredBatch {
+        StoredBatch {
+            events,
+            inserted,
+            seen_before,
+        }
+    }
+
+    /// What `outcome` says of a batch of `events` inserted alone.
+    pub fn from_outcome(events: u64, outcome: &crate::metrics::InsertOutcome) -> StoredBatch {
+        StoredBatch::new(events, outcome.inserted, outcome.stored_before.len() as u64)
     }
 }
 
@@ -74,9 +171,16 @@ pub trait EventSource: Send + Sync {
     /// tolerates at any await point.
     async fn next_batch(&self) -> Result<Option<EventBatch>, SourceError>;
 
-    /// Called by the ingest loop once a batch from this source is stored, so a source that keeps
-    /// a position (the poller's state file) can persist it. The default does nothing.
-    async fn commit(&self) -> Result<(), SourceError> {
+    /// Called by the ingest loop once a batch of this source is stored (its events, then its
+    /// records), with the batch's checkpoint and what storing it did, in the order the batches
+    /// were returned. A source that keeps a position (the poller's state file) persists this one
+    /// now. The default does nothing.
+    async fn checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        stored: StoredBatch,
+    ) -> Result<(), SourceError> {
+        let _ = (checkpoint, stored);
         Ok(())
     }
 }

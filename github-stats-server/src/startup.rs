@@ -148,7 +148,9 @@ impl Application {
                 "following GH Archive"
             );
             let follower = Arc::new(
-                GhArchiveSource::new(archive, store.clone()).map_err(StartupError::Archive)?,
+                GhArchiveSource::open(archive, &*store)
+                    .await
+                    .map_err(StartupError::Archive)?,
             );
             let follower_status = follower.status();
             exporter.register_archive_follower(follower_status.clone());

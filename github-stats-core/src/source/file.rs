@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use flate2::read::MultiGzDecoder;
 
-use super::{EventBatch, EventSource, SourceError};
+use super::{Checkpoint, EventBatch, EventSource, SourceError};
 use crate::parse::{self, ParseStats};
 
 /// Bytes of JSON lines parsed per chunk: large enough to amortise the hand-over between
@@ -770,6 +770,8 @@ impl FileSource {
                         origin: path.display().to_string(),
                         bytes: chunk.bytes,
                         completes_origin: chunk.last,
+                        checkpoint: Checkpoint::none(),
+                        records: Vec::new(),
                     }));
                 }
                 Ok(None) => state.current = None,

@@ -18,7 +18,6 @@
 //! waits for the next poll. A failed poll is returned as an error after scheduling the retry, so
 //! the next call waits for the backoff. See `docs/poller.md`.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -32,7 +31,8 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{EventBatch, EventSource, SourceError};
+use super::{Checkpoint, EventBatch, EventSource, SourceError, StoredBatch};
+use crate::backoff::Backoff;
 use crate::id_set::{IdSet, RecentIds};
 use crate::parse::{ParseStats, RecordOutcome, parse_record};
 use crate::source::same_host_redirects;
@@ -51,9 +51,6 @@ pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 /// The longest a restart waits for a `next_poll_time` read from the state file, in seconds of
 /// GitHub's headers (a rate-limit reset is at most an hour away).
 const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
-
-/// Returned polls remembered until committed; beyond this the oldest are forgotten.
-const MAX_UNCOMMITTED: usize = 1024;
 
 /// Polls GitHub's public events. Implements [`EventSource`]; share it as `Arc<GitHubPoller>`
 /// and read its [`status`](GitHubPoller::status) for `/health`.
@@ -88,11 +85,17 @@ struct PollLoop {
     previous_poll_ids: IdSet,
 }
 
-/// What is persisted, and the polls returned but not yet committed.
+/// What is persisted.
 struct Shared {
     persisted: PollState,
-    /// ETag and ids of every returned batch not yet committed, oldest first.
-    uncommitted: VecDeque<(Option<String>, Vec<u64>)>,
+}
+
+/// The position after a poll ([`Checkpoint`]): persisted once the poll's events are stored.
+struct PollCheckpoint {
+    /// The poll's page-1 ETag.
+    etag: Option<String>,
+    /// Every event id the poll read.
+    ids: Vec<u64>,
 }
 
 /// What one page-1 request led to.
@@ -218,10 +221,7 @@ impl GitHubPoller {
             events_url,
             auth,
             poll: tokio::sync::Mutex::new(poll),
-            shared: Mutex::new(Shared {
-                persisted,
-                uncommitted: VecDeque::new(),
-            }),
+            shared: Mutex::new(Shared { persisted }),
             status,
         };
         if replace_corrupt {
@@ -355,14 +355,7 @@ impl GitHubPoller {
     }
 
     fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(30);
-        let base = self
-            .config
-            .min_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.config.max_backoff);
-        // Equal jitter: half fixed, half random, so retries spread but never collapse to zero.
-        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+        Backoff::new(self.config.min_backoff, self.config.max_backoff).wait(failures)
     }
 
     fn schedule(&self, poll: &mut PollLoop, delay: Duration) {
@@ -653,11 +646,6 @@ impl GitHubPoller {
         self.schedule(poll, delay);
         let counters = {
             let mut shared = self.lock_shared();
-            shared.uncommitted.push_back((etag, ids));
-            // A caller that never commits must not grow this without bound.
-            while shared.uncommitted.len() > MAX_UNCOMMITTED {
-                shared.uncommitted.pop_front();
-            }
             shared.persisted.last_successful_poll = Some(polled_at);
             let c = &mut shared.persisted.counters;
             c.polls += 1;
@@ -693,7 +681,8 @@ impl GitHubPoller {
             events,
             stats,
             format!("GET {} ({} pages)", self.events_url.path(), bodies.len()),
-        );
+        )
+        .with_checkpoint(Checkpoint::new(PollCheckpoint { etag, ids }));
         batch.bytes = bytes;
         PollOutcome::Batch(batch)
     }
@@ -719,16 +708,17 @@ impl EventSource for GitHubPoller {
         }
     }
 
-    /// Marks the oldest returned batch as stored: its ETag and event ids go to the state file,
-    /// which is written now.
-    async fn commit(&self) -> Result<(), SourceError> {
+    /// The poll's events are stored: its ETag and event ids go to the state file, which is
+    /// written now.
+    async fn checkpoint(&self, checkpoint: Checkpoint, _: StoredBatch) -> Result<(), SourceError> {
+        let Some(PollCheckpoint { etag, ids }) = checkpoint.into_inner::<PollCheckpoint>() else {
+            return Ok(());
+        };
         {
             let mut shared = self.lock_shared();
-            if let Some((etag, ids)) = shared.uncommitted.pop_front() {
-                shared.persisted.etag = etag;
-                if !ids.is_empty() {
-                    shared.persisted.last_poll_event_ids = ids;
-                }
+            shared.persisted.etag = etag;
+            if !ids.is_empty() {
+                shared.persisted.last_poll_event_ids = ids;
             }
         }
         self.save_state()

@@ -12,15 +12,15 @@
 //! Each source is pulled by a task of its own into a small shared channel, so a source waiting
 //! (the poller between polls, the follower for the next hour) never holds up the other, and no
 //! source's `next_batch` is ever dropped half way (only when the merged source is dropped).
-//! Batches come out as they are ready; [`commit`](EventSource::commit) goes to the source of
-//! the oldest batch not committed (the ingest loop commits in the order it received).
+//! Batches come out as they are ready, each with its checkpoint wrapped in one naming its
+//! source, so [`checkpoint`](EventSource::checkpoint) goes back to the source the batch came
+//! from: no bookkeeping of what was returned.
 //!
 //! One source's end or fatal error ends only that source: a [`SourceError::Config`] of one is
 //! passed on as a [`SourceError::Remote`] naming it (the ingest loop keeps pulling), and the
 //! merged source is exhausted once every source is, with that configuration error last if
 //! there was one (so the run is not reported complete).
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{EventBatch, EventSource, SourceError};
+use super::{Checkpoint, EventBatch, EventSource, SourceError, StoredBatch};
 
 /// What a source's task pulled.
 enum Pulled {
@@ -44,8 +44,6 @@ enum Pulled {
 pub struct MergedSource {
     sources: Vec<(String, Arc<dyn EventSource>)>,
     pull: tokio::sync::Mutex<Pull>,
-    /// The source of each batch returned and not yet committed, oldest first.
-    order: Mutex<VecDeque<usize>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -74,7 +72,6 @@ impl MergedSource {
                 rx: None,
                 failed: None,
             }),
-            order: Mutex::new(VecDeque::new()),
             tasks: Mutex::new(Vec::new()),
         }
     }
@@ -141,11 +138,9 @@ impl EventSource for MergedSource {
             };
             let name = &self.sources[index].0;
             match pulled {
-                Pulled::Batch(batch) => {
-                    self.order
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_back(index);
+                Pulled::Batch(mut batch) => {
+                    let inner = std::mem::take(&mut batch.checkpoint);
+                    batch.checkpoint = Checkpoint::new(RoutedCheckpoint { index, inner });
                     return Ok(Some(batch));
                 }
                 Pulled::Ended => {}
@@ -167,16 +162,23 @@ impl EventSource for MergedSource {
         }
     }
 
-    /// Commits the oldest batch returned and not committed, in its own source.
-    async fn commit(&self) -> Result<(), SourceError> {
-        let index = self
-            .order
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front();
-        match index {
-            Some(index) => self.sources[index].1.commit().await,
+    /// Hands `checkpoint` back to the source its batch came from.
+    async fn checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        stored: StoredBatch,
+    ) -> Result<(), SourceError> {
+        match checkpoint.into_inner::<RoutedCheckpoint>() {
+            Some(RoutedCheckpoint { index, inner }) => {
+                self.sources[index].1.checkpoint(inner, stored).await
+            }
             None => Ok(()),
         }
     }
+}
+
+/// A batch's checkpoint and the index of the source it came from.
+struct RoutedCheckpoint {
+    index: usize,
+    inner: Checkpoint,
 }

@@ -279,7 +279,7 @@ impl Shared {
     fn insert<E: EventFields>(&self, events: &[E]) -> Result<InsertOutcome, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Writers are serialised by `writer`: what is fresh now is fresh until applied.
-        let fresh = self.read().fresh(events);
+        let (fresh, stored_before) = self.read().fresh_and_stored(events);
         // Nothing the log would cut (a name over 65,535 bytes, an action over 255) or the index
         // would wrap (a time outside `u32` seconds) gets in: `Event::check_storable`.
         for e in &fresh {
@@ -304,6 +304,7 @@ impl Shared {
         Ok(InsertOutcome {
             inserted: fresh.len() as u64,
             duplicates: (events.len() - fresh.len()) as u64,
+            stored_before,
         })
     }
 
@@ -338,12 +339,15 @@ impl EventStore for MemoryStore {
         // with nothing new needs neither the blocking pool nor a copy.
         if events.len() <= INLINE_IDS
             && let Ok(index) = self.shared.index.try_read()
-            && index.fresh(events).is_empty()
         {
-            return Ok(InsertOutcome {
-                inserted: 0,
-                duplicates: events.len() as u64,
-            });
+            let (fresh, stored_before) = index.fresh_and_stored(events);
+            if fresh.is_empty() {
+                return Ok(InsertOutcome {
+                    inserted: 0,
+                    duplicates: events.len() as u64,
+                    stored_before,
+                });
+            }
         }
         // The blocking pool needs owned events.
         let copy = CopiedEvents::new(events);
@@ -818,11 +822,26 @@ impl Index {
     /// The events of `events` to store: ids not stored yet, each id once (its first event).
     /// Inserts and replay both go through here, so a repeated id never counts twice.
     fn fresh<'a, E: EventFields>(&self, events: &'a [E]) -> Vec<&'a E> {
+        self.fresh_and_stored(events).0
+    }
+
+    /// The events of `events` not stored yet (each id once), and the distinct ids stored
+    /// already.
+    fn fresh_and_stored<'a, E: EventFields>(&self, events: &'a [E]) -> (Vec<&'a E>, Vec<u64>) {
         let mut in_batch: HashSet<u64, IdHasher> = HashSet::default();
-        events
-            .iter()
-            .filter(|e| !self.ids.contains(&e.id()) && in_batch.insert(e.id()))
-            .collect()
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut stored = Vec::new();
+        for e in events {
+            if !in_batch.insert(e.id()) {
+                continue;
+            }
+            if self.ids.contains(&e.id()) {
+                stored.push(e.id());
+            } else {
+                fresh.push(e);
+            }
+        }
+        (fresh, stored)
     }
 
     /// Adds a delta of [`Index::fresh`] events.

@@ -593,7 +593,7 @@ async fn the_archive_follower_imports_hours_and_measures_what_was_stored_first()
     let mut config = GhArchiveConfig::backfill(first, second + chrono::Duration::hours(1))
         .with_url(archive.url());
     config.batch_size = 400;
-    let source = Arc::new(GhArchiveSource::new(config, Arc::clone(&store)).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let report = Ingest::run(
         source,
         Arc::clone(&store) as Arc<dyn EventStore>,

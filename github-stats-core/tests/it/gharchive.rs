@@ -12,8 +12,8 @@ use github_stats_core::fake_gharchive::{Answer, FakeArchive, FakeHour, RecordedH
 use github_stats_core::ingest::{Ingest, IngestConfig, IngestReport};
 use github_stats_core::source::gharchive::{ArchiveState, GhArchiveConfig, GhArchiveSource};
 use github_stats_core::{
-    ArchiveHour, EventBatch, EventSource, EventStore, MemoryStore, MetricsQuery, SharedStore,
-    SourceError, TimeWindow,
+    ArchiveHour, Checkpoint, EventBatch, EventSource, EventStore, MemoryStore, MetricsQuery,
+    SharedStore, SourceError, StoredBatch, TimeWindow,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -105,8 +105,12 @@ impl EventSource for Recording {
         Ok(batch)
     }
 
-    async fn commit(&self) -> Result<(), SourceError> {
-        self.inner.commit().await
+    async fn checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        stored: StoredBatch,
+    ) -> Result<(), SourceError> {
+        self.inner.checkpoint(checkpoint, stored).await
     }
 }
 
@@ -118,8 +122,11 @@ async fn hours_are_imported_whole_and_recorded() {
     archive.put_hour(&noon);
     archive.put_hour(&midnight);
     let store = memory();
-    let source =
-        Arc::new(GhArchiveSource::new(config(&archive.url(), 0, 2), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 2), &*store)
+            .await
+            .unwrap(),
+    );
     let status = source.status();
     let report = run(source, store.clone()).await;
 
@@ -185,7 +192,7 @@ async fn an_hour_not_published_yet_is_waited_for_404_and_403_alike() {
     let mut config = live_config(&archive.url(), 0, 1);
     // Not yet past its grace period: the follower must wait, not give up.
     config.missing_after = Duration::from_secs(3650 * 86_400);
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     run(source, store.clone()).await;
 
     let r = record(store.as_ref(), 0).await;
@@ -207,8 +214,11 @@ async fn a_hole_past_the_grace_period_is_missing_and_the_next_hour_imported() {
     archive.put_hour(&next);
     let store = memory();
     // Following live: the hole is older than missing_after (24 h), so it is given up.
-    let source =
-        Arc::new(GhArchiveSource::new(live_config(&archive.url(), 0, 2), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(live_config(&archive.url(), 0, 2), &*store)
+            .await
+            .unwrap(),
+    );
     let status = source.status();
     run(source, store.clone()).await;
 
@@ -250,7 +260,7 @@ async fn cut_downloads_are_retried_and_nothing_is_counted_twice() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&archive.url(), 0, 1);
     config.state_file = Some(dir.path().join("gharchive.json"));
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let status = source.status();
     let report = run(source, store.clone()).await;
 
@@ -298,7 +308,7 @@ async fn an_invalid_gzip_header_and_a_stalled_download_are_retried() {
     let store = memory();
     let mut config = config(&archive.url(), 0, 2);
     config.stall_timeout = Duration::from_millis(500);
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let status = source.status();
     run(source, store.clone()).await;
 
@@ -333,7 +343,7 @@ async fn a_slow_download_is_not_a_stall() {
     let store = memory();
     let mut config = config(&archive.url(), 0, 1);
     config.stall_timeout = Duration::from_millis(400);
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let status = source.status();
     run(source, store.clone()).await;
     assert_eq!(archive.requests_for(&fake.file_name()), 1);
@@ -355,7 +365,7 @@ async fn an_hour_failing_past_its_grace_period_is_damaged_and_keeps_what_was_rea
     let store = memory();
     let mut live = live_config(&archive.url(), 0, 1);
     live.failures_before_damaged = 3;
-    let source = Arc::new(GhArchiveSource::new(live, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(live, &*store).await.unwrap());
     run(source, store.clone()).await;
 
     assert_eq!(archive.requests_for(&name), 3);
@@ -384,12 +394,18 @@ async fn an_hour_failing_past_its_grace_period_is_damaged_and_keeps_what_was_rea
 
     // Following live, a damaged hour is not fetched again; a backfill fetches it again and
     // replaces the record.
-    let source =
-        Arc::new(GhArchiveSource::new(live_config(&archive.url(), 0, 1), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(live_config(&archive.url(), 0, 1), &*store)
+            .await
+            .unwrap(),
+    );
     run(source, store.clone()).await;
     assert_eq!(archive.requests_for(&name), 3);
-    let source =
-        Arc::new(GhArchiveSource::new(config(&archive.url(), 0, 1), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 1), &*store)
+            .await
+            .unwrap(),
+    );
     run(source, store.clone()).await;
     assert_eq!(archive.requests_for(&name), 4);
     let r = record(store.as_ref(), 0).await;
@@ -428,7 +444,7 @@ async fn hours_are_fetched_ahead_in_parallel_and_committed_in_hour_order() {
     let store = memory();
     let mut config = config(&archive.url(), 0, 4);
     config.parallel = 3;
-    let inner = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let inner = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let recording = Arc::new(Recording {
         inner,
         origins: Mutex::new(Vec::new()),
@@ -502,12 +518,11 @@ async fn a_restart_in_the_middle_of_an_hour_resumes_it_and_skips_committed_hours
 
     // First run, by hand: hour 0 whole, then two batches of hour 1 stored and committed, a
     // third stored but not committed (the process dies before its commit).
-    let source = GhArchiveSource::new(cfg.clone(), store.clone()).unwrap();
+    let source = GhArchiveSource::open(cfg.clone(), &*store).await.unwrap();
     let mut committed_in_hour_1 = 0u64;
     let mut batches_of_hour_1 = 0;
     let third = loop {
         let batch = source.next_batch().await.unwrap().unwrap();
-        store.insert_events(&batch.events).await.unwrap();
         if batch
             .origin
             .contains(&hours[1].file_name().replace(".json.gz", ""))
@@ -515,11 +530,12 @@ async fn a_restart_in_the_middle_of_an_hour_resumes_it_and_skips_committed_hours
         {
             batches_of_hour_1 += 1;
             if batches_of_hour_1 == 3 {
+                store.insert_events(&batch.events).await.unwrap();
                 break batch.events;
             }
             committed_in_hour_1 += batch.events.len() as u64;
         }
-        source.commit().await.unwrap();
+        crate::store_by_hand(&*store, &source, batch).await;
     };
     drop(source);
     let state: ArchiveState = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
@@ -533,7 +549,7 @@ async fn a_restart_in_the_middle_of_an_hour_resumes_it_and_skips_committed_hours
     );
 
     // Second run: hour 0 is not downloaded again; hour 1 resumes after its committed events.
-    let source = Arc::new(GhArchiveSource::new(cfg, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(cfg, &*store).await.unwrap());
     run(source, store.clone()).await;
     assert_eq!(archive.requests_for(&hours[0].file_name()), 1);
     assert_eq!(archive.requests_for(&hours[1].file_name()), 2);
@@ -571,8 +587,11 @@ async fn hours_the_store_records_are_skipped_without_a_download() {
             .unwrap();
     }
     // Following live: imported, missing and damaged hours are all passed over.
-    let source =
-        Arc::new(GhArchiveSource::new(live_config(&archive.url(), 0, 4), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(live_config(&archive.url(), 0, 4), &*store)
+            .await
+            .unwrap(),
+    );
     let status = source.status();
     run(source, store.clone()).await;
     let names: Vec<String> = archive.requests().iter().map(|r| r.path.clone()).collect();
@@ -585,8 +604,11 @@ async fn hours_the_store_records_are_skipped_without_a_download() {
     );
 
     // A backfill fetches the damaged hour again.
-    let source =
-        Arc::new(GhArchiveSource::new(config(&archive.url(), 0, 4), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 4), &*store)
+            .await
+            .unwrap(),
+    );
     run(source, store.clone()).await;
     assert_eq!(archive.requests().len(), 2);
     assert_eq!(archive.requests_for(&hours[2].file_name()), 1);
@@ -611,8 +633,11 @@ async fn polled_before_archive_counts_the_events_stored_first() {
     let other = FakeHour::build(RecordedHour::Midnight, hour(5)).sample(0, 100);
     store.insert_events(&polled).await.unwrap();
     store.insert_events(&other).await.unwrap();
-    let source =
-        Arc::new(GhArchiveSource::new(config(&archive.url(), 0, 1), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 1), &*store)
+            .await
+            .unwrap(),
+    );
     let report = run(source, store.clone()).await;
 
     let r = record(store.as_ref(), 0).await;
@@ -643,7 +668,7 @@ async fn a_local_mirror_is_read_through_a_file_url() {
     let store = memory();
     let mut config = config(&format!("file://{}", dir.path().display()), 0, 4);
     config.failures_before_damaged = 2;
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     run(source, store.clone()).await;
     let statuses: Vec<ArchiveStatus> = records(store.as_ref(), 0, 4)
         .await
@@ -665,14 +690,16 @@ async fn a_local_mirror_is_read_through_a_file_url() {
     );
 
     let missing_dir = dir.path().join("nowhere");
-    let err = GhArchiveSource::new(
+    let err = GhArchiveSource::open(
         GhArchiveConfig::new(hour(0)).with_url(format!("file://{}", missing_dir.display())),
-        store.clone(),
+        &*store,
     )
+    .await
     .unwrap_err();
     assert!(matches!(err, SourceError::Config(_)), "{err}");
-    let err =
-        GhArchiveSource::new(GhArchiveConfig::new(hour(0)).with_url("ftp://x"), store).unwrap_err();
+    let err = GhArchiveSource::open(GhArchiveConfig::new(hour(0)).with_url("ftp://x"), &*store)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("http, https or file"), "{err}");
 }
 
@@ -684,8 +711,11 @@ async fn a_redirect_to_another_host_is_not_followed() {
     let elsewhere = archive.url().replace("127.0.0.1", "localhost") + "/elsewhere.json.gz";
     archive.script(&fake.file_name(), [Answer::Redirect(elsewhere)]);
     let store = memory();
-    let source =
-        Arc::new(GhArchiveSource::new(config(&archive.url(), 0, 1), store.clone()).unwrap());
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 1), &*store)
+            .await
+            .unwrap(),
+    );
     let status = source.status();
     run(source, store.clone()).await;
     assert_eq!(archive.requests_for("elsewhere.json.gz"), 0);
@@ -713,7 +743,7 @@ async fn an_hour_nobody_takes_stops_downloading() {
     let mut config = config(&archive.url(), 0, 2);
     config.batch_size = 100;
     config.prefetch_batches = 2;
-    let source = GhArchiveSource::new(config, store.clone()).unwrap();
+    let source = GhArchiveSource::open(config, &*store).await.unwrap();
     let batch = source.next_batch().await.unwrap().unwrap();
     assert!(!batch.events.is_empty());
     // Let both downloads run into their bounds, then check that they stay there.
@@ -753,7 +783,7 @@ async fn no_request_before_an_hour_is_due() {
         .unwrap();
     config.publish_delay = since_end + Duration::from_millis(800);
     let started = tokio::time::Instant::now();
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let status = source.status();
     let running = tokio::spawn(run(source, store.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -793,21 +823,21 @@ async fn an_earlier_first_hour_starts_over_from_it() {
     let mut later = live_config(&archive.url(), 2, 3);
     later.state_file = Some(dir.path().join("gharchive.json"));
     run(
-        Arc::new(GhArchiveSource::new(later.clone(), store.clone()).unwrap()),
+        Arc::new(GhArchiveSource::open(later.clone(), &*store).await.unwrap()),
         store.clone(),
     )
     .await;
     assert_eq!(archive.requests().len(), 1);
 
     // The same start again: resumed past hour 2, nothing to do.
-    let source = Arc::new(GhArchiveSource::new(later.clone(), store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(later.clone(), &*store).await.unwrap());
     assert_eq!(source.status().snapshot().next_hour, Some(hour(3)));
     run(source, store.clone()).await;
     assert_eq!(archive.requests().len(), 1);
 
     let mut earlier = later;
     earlier.from = hour(0);
-    let source = Arc::new(GhArchiveSource::new(earlier, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(earlier, &*store).await.unwrap());
     assert_eq!(source.status().snapshot().next_hour, Some(hour(0)));
     run(source, store.clone()).await;
     assert_eq!(archive.requests_for(&hours[0].file_name()), 1);

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use github_stats_core::conformance::{self, fixtures};
 use github_stats_core::parse::{ParseStats, RecordOutcome, parse_record};
 use github_stats_core::{
-    ArchiveHour, Event, EventBatch, EventSource, EventStore, EventType, MemoryStore, MetricsQuery,
-    SourceError, StoreError,
+    ArchiveHour, Checkpoint, Event, EventBatch, EventSource, EventStore, EventType, MemoryStore,
+    MetricsQuery, SourceError, StoreError, StoredBatch,
 };
 use github_stats_core::{FileSource, GitHubConfig, GitHubPoller};
 use github_stats_core::{Ingest, IngestConfig, IngestStatus};
@@ -28,6 +28,8 @@ struct FlakyStore {
     down: AtomicBool,
     delay_ms: AtomicUsize,
     calls: AtomicUsize,
+    /// When set, inserts left before the store goes down again.
+    inserts_left: Mutex<Option<usize>>,
 }
 
 impl FlakyStore {
@@ -54,6 +56,13 @@ impl EventStore for FlakyStore {
             return Err(StoreError::Unavailable(
                 "connection refused (test outage)".into(),
             ));
+        }
+        if let Some(left) = &mut *self.inserts_left.lock().unwrap() {
+            if *left == 0 {
+                self.down.store(true, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("gone again (test outage)".into()));
+            }
+            *left -= 1;
         }
         self.inner.insert_events(events).await
     }
@@ -111,7 +120,7 @@ impl EventSource for ScriptedSource {
         }
     }
 
-    async fn commit(&self) -> Result<(), SourceError> {
+    async fn checkpoint(&self, _: Checkpoint, _: StoredBatch) -> Result<(), SourceError> {
         self.commits.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -544,6 +553,131 @@ async fn the_poller_feeds_the_store_through_an_outage() {
     assert_eq!(
         (c.duplicate_events, c.overlapping_polls, c.gaps),
         (10, 1, 1)
+    );
+}
+
+/// Recorded `WatchEvent`s given ids `first..first + n`: a stream of distinct kept events.
+fn stream_of_watch_events(first: u64, n: usize) -> Vec<Value> {
+    let template = recorded_events("events-2020-04-25", 1)
+        .into_iter()
+        .find(|e| e["type"] == "WatchEvent")
+        .expect("a recorded WatchEvent");
+    (0..n as u64)
+        .map(|i| {
+            let mut event = template.clone();
+            event["id"] = Value::String((first + i).to_string());
+            event
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
+    const POLLS: usize = 1_100;
+    const WINDOW: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("client-state.json");
+    // Each poll brings one new event: the latest WINDOW of the stream, under a new ETag.
+    let stream = stream_of_watch_events(9_000_000_000, POLLS + WINDOW - 1);
+    let etag = |n: usize| format!("W/\"poll-{n}\"");
+    let script: Vec<Reply> = (0..POLLS)
+        .map(|n| Reply::events(&stream[n..n + WINDOW], &etag(n)))
+        .collect();
+    let fake = FakeGitHub::start(script).await;
+    fake.set_fallback(Reply::not_modified());
+    let mut config = GitHubConfig::new(&fake.url);
+    // X-Poll-Interval's default 60 s in 60 µs: a fast fake.
+    config.time_unit = Duration::from_micros(1);
+    config.state_file = Some(state_file.clone());
+    let poller = Arc::new(GitHubPoller::new(config.clone()).unwrap());
+
+    let store = FlakyStore::down();
+    let mut ingest = fast_config();
+    ingest.min_retry = Duration::from_millis(1);
+    ingest.max_retry = Duration::from_millis(2);
+    ingest.max_insert_events = 10;
+    ingest.shutdown_timeout = Duration::from_millis(50);
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(poller.clone(), store.clone(), ingest, cancel.clone());
+    let status = handle.status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while snapshot(&status).batches < POLLS as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the fake's polls were not all read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        snapshot(&status).inserted,
+        0,
+        "the store was away for every poll"
+    );
+
+    // The store comes back for three inserts of ten polls, then goes away again; the process
+    // stops with the rest buffered (as a crash would leave it).
+    *store.inserts_left.lock().unwrap() = Some(3);
+    store.set_down(false);
+    eventually("three inserts", || {
+        *store.inserts_left.lock().unwrap() == Some(0) && snapshot(&status).inserted > 0
+    })
+    .await;
+    cancel.cancel();
+    let report = handle.join().await.unwrap();
+    assert!(report.unflushed > 0, "{report:?}");
+    let stored_before_restart = store.inner.total_events().await.unwrap();
+    // Three inserts of ten events: poll 0 (WINDOW new events) and the next polls (one each).
+    assert_eq!(stored_before_restart, 30);
+    let last_stored_poll = 30 - WINDOW;
+
+    // The state file names a poll whose events are all stored, and that poll's ETag.
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let ids: Vec<u64> = state["last_poll_event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let stream_events = kept(&stream);
+    let by_id: std::collections::HashMap<u64, &Event> =
+        stream_events.iter().map(|e| (e.id, e)).collect();
+    let named: Vec<Event> = ids.iter().map(|id| by_id[id].clone()).collect();
+    assert_eq!(
+        store.inner.count_stored(&named).await.unwrap(),
+        ids.len() as u64,
+        "the state file is never ahead of the store"
+    );
+    assert_eq!(state["etag"], etag(last_stored_poll).as_str());
+
+    // A restart polls the window GitHub shows now (the stream's last WINDOW events): none of
+    // it was stored, and all of it is, once each.
+    drop(poller);
+    let fake = FakeGitHub::start(vec![Reply::events(&stream[POLLS - 1..], &etag(POLLS))]).await;
+    fake.set_fallback(Reply::not_modified());
+    let mut config = config.clone();
+    config.api_url = fake.url.clone().into();
+    let poller = Arc::new(GitHubPoller::new(config).unwrap());
+    store.set_down(false);
+    *store.inserts_left.lock().unwrap() = None;
+    let cancel = CancellationToken::new();
+    let handle = Ingest::spawn(poller, store.clone(), fast_config(), cancel.clone());
+    let status = handle.status();
+    eventually("the window stored", || {
+        snapshot(&status).inserted >= WINDOW as u64
+    })
+    .await;
+    cancel.cancel();
+    let report = handle.join().await.unwrap();
+    assert_eq!(report.inserted, WINDOW as u64);
+    assert_eq!(report.duplicates, 0, "nothing stored twice");
+    let window = kept(&stream[POLLS - 1..]);
+    assert_eq!(
+        store.inner.count_stored(&window).await.unwrap(),
+        WINDOW as u64
+    );
+    assert_eq!(
+        store.inner.total_events().await.unwrap(),
+        stored_before_restart + WINDOW as u64
     );
 }
 

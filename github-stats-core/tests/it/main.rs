@@ -18,3 +18,19 @@ mod properties;
 mod races;
 #[cfg(feature = "clickhouse")]
 mod replicated;
+
+use github_stats_core::{EventBatch, EventSource, EventStore, SourceRecord, StoredBatch};
+
+/// Stores `batch` by hand, as the ingest loop does: its events, then its records, then its
+/// checkpoint back to `source` with what the insert did.
+async fn store_by_hand(store: &dyn EventStore, source: &dyn EventSource, batch: EventBatch) {
+    let outcome = store.insert_events(&batch.events).await.unwrap();
+    for record in &batch.records {
+        match record {
+            SourceRecord::ArchiveHour(hour) => store.record_archive_hour(hour).await.unwrap(),
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    let stored = StoredBatch::from_outcome(batch.events.len() as u64, &outcome);
+    source.checkpoint(batch.checkpoint, stored).await.unwrap();
+}

@@ -12,8 +12,8 @@ use github_stats_core::fake_gharchive::{FakeHour, RecordedHour};
 use github_stats_core::ingest::{Ingest, IngestConfig};
 use github_stats_core::parse::ParseStats;
 use github_stats_core::{
-    Event, EventBatch, EventSource, EventStore, MemoryStore, MergedSource, MetricsQuery,
-    SourceError,
+    Checkpoint, Event, EventBatch, EventSource, EventStore, MemoryStore, MergedSource,
+    MetricsQuery, SourceError, StoredBatch,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,6 @@ struct Played {
     batches: Mutex<VecDeque<Vec<Event>>>,
     delay: Duration,
     then: Then,
-    yielded: Mutex<VecDeque<Vec<Event>>>,
     commits: AtomicUsize,
     misrouted: AtomicUsize,
 }
@@ -52,7 +51,6 @@ impl Played {
             batches: Mutex::new(batches.into()),
             delay,
             then,
-            yielded: Mutex::new(VecDeque::new()),
             commits: AtomicUsize::new(0),
             misrouted: AtomicUsize::new(0),
         })
@@ -66,12 +64,11 @@ impl EventSource for Played {
         let next = self.batches.lock().unwrap().pop_front();
         match next {
             Some(events) => {
-                self.yielded.lock().unwrap().push_back(events.clone());
-                Ok(Some(EventBatch::new(
-                    events,
-                    ParseStats::default(),
-                    self.name,
-                )))
+                let checkpoint = Checkpoint::new((self.name, events.clone()));
+                Ok(Some(
+                    EventBatch::new(events, ParseStats::default(), self.name)
+                        .with_checkpoint(checkpoint),
+                ))
             }
             None => match self.then {
                 Then::End => Ok(None),
@@ -84,11 +81,13 @@ impl EventSource for Played {
         }
     }
 
-    async fn commit(&self) -> Result<(), SourceError> {
+    async fn checkpoint(&self, checkpoint: Checkpoint, _: StoredBatch) -> Result<(), SourceError> {
         self.commits.fetch_add(1, Ordering::SeqCst);
-        let oldest = self.yielded.lock().unwrap().pop_front();
-        let stored = match &oldest {
-            Some(events) => self.store.count_stored(events).await.unwrap() == events.len() as u64,
+        let stored = match checkpoint.into_inner::<(&'static str, Vec<Event>)>() {
+            Some((name, events)) => {
+                name == self.name
+                    && self.store.count_stored(&events).await.unwrap() == events.len() as u64
+            }
             None => false,
         };
         if !stored {

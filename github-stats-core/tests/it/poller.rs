@@ -360,8 +360,9 @@ async fn a_restart_with_a_state_file_does_not_poll_early() {
 
     {
         let poller = GitHubPoller::new(config.clone()).unwrap();
-        poller.next_batch().await.unwrap().unwrap();
-        poller.commit().await.unwrap();
+        let batch = poller.next_batch().await.unwrap().unwrap();
+        let store = github_stats_core::MemoryStore::new();
+        crate::store_by_hand(&store, &poller, batch).await;
     }
     let saved: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
     assert_eq!(saved["etag"], etag.as_str());

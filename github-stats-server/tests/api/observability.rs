@@ -593,7 +593,7 @@ async fn the_archive_followers_metrics_say_what_became_of_each_hour() {
     config.unpublished_retry = Duration::from_millis(50);
     config.max_unpublished_retry = Duration::from_millis(200);
     let store = Arc::new(MemoryStore::new());
-    let source = Arc::new(GhArchiveSource::new(config, store.clone()).unwrap());
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
     let status = source.status();
     let report = tokio::time::timeout(
         Duration::from_secs(120),

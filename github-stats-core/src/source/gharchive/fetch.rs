@@ -8,6 +8,7 @@
 //! turn), the channels fill, the parser stops reading, the task stops receiving, and TCP's
 //! window stops the server: memory stays bounded however large the hour.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,13 +25,12 @@ use tracing::{debug, info, warn};
 use super::config::GhArchiveConfig;
 use super::hours::archive_file_name;
 use super::status::{ArchiveFollowerStatus, FetchState};
+use crate::backoff::Backoff;
 use crate::coverage::{ArchiveStatus, HOUR_SECONDS};
 use crate::event::Event;
-use crate::metrics::TimeWindow;
 use crate::parse::ParseStats;
 use crate::source::SourceError;
 use crate::source::file::{EventFileReader, read_up_to};
-use crate::store::SharedStore;
 
 /// Body chunks buffered between the download and the parser (a chunk is at most a few tens of
 /// kilobytes).
@@ -92,16 +92,15 @@ pub(super) struct Fetcher {
     pub(super) config: GhArchiveConfig,
     client: reqwest::Client,
     location: Location,
-    store: SharedStore,
+    /// The store's records when the follower started: hours recorded are not fetched again.
+    recorded: HashMap<DateTime<Utc>, ArchiveStatus>,
     status: ArchiveFollowerStatus,
 }
 
 /// A wait of `min × 2^(n-1)`, capped at `max`, with equal jitter (half fixed, half random), so
 /// that retries spread out but never collapse to nothing.
-pub(super) fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
-    let exp = n.saturating_sub(1).min(30);
-    let base = min.saturating_mul(1u32 << exp).min(max);
-    base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
+    Backoff::new(min, max).wait(n)
 }
 
 /// `t + d`, saturating.
@@ -135,7 +134,7 @@ pub(super) fn hour_name(hour: DateTime<Utc>) -> String {
 impl Fetcher {
     pub(super) fn new(
         config: GhArchiveConfig,
-        store: SharedStore,
+        recorded: HashMap<DateTime<Utc>, ArchiveStatus>,
         status: ArchiveFollowerStatus,
     ) -> Result<Fetcher, SourceError> {
         let trimmed = config.base_url.expose_secret().trim().trim_end_matches('/');
@@ -171,7 +170,7 @@ impl Fetcher {
             config,
             client,
             location,
-            store,
+            recorded,
             status,
         })
     }
@@ -198,7 +197,7 @@ impl Fetcher {
     ) -> Option<HourEnd> {
         let name = hour_name(hour);
         self.status.fetch(hour, |f| f.state = FetchState::Checking);
-        if let Some(status) = self.recorded(hour).await {
+        if let Some(status) = self.recorded(hour) {
             let skip = match status {
                 ArchiveStatus::Imported | ArchiveStatus::Missing => true,
                 ArchiveStatus::Damaged => !self.config.retry_damaged,
@@ -318,32 +317,9 @@ impl Fetcher {
         tokio::time::sleep_until(until).await;
     }
 
-    /// What the store records for `hour`, if anything; a store that cannot answer is asked
-    /// again with backoff (nothing can be stored meanwhile anyway).
-    async fn recorded(&self, hour: DateTime<Utc>) -> Option<ArchiveStatus> {
-        let window = TimeWindow::new(hour, hour + chrono::Duration::seconds(HOUR_SECONDS))
-            .expect("an hour is not empty");
-        let mut failures = 0u32;
-        loop {
-            match self.store.archive_hours(window).await {
-                Ok(records) => {
-                    return records.iter().find(|r| r.hour == hour).map(|r| r.status);
-                }
-                Err(e) => {
-                    failures += 1;
-                    let wait = backoff(self.config.min_retry, self.config.max_retry, failures);
-                    warn!(
-                        hour = %hour_name(hour),
-                        error = %e,
-                        retry_in_s = wait.as_secs(),
-                        "cannot read the store's archive records, retrying"
-                    );
-                    self.status
-                        .error(format!("cannot read the store's archive records: {e}"));
-                    self.wait(hour, Instant::now() + wait).await;
-                }
-            }
-        }
+    /// What the store recorded for `hour` when the follower started, if anything.
+    fn recorded(&self, hour: DateTime<Utc>) -> Option<ArchiveStatus> {
+        self.recorded.get(&hour).copied()
     }
 
     /// One download (or opening) of `hour`, its events sent to `tx` as they are parsed.

@@ -44,8 +44,11 @@ impl EventStore for ClickHouseStore {
         let mut seen = IdSet::with_capacity_and_hasher(events.len(), Default::default());
         let mut candidates = Vec::with_capacity(events.len());
         for e in events {
-            if !seen.insert(e.id) || recent.contains(e.id) {
+            if !seen.insert(e.id) {
                 outcome.duplicates += 1;
+            } else if recent.contains(e.id) {
+                outcome.duplicates += 1;
+                outcome.stored_before.push(e.id);
             } else {
                 candidates.push(e);
             }
@@ -70,6 +73,7 @@ impl EventStore for ClickHouseStore {
             fresh.iter().map(|e| e.id).chain(stored.iter().copied()),
             &stored,
         );
+        outcome.stored_before.extend(stored.iter().copied());
         for id in stored {
             recent.insert(id);
         }
