@@ -44,9 +44,7 @@ mod tests {
             let many = backoff.wait(u32::MAX);
             assert!(many >= Duration::from_millis(500) && many <= Duration::from_millis(1000));
         }
-        assert_eq!(
-            backoff.wait(0),
-            backoff.wait(0).min(Duration::from_millis(100))
-        );
+        // No failure yet counts as the first.
+        assert!(backoff.wait(0) <= Duration::from_millis(100));
     }
 }

@@ -214,9 +214,13 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
-/// Follows redirects only within the host (and port) first asked, at most 5: a server may move a
-/// path, but nothing sends our requests (and their credentials) elsewhere or has us store another
-/// host's answer. A redirect not followed is returned as the 3xx answer it is.
+/// Redirects followed within a host before it is called a loop.
+const MAX_REDIRECTS: usize = 5;
+
+/// Follows redirects only within the host (and port) first asked, at most [`MAX_REDIRECTS`]: a
+/// server may move a path, but nothing sends our requests (and their credentials) elsewhere or
+/// has us store another host's answer. A redirect to another host is returned as the 3xx answer
+/// it is; one more within the host is an error naming the loop ([`describe_http_error`]).
 pub(crate) fn same_host_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first();
@@ -224,10 +228,62 @@ pub(crate) fn same_host_redirects() -> reqwest::redirect::Policy {
             first.host_str() == attempt.url().host_str()
                 && first.port_or_known_default() == attempt.url().port_or_known_default()
         });
-        if same && attempt.previous().len() <= 5 {
+        if !same {
+            attempt.stop()
+        } else if attempt.previous().len() <= MAX_REDIRECTS {
             attempt.follow()
         } else {
-            attempt.stop()
+            attempt.error(RedirectLoop)
         }
     })
+}
+
+/// More than [`MAX_REDIRECTS`] redirects within one host.
+#[derive(Debug)]
+struct RedirectLoop;
+
+impl std::fmt::Display for RedirectLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "redirect loop: more than {MAX_REDIRECTS} redirects within the host, not followed"
+        )
+    }
+}
+
+impl std::error::Error for RedirectLoop {}
+
+/// A transport error of a request to `peer` (`"GitHub"`, `"GH Archive"`) in words, without the
+/// URL (which never holds a token, but may hold other details better kept out of logs); a
+/// timeout names `timeout` when given.
+pub(crate) fn describe_http_error(
+    error: &reqwest::Error,
+    peer: &str,
+    timeout: Option<std::time::Duration>,
+) -> String {
+    let mut text = if error.is_timeout() {
+        match timeout {
+            Some(t) => format!("request timed out after {:.1} s", t.as_secs_f64()),
+            None => "request timed out".to_owned(),
+        }
+    } else if error.is_redirect() {
+        // The cause says it: the loop.
+        String::from("redirect refused")
+    } else if error.is_connect() {
+        format!("cannot connect to {peer}")
+    } else if error.is_body() || error.is_decode() {
+        format!("answer of {peer} cut")
+    } else {
+        format!("request to {peer} failed")
+    };
+    if error.is_timeout() {
+        return text;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -123,8 +123,11 @@ impl Application {
         if config.no_poll {
             tracing::info!("polling disabled (--no-poll)");
         } else {
-            let poller =
-                Arc::new(GitHubPoller::new(github_config(&config)).map_err(StartupError::Poller)?);
+            let poller = Arc::new(
+                GitHubPoller::open(github_config(&config), &*store)
+                    .await
+                    .map_err(StartupError::Poller)?,
+            );
             let poller_status = poller.status();
             exporter.register_poller(poller_status.clone(), chrono::Utc::now());
             state.poller = Some(Arc::new(move || {

@@ -35,7 +35,7 @@ use super::{Checkpoint, EventBatch, EventSource, SourceError, StoredBatch};
 use crate::backoff::Backoff;
 use crate::id_set::{IdSet, RecentIds};
 use crate::parse::{ParseStats, RecordOutcome, parse_record};
-use crate::source::same_host_redirects;
+use crate::source::{describe_http_error, same_host_redirects};
 
 mod config;
 mod state;
@@ -52,6 +52,11 @@ pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 /// GitHub's headers (a rate-limit reset is at most an hour away).
 const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
 
+/// The longest ETag kept and sent back as `If-None-Match`. GitHub's are under 100 bytes; a
+/// longer one (a proxy's, a hostile server's) could make every later request too large to be
+/// accepted (`431`), and would stick in the state file across restarts.
+pub const MAX_ETAG_BYTES: usize = 512;
+
 /// Polls GitHub's public events. Implements [`EventSource`]; share it as `Arc<GitHubPoller>`
 /// and read its [`status`](GitHubPoller::status) for `/health`.
 pub struct GitHubPoller {
@@ -64,6 +69,8 @@ pub struct GitHubPoller {
     /// What the state file holds; never held across an await.
     shared: Mutex<Shared>,
     status: PollerStatus,
+    /// Whether an ETag over [`MAX_ETAG_BYTES`] was reported already (once is enough).
+    etag_warned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GitHubPoller {
@@ -178,7 +185,18 @@ impl GitHubPoller {
             },
         };
         let replace_corrupt = startup_error.is_some();
-        let persisted = loaded.unwrap_or_default();
+        let mut persisted = loaded.unwrap_or_default();
+        if persisted
+            .etag
+            .as_ref()
+            .is_some_and(|etag| etag.len() > MAX_ETAG_BYTES)
+        {
+            warn!(
+                max_etag_bytes = MAX_ETAG_BYTES,
+                "poller state file holds an etag too long to send back, dropping it"
+            );
+            persisted.etag = None;
+        }
 
         let mut recent = RecentIds::new(config.recent_ids.max(1));
         for &id in &persisted.last_poll_event_ids {
@@ -223,11 +241,46 @@ impl GitHubPoller {
             poll: tokio::sync::Mutex::new(poll),
             shared: Mutex::new(Shared { persisted }),
             status,
+            etag_warned: std::sync::atomic::AtomicBool::new(false),
         };
         if replace_corrupt {
             poller.save_state_logged();
         }
         Ok(poller)
+    }
+
+    /// [`GitHubPoller::new`], after checking that the state file belongs to `store`: a state
+    /// file naming stored events (an ETag, the last poll's ids) beside a store that holds no
+    /// event at all outlived its store (a wiped `DATA_DIR`, a new database); trusting it would
+    /// skip the events it names for good. It is set aside (renamed to `*.orphaned`, with a
+    /// warning) and the poller starts afresh. A store that cannot answer is not waited for:
+    /// the state file is kept.
+    pub async fn open(
+        config: GitHubConfig,
+        store: &dyn crate::store::MetricsQuery,
+    ) -> Result<GitHubPoller, SourceError> {
+        if let Some(path) = config.state_file.clone() {
+            let loaded = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || state::load(&path)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+            let claims_stored =
+                loaded.is_some_and(|s| s.etag.is_some() || !s.last_poll_event_ids.is_empty());
+            if claims_stored {
+                match store.total_events().await {
+                    Ok(0) => set_aside(&path),
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "cannot check the poller state file against the store, keeping it")
+                    }
+                }
+            }
+        }
+        GitHubPoller::new(config)
     }
 
     /// A handle on the poller's status, for `/health`.
@@ -290,13 +343,15 @@ impl GitHubPoller {
         let response = request
             .send()
             .await
-            .map_err(|e| describe_http_error(&e, self.config.request_timeout))?;
+            .map_err(|e| describe_http_error(&e, "GitHub", Some(self.config.request_timeout)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_capped(response, self.config.max_page_bytes)
             .await
             .map_err(|e| match e {
-                BodyError::Http(e) => describe_http_error(&e, self.config.request_timeout),
+                BodyError::Http(e) => {
+                    describe_http_error(&e, "GitHub", Some(self.config.request_timeout))
+                }
                 BodyError::TooLarge(message) => message,
             })?;
         Ok(Answer {
@@ -312,10 +367,28 @@ impl GitHubPoller {
             etag: headers
                 .get(header::ETAG)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+                .and_then(|etag| self.keepable_etag(etag)),
             next: next_link(&headers, url),
             body,
         })
+    }
+
+    /// `etag` if it is short enough to be sent back; otherwise `None`, reported once.
+    fn keepable_etag(&self, etag: &str) -> Option<String> {
+        if etag.len() <= MAX_ETAG_BYTES {
+            return Some(etag.to_owned());
+        }
+        if !self
+            .etag_warned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!(
+                etag_bytes = etag.len(),
+                max_etag_bytes = MAX_ETAG_BYTES,
+                "github sent an etag too long to send back, polling without one"
+            );
+        }
+        None
     }
 
     /// Records the rate limit of an answer; the wait until its reset when it is below the
@@ -369,9 +442,11 @@ impl GitHubPoller {
     }
 
     fn set_interval(&self, header: Option<u64>) -> Duration {
+        // What is shown and kept is the wait itself: a header past the cap waits the cap.
         let secs = header
             .filter(|&s| s > 0)
-            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS)
+            .min(MAX_HEADER_WAIT_SECS as u64);
         self.lock_shared().persisted.poll_interval = Some(secs);
         self.status.update(|s| s.poll_interval_seconds = secs);
         self.config.seconds(secs as f64)
@@ -487,6 +562,16 @@ impl GitHubPoller {
                 if first.retry_after.is_some() || first.rate.remaining == Some(0) =>
             {
                 self.rate_limited(poll, &first)
+            }
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE if poll.etag.is_some() => {
+                // Most likely our If-None-Match: never send that ETag again.
+                warn!("github refused the request's headers as too large, dropping the etag");
+                poll.etag = None;
+                self.lock_shared().persisted.etag = None;
+                let message =
+                    "GitHub answered HTTP 431 to a conditional request: its ETag is dropped"
+                        .to_owned();
+                self.fail(poll, message, first.retry_after)
             }
             status if status.is_redirection() => {
                 let message = format!(
@@ -725,6 +810,25 @@ impl EventSource for GitHubPoller {
     }
 }
 
+/// Renames a state file that outlived its store to `*.orphaned`.
+fn set_aside(path: &Path) {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".orphaned");
+    let aside = PathBuf::from(aside);
+    match std::fs::rename(path, &aside) {
+        Ok(()) => warn!(
+            state_file = %path.display(),
+            set_aside_as = %aside.display(),
+            "poller state file names stored events but the store holds none: it belongs to another store, starting afresh"
+        ),
+        Err(e) => warn!(
+            state_file = %path.display(),
+            error = %e,
+            "cannot set aside a poller state file that belongs to another store"
+        ),
+    }
+}
+
 /// Writes a poll's events to `dir/YYYY-MM-DDTHH-MM-SS.json` (with `-N` added when two polls
 /// share a second), atomically.
 fn write_poll_file(dir: &Path, at: DateTime<Utc>, json: &str) -> std::io::Result<PathBuf> {
@@ -834,29 +938,6 @@ fn error_message(body: &[u8]) -> String {
         }
         Err(_) => String::new(),
     }
-}
-
-/// A transport error in words, without the URL (which never holds the token, but may hold
-/// other details better kept out of logs).
-fn describe_http_error(error: &reqwest::Error, timeout: Duration) -> String {
-    if error.is_timeout() {
-        return format!("request timed out after {:.1} s", timeout.as_secs_f64());
-    }
-    let kind = if error.is_connect() {
-        "cannot connect to GitHub"
-    } else if error.is_body() || error.is_decode() {
-        "cannot read GitHub's answer"
-    } else {
-        "request to GitHub failed"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

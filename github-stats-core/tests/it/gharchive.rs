@@ -850,3 +850,43 @@ async fn an_earlier_first_hour_starts_over_from_it() {
     let total: usize = hours.iter().map(|h| h.kept().len()).sum();
     assert_eq!(store.total_events().await.unwrap(), total as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_that_outlived_its_store_does_not_skip_hours() {
+    let noon = FakeHour::build(RecordedHour::Noon, hour(0));
+    let midnight = FakeHour::build(RecordedHour::Midnight, hour(1));
+    let archive = FakeArchive::start().await;
+    archive.put_hour(&noon);
+    archive.put_hour(&midnight);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = live_config(&archive.url(), 0, 2);
+    cfg.state_file = Some(dir.path().join("gharchive-state.json"));
+
+    let first = memory();
+    let source = Arc::new(GhArchiveSource::open(cfg.clone(), &*first).await.unwrap());
+    run(source, first.clone()).await;
+    let state: ArchiveState =
+        serde_json::from_slice(&std::fs::read(cfg.state_file.as_ref().unwrap()).unwrap()).unwrap();
+    assert_eq!(state.next_hour, Some(hour(2)), "both hours committed");
+
+    // Another store (a wiped DATA_DIR, a switch of backend) with the same state file: the
+    // store's records are the truth, so both hours are imported into it.
+    let second = memory();
+    let source = Arc::new(GhArchiveSource::open(cfg.clone(), &*second).await.unwrap());
+    let report = run(source, second.clone()).await;
+    let distinct = (noon.kept().len() + midnight.kept().len()) as u64;
+    assert_eq!(report.inserted, distinct);
+    assert_eq!(second.total_events().await.unwrap(), distinct);
+    assert_eq!(records(second.as_ref(), 0, 2).await.len(), 2);
+
+    // The first store again: its records agree with the state file, nothing is fetched.
+    let fetched = archive.requests().len();
+    let source = Arc::new(GhArchiveSource::open(cfg, &*first).await.unwrap());
+    let report = run(source, first.clone()).await;
+    assert_eq!(report.inserted, 0);
+    assert_eq!(
+        archive.requests().len(),
+        fetched,
+        "no hour downloaded again"
+    );
+}

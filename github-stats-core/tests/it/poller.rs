@@ -652,3 +652,143 @@ async fn invalid_events_are_counted_and_never_handed_on() {
     assert_eq!(counters.invalid_events, 3);
     assert_eq!(counters.kept_events, valid.len() as u64);
 }
+
+#[tokio::test]
+async fn a_state_file_that_outlived_its_store_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("client-state.json");
+    let fake = FakeGitHub::start(vec![]).await;
+    let recent = Reply::recorded(RECENT, 1, &fake.url).without_header("Link");
+    fake.push(recent.clone());
+    let mut config = config(&fake.url, 1);
+    config.state_file = Some(state_file.clone());
+    let first = github_stats_core::MemoryStore::new();
+    {
+        let poller = GitHubPoller::open(config.clone(), &first).await.unwrap();
+        let batch = poller.next_batch().await.unwrap().unwrap();
+        crate::store_by_hand(&first, &poller, batch).await;
+    }
+    let kept = first.total_events().await.unwrap();
+    assert!(kept > 0);
+
+    // The same store: the state file is kept, and its events are not handed on again.
+    fake.push(Reply::not_modified());
+    let poller = GitHubPoller::open(config.clone(), &first).await.unwrap();
+    tokio::time::timeout(Duration::from_millis(300), poller.next_batch())
+        .await
+        .expect_err("a 304 is no batch");
+    assert!(state_file.exists());
+    assert_eq!(
+        fake.polls().last().unwrap().if_none_match.as_deref(),
+        recent.get_header("ETag")
+    );
+    drop(poller);
+
+    // An empty store (a wiped DATA_DIR) with that state file: set aside, the window is read
+    // again without the old ETag, and every event of it reaches the new store.
+    fake.push(recent.clone());
+    let second = github_stats_core::MemoryStore::new();
+    let poller = GitHubPoller::open(config, &second).await.unwrap();
+    assert!(dir.path().join("client-state.json.orphaned").exists());
+    let batch = poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(fake.polls().last().unwrap().if_none_match, None);
+    crate::store_by_hand(&second, &poller, batch).await;
+    assert_eq!(second.total_events().await.unwrap(), kept);
+}
+
+#[tokio::test]
+async fn an_oversized_etag_is_never_sent_back_nor_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("client-state.json");
+    let huge = format!("W/\"{}\"", "x".repeat(70_000));
+    let fake = FakeGitHub::start(vec![
+        Reply::recorded(RECENT, 1, &fake_url_placeholder())
+            .without_header("Link")
+            .header("ETag", &huge),
+    ])
+    .await;
+    fake.set_fallback(Reply::not_modified());
+    let mut config = config(&fake.url, 1);
+    config.state_file = Some(state_file.clone());
+    let store = MemoryStore::new();
+    {
+        let poller = GitHubPoller::new(config.clone()).unwrap();
+        let batch = poller.next_batch().await.unwrap().unwrap();
+        assert!(!batch.events.is_empty());
+        crate::store_by_hand(&store, &poller, batch).await;
+        // The next poll goes out unconditional: a 70 kB If-None-Match would be refused for
+        // good.
+        let _ = tokio::time::timeout(Duration::from_millis(200), poller.next_batch()).await;
+        let polls = fake.polls();
+        assert!(polls.len() >= 2, "{polls:?}");
+        assert!(polls.iter().all(|p| p.if_none_match.is_none()));
+    }
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert!(saved["etag"].is_null(), "not kept in the state file");
+
+    // A state file from before the cap, holding such an ETag: dropped at start.
+    let mut state = saved.clone();
+    state["etag"] = Value::String(huge.clone());
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+    let before = fake.polls().len();
+    let poller = GitHubPoller::new(config).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(200), poller.next_batch()).await;
+    let polls = fake.polls();
+    assert!(polls.len() > before);
+    assert!(polls[before..].iter().all(|p| p.if_none_match.is_none()));
+}
+
+#[tokio::test]
+async fn a_431_to_a_conditional_request_drops_the_etag_and_recovers() {
+    let fake = FakeGitHub::start(vec![]).await;
+    let first = Reply::recorded(RECENT, 1, &fake.url).without_header("Link");
+    fake.push(first);
+    fake.push(Reply::new(431));
+    fake.push(
+        Reply::recorded(RECENT, 1, &fake.url)
+            .without_header("Link")
+            .header("ETag", "W/\"fresh\""),
+    );
+    fake.set_fallback(Reply::not_modified());
+    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    poller.next_batch().await.unwrap().unwrap();
+    let err = poller.next_batch().await.unwrap_err().to_string();
+    assert!(err.contains("431"), "{err}");
+    poller.next_batch().await.unwrap().unwrap();
+    let polls = fake.polls();
+    assert!(
+        polls[1].if_none_match.is_some(),
+        "the second poll was conditional"
+    );
+    assert_eq!(polls[2].if_none_match, None, "the ETag was dropped");
+}
+
+#[tokio::test]
+async fn the_poll_interval_shown_is_the_wait_and_a_redirect_loop_is_named() {
+    let fake = FakeGitHub::start(vec![
+        Reply::recorded(RECENT, 1, &fake_url_placeholder())
+            .without_header("Link")
+            .header("X-Poll-Interval", u64::MAX / 2),
+    ])
+    .await;
+    for _ in 0..10 {
+        fake.push(Reply::new(302).header("Location", "/events?per_page=100"));
+    }
+    let mut config = config(&fake.url, 1);
+    config.time_unit = Duration::from_micros(1);
+    let poller = GitHubPoller::new(config).unwrap();
+    poller.next_batch().await.unwrap().unwrap();
+    assert_eq!(
+        poller.status().snapshot().poll_interval_seconds,
+        github_stats_core::source::github::MAX_HEADER_WAIT_SECS as u64,
+        "the capped wait, not the header's value"
+    );
+    let err = poller.next_batch().await.unwrap_err().to_string();
+    assert!(err.contains("redirect loop"), "{err}");
+    assert!(!err.contains("another host"), "{err}");
+}
+
+/// For answers whose links are dropped: any base will do.
+fn fake_url_placeholder() -> String {
+    "http://127.0.0.1:9".to_owned()
+}

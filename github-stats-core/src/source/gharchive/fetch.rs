@@ -29,8 +29,8 @@ use crate::backoff::Backoff;
 use crate::coverage::{ArchiveStatus, HOUR_SECONDS};
 use crate::event::Event;
 use crate::parse::ParseStats;
-use crate::source::SourceError;
 use crate::source::file::{EventFileReader, read_up_to};
+use crate::source::{SourceError, describe_http_error};
 
 /// Body chunks buffered between the download and the parser (a chunk is at most a few tens of
 /// kilobytes).
@@ -384,7 +384,13 @@ impl Fetcher {
                     stall.as_secs()
                 )));
             }
-            Ok(Err(e)) => return Err(AttemptError::Failed(describe_http_error(&e))),
+            Ok(Err(e)) => {
+                return Err(AttemptError::Failed(describe_http_error(
+                    &e,
+                    "GH Archive",
+                    None,
+                )));
+            }
             Ok(Ok(response)) => response,
         };
         match response.status() {
@@ -425,7 +431,7 @@ impl Fetcher {
                 }
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) => {
-                    transfer_error = Some(describe_http_error(&e));
+                    transfer_error = Some(describe_http_error(&e, "GH Archive", None));
                     break;
                 }
                 Err(_) => {
@@ -454,27 +460,6 @@ impl Fetcher {
             (parsed, None) => parsed,
         }
     }
-}
-
-/// A transport error in words.
-fn describe_http_error(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "request timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else if error.is_body() || error.is_decode() {
-        "download cut"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The body's chunks as a blocking reader, for the parser thread.
