@@ -16,6 +16,9 @@ pub mod file;
 pub mod gharchive;
 pub mod github;
 pub mod merged;
+mod state_file;
+
+pub use state_file::StateFileError;
 
 /// A batch of kept events and the counts of what was read to produce it, with the source's
 /// position after it ([`Checkpoint`]) and the records of its progress to store beside it.

@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::state_file::StateFile;
 use super::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
 use crate::backoff::Backoff;
 use crate::coverage::{ArchiveHour, ArchiveStatus, HOUR_SECONDS, hour_floor};
@@ -88,6 +89,7 @@ pub struct GhArchiveSource {
     acked: watch::Sender<u64>,
     /// Checkpoints one at a time, so state files are written in order.
     checkpoint_lock: tokio::sync::Mutex<()>,
+    state_file: Option<StateFile<ArchiveState>>,
 }
 
 impl std::fmt::Debug for GhArchiveSource {
@@ -238,9 +240,13 @@ impl GhArchiveSource {
             recorded.into_iter().map(|r| (r.hour, r.status)).collect();
 
         let mut startup_error = None;
-        let loaded = match &config.state_file {
+        let state_file = config
+            .state_file
+            .clone()
+            .map(|path| StateFile::<ArchiveState>::new(path, "archive follower state"));
+        let loaded = match &state_file {
             None => None,
-            Some(path) => match state::load(path) {
+            Some(file) => match file.load_blocking() {
                 Ok(state) => state,
                 Err(e) => {
                     warn!(error = %e, "archive follower state file unusable, starting afresh and replacing it");
@@ -320,6 +326,7 @@ impl GhArchiveSource {
             }),
             acked: watch::Sender::new(0),
             checkpoint_lock: tokio::sync::Mutex::new(()),
+            state_file,
         };
         if startup_error.is_some()
             && let Err(e) = source.save_state_blocking()
@@ -344,27 +351,19 @@ impl GhArchiveSource {
     }
 
     fn save_state_blocking(&self) -> Result<(), SourceError> {
-        let Some(path) = &self.fetcher.config.state_file else {
+        let Some(file) = &self.state_file else {
             return Ok(());
         };
-        let snapshot = self.lock_shared().persisted.clone();
-        state::save(path, &snapshot).map_err(|source| SourceError::File {
-            path: path.clone(),
-            source,
-        })
+        Ok(file.save_blocking(&self.lock_shared().persisted.clone())?)
     }
 
     /// Writes the state file off the async workers (it is synced).
     async fn save_state(&self) -> Result<(), SourceError> {
-        let Some(path) = self.fetcher.config.state_file.clone() else {
+        let Some(file) = &self.state_file else {
             return Ok(());
         };
         let snapshot = self.lock_shared().persisted.clone();
-        tokio::task::spawn_blocking(move || {
-            state::save(&path, &snapshot).map_err(|source| SourceError::File { path, source })
-        })
-        .await
-        .map_err(|e| SourceError::Remote(format!("state file task failed: {e}")))?
+        Ok(file.save(snapshot).await?)
     }
 
     /// Starts tasks for the next hours, up to `parallel` in flight and not past `until`.

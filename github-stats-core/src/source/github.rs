@@ -41,6 +41,7 @@ mod config;
 mod state;
 mod status;
 
+use super::state_file::StateFile;
 pub use config::{
     DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT,
     GitHubConfig, MAX_HEADER_WAIT_SECS,
@@ -71,6 +72,7 @@ pub struct GitHubPoller {
     status: PollerStatus,
     /// Whether an ETag over [`MAX_ETAG_BYTES`] was reported already (once is enough).
     etag_warned: std::sync::atomic::AtomicBool,
+    state_file: Option<StateFile<PollState>>,
 }
 
 impl std::fmt::Debug for GitHubPoller {
@@ -173,9 +175,13 @@ impl GitHubPoller {
 
         let status = PollerStatus::default();
         let mut startup_error = None;
-        let loaded = match &config.state_file {
+        let state_file = config
+            .state_file
+            .clone()
+            .map(|path| StateFile::<PollState>::new(path, "poller state"));
+        let loaded = match &state_file {
             None => None,
-            Some(path) => match state::load(path) {
+            Some(file) => match file.load_blocking() {
                 Ok(state) => state,
                 Err(e) => {
                     warn!(error = %e, "poller state file unusable, starting afresh and replacing it");
@@ -242,9 +248,14 @@ impl GitHubPoller {
             shared: Mutex::new(Shared { persisted }),
             status,
             etag_warned: std::sync::atomic::AtomicBool::new(false),
+            state_file,
         };
-        if replace_corrupt {
-            poller.save_state_logged();
+        if replace_corrupt
+            && let Some(file) = &poller.state_file
+            && let Err(e) = file.save_blocking(&poller.snapshot_state())
+        {
+            warn!(error = %e, "cannot replace the poller state file");
+            poller.record_error(e.to_string());
         }
         Ok(poller)
     }
@@ -262,7 +273,7 @@ impl GitHubPoller {
         if let Some(path) = config.state_file.clone() {
             let loaded = tokio::task::spawn_blocking({
                 let path = path.clone();
-                move || state::load(&path)
+                move || StateFile::<PollState>::new(path, "poller state").load_blocking()
             })
             .await
             .ok()
@@ -297,24 +308,22 @@ impl GitHubPoller {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the state file (if any). A small synchronous write: it happens once a poll, and
-    /// keeping it synchronous keeps the writes ordered and the poll cancel-safe.
-    fn save_state(&self) -> Result<(), SourceError> {
-        let Some(path) = &self.config.state_file else {
-            return Ok(());
-        };
-        let shared = self.lock_shared();
-        let mut snapshot = shared.persisted.clone();
+    fn snapshot_state(&self) -> PollState {
+        let mut snapshot = self.lock_shared().persisted.clone();
         snapshot.version = STATE_VERSION;
-        state::save(path, &snapshot).map_err(|e| match e {
-            state::StateFileError::Write { path, source }
-            | state::StateFileError::Read { path, source } => SourceError::File { path, source },
-            other => SourceError::Remote(other.to_string()),
-        })
+        snapshot
     }
 
-    fn save_state_logged(&self) {
-        if let Err(e) = self.save_state() {
+    /// Writes the state file (if any) on the blocking pool; saves land in the order taken.
+    async fn save_state(&self) -> Result<(), SourceError> {
+        let Some(file) = &self.state_file else {
+            return Ok(());
+        };
+        Ok(file.save(self.snapshot_state()).await?)
+    }
+
+    async fn save_state_logged(&self) {
+        if let Err(e) = self.save_state().await {
             warn!(error = %e, "cannot save poller state");
             self.record_error(e.to_string());
         }
@@ -452,7 +461,12 @@ impl GitHubPoller {
         self.config.seconds(secs as f64)
     }
 
-    fn fail(&self, poll: &mut PollLoop, message: String, retry_after: Option<u64>) -> PollOutcome {
+    async fn fail(
+        &self,
+        poll: &mut PollLoop,
+        message: String,
+        retry_after: Option<u64>,
+    ) -> PollOutcome {
         poll.consecutive_failures = poll.consecutive_failures.saturating_add(1);
         let mut delay = self.backoff(poll.consecutive_failures);
         if let Some(secs) = retry_after {
@@ -470,11 +484,11 @@ impl GitHubPoller {
             retry_in_ms = delay.as_millis() as u64,
             "poll failed, backing off"
         );
-        self.record_failure(poll, counters, message)
+        self.record_failure(poll, counters, message).await
     }
 
     /// Publishes a failed or rate-limited poll in the status and saves the state.
-    fn record_failure(
+    async fn record_failure(
         &self,
         poll: &PollLoop,
         counters: CoverageCounters,
@@ -488,11 +502,11 @@ impl GitHubPoller {
             s.last_error_at = Some(now);
             s.counters = counters;
         });
-        self.save_state_logged();
+        self.save_state_logged().await;
         PollOutcome::Failed(message)
     }
 
-    fn rate_limited(&self, poll: &mut PollLoop, answer: &Answer) -> PollOutcome {
+    async fn rate_limited(&self, poll: &mut PollLoop, answer: &Answer) -> PollOutcome {
         let wait = match answer.retry_after {
             Some(secs) => self.config.seconds(secs as f64),
             None => self
@@ -522,7 +536,7 @@ impl GitHubPoller {
             wait_ms = wait.as_millis() as u64,
             "rate limited, waiting as github says"
         );
-        self.record_failure(poll, counters, message)
+        self.record_failure(poll, counters, message).await
     }
 
     /// One poll: page 1, then the following pages.
@@ -530,7 +544,7 @@ impl GitHubPoller {
         let polled_at = Utc::now();
         let first = match self.fetch(&self.events_url, poll.etag.as_deref()).await {
             Ok(answer) => answer,
-            Err(message) => return self.fail(poll, message, None),
+            Err(message) => return self.fail(poll, message, None).await,
         };
         let rate_wait = self.note_rate_limit(first.rate);
         match first.status {
@@ -554,14 +568,14 @@ impl GitHubPoller {
                     s.counters = counters;
                 });
                 debug!(next_in_ms = delay.as_millis() as u64, "not modified");
-                self.save_state_logged();
+                self.save_state_logged().await;
                 PollOutcome::NotModified
             }
             StatusCode::OK => self.read_pages(poll, first, rate_wait, polled_at).await,
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
                 if first.retry_after.is_some() || first.rate.remaining == Some(0) =>
             {
-                self.rate_limited(poll, &first)
+                self.rate_limited(poll, &first).await
             }
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE if poll.etag.is_some() => {
                 // Most likely our If-None-Match: never send that ETag again.
@@ -571,21 +585,21 @@ impl GitHubPoller {
                 let message =
                     "GitHub answered HTTP 431 to a conditional request: its ETag is dropped"
                         .to_owned();
-                self.fail(poll, message, first.retry_after)
+                self.fail(poll, message, first.retry_after).await
             }
             status if status.is_redirection() => {
                 let message = format!(
                     "GitHub answered HTTP {} redirecting to another host, not followed",
                     status.as_u16()
                 );
-                self.fail(poll, message, first.retry_after)
+                self.fail(poll, message, first.retry_after).await
             }
             status => {
                 let message = format!(
                     "GitHub answered HTTP {status}{}",
                     error_message(&first.body)
                 );
-                self.fail(poll, message, first.retry_after)
+                self.fail(poll, message, first.retry_after).await
             }
         }
     }
@@ -598,11 +612,13 @@ impl GitHubPoller {
         polled_at: DateTime<Utc>,
     ) -> PollOutcome {
         if let Err(e) = serde_json::from_slice::<Vec<&RawValue>>(&first.body) {
-            return self.fail(
-                poll,
-                format!("GitHub answered invalid JSON on page 1: {e}"),
-                None,
-            );
+            return self
+                .fail(
+                    poll,
+                    format!("GitHub answered invalid JSON on page 1: {e}"),
+                    None,
+                )
+                .await;
         }
         let interval = self.set_interval(first.poll_interval);
         let etag = first.etag.clone();
@@ -761,7 +777,7 @@ impl GitHubPoller {
             next_in_ms = delay.as_millis() as u64,
             "polled github events"
         );
-        self.save_state_logged();
+        self.save_state_logged().await;
         let mut batch = EventBatch::new(
             events,
             stats,
@@ -806,7 +822,7 @@ impl EventSource for GitHubPoller {
                 shared.persisted.last_poll_event_ids = ids;
             }
         }
-        self.save_state()
+        self.save_state().await
     }
 }
 

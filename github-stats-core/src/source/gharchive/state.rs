@@ -1,8 +1,6 @@
 //! The follower's state file: where a restart resumes, without downloading a committed hour
 //! again and without measuring an event twice.
 
-use std::path::{Path, PathBuf};
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -50,67 +48,17 @@ pub struct HourProgress {
     pub polled_before_archive: u64,
 }
 
-/// Why a state file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StateFileError {
-    #[error("cannot read state file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state file {path} is not valid archive follower state: {source}")]
-    Corrupt {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// Loads the state at `path`: `Ok(None)` when there is none yet. A file larger than a
-/// megabyte is not a state file of ours (it holds a few hundred bytes).
-pub(crate) fn load(path: &Path) -> Result<Option<ArchiveState>, StateFileError> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateFileError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let mut bytes = Vec::new();
-    file.take(1 << 20)
-        .read_to_end(&mut bytes)
-        .map_err(|source| StateFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| StateFileError::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-/// Saves `state` at `path` atomically.
-pub(crate) fn save(path: &Path, state: &ArchiveState) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(state).expect("archive state serializes");
-    crate::source::write_atomically(path, &json)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::state_file::{StateFile, StateFileError};
 
     #[test]
     fn state_round_trips_and_a_corrupt_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/gharchive.json");
-        assert!(load(&path).unwrap().is_none());
+        let file = StateFile::<ArchiveState>::new(path.clone(), "archive follower state");
+        assert!(file.load_blocking().unwrap().is_none());
         let hour: DateTime<Utc> = "2026-11-30T05:00:00Z".parse().unwrap();
         let state = ArchiveState {
             version: ARCHIVE_STATE_VERSION,
@@ -123,11 +71,14 @@ mod tests {
             }),
             ..ArchiveState::default()
         };
-        save(&path, &state).unwrap();
-        assert_eq!(load(&path).unwrap(), Some(state));
+        file.save_blocking(&state).unwrap();
+        assert_eq!(file.load_blocking().unwrap(), Some(state));
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary file left");
         std::fs::write(&path, b"{\"next_hour\": ").unwrap();
-        assert!(matches!(load(&path), Err(StateFileError::Corrupt { .. })));
+        assert!(matches!(
+            file.load_blocking(),
+            Err(StateFileError::Corrupt { .. })
+        ));
     }
 }
