@@ -855,3 +855,45 @@ fn a_clickhouse_port_alone_is_honoured_on_localhost() {
         "{retry}"
     );
 }
+
+/// An error body from GitHub holding a line break, a carriage return and an escape sequence is
+/// logged on one line, escaped: nothing forges a log line or reaches the terminal raw.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_error_body_forges_no_log_line() {
+    let forged = "boom\nFORGED 2026-01-01T00:00:00Z  INFO listening\r\u{1b}[31mred";
+    let body = serde_json::to_vec(&serde_json::json!({ "message": forged })).unwrap();
+    let fake = fake_github::start_scripted(vec![fake_github::Reply {
+        status: 500,
+        headers: vec![("Content-Type", "application/json".to_owned())],
+        body,
+    }])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = command();
+    command
+        .env("GITHUB_API_URL", &fake.url)
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("CLIENT_STATE_FILE", dir.path().join("state.json"));
+    let server = Server::start(command);
+    let started = Instant::now();
+    while !server.log().contains("poll failed") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no failed poll logged: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = server.stop();
+    assert!(!log.contains('\u{1b}'), "raw ESC in the log: {log:?}");
+    assert!(!log.contains('\r'), "raw CR in the log: {log:?}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a forged line: {log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("poll failed")
+            && l.contains("boom\\nFORGED 2026-01-01T00:00:00Z  INFO listening\\r\\u{1b}[31mred")),
+        "the error, escaped on its line: {log}"
+    );
+}
