@@ -288,7 +288,10 @@ impl fmt::Display for Summary {
             }
         }
         if !self.failed.is_empty() {
-            write!(f, "\nfiles not read (exit code 1):")?;
+            write!(
+                f,
+                "\nfiles not read to their end (the whole records before a break were imported; exit code 1):"
+            )?;
             for failure in &self.failed {
                 // File names and errors come from outside: one line each, no escape sequences.
                 write!(

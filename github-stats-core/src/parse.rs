@@ -232,7 +232,8 @@ pub fn parse_json_array(
     stats: &mut ParseStats,
     out: &mut Vec<Event>,
 ) -> Result<(), ParseError> {
-    let elements: Vec<&RawValue> = serde_json::from_slice(data).map_err(ParseError::NotAnArray)?;
+    let elements: Vec<&RawValue> =
+        serde_json::from_slice(strip_bom(data)).map_err(ParseError::NotAnArray)?;
     for element in elements {
         stats.count(parse_record(element.get().as_bytes()), out);
     }
@@ -243,6 +244,7 @@ pub fn parse_json_array(
 /// JSON lines otherwise. A document that starts like an array but is not one is counted as one
 /// malformed record.
 pub fn parse_document(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>) {
+    let data = strip_bom(data);
     if trim_ascii(data).first() == Some(&b'[') {
         if parse_json_array(data, stats, out).is_err() {
             stats.records += 1;
@@ -255,6 +257,23 @@ pub fn parse_document(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>)
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
+}
+
+/// The UTF-8 byte order mark, which some editors and Windows tools put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// `data` without a leading UTF-8 byte order mark. JSON forbids one, but most JSON readers skip
+/// it; left in, it makes a whole JSON array (a poll file) one bad record, or the first line of
+/// JSON lines. The file reader, the GH Archive decoder and the poller call this on the start
+/// of what they read.
+///
+/// ```
+/// use github_stats_core::parse::strip_bom;
+/// assert_eq!(strip_bom(b"\xef\xbb\xbf[{}]"), b"[{}]");
+/// assert_eq!(strip_bom(b"[{}]"), b"[{}]");
+/// ```
+pub fn strip_bom(data: &[u8]) -> &[u8] {
+    data.strip_prefix(UTF8_BOM).unwrap_or(data)
 }
 
 /// Whether `record` contains `"WatchEvent"`, `"PullRequestEvent"` or `"IssuesEvent"`.
@@ -544,6 +563,26 @@ mod tests {
         );
         assert!(parse_github_time("2015-13-01T12:00:01Z").is_none());
         assert!(parse_github_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let line = r#"{"id":"9","type":"WatchEvent","repo":{"id":2,"name":"a/b"},"payload":{"action":"started"},"created_at":"2020-01-01T00:00:00Z"}"#;
+        for document in [
+            format!("\u{feff}[{line},{line}]"),
+            format!("\u{feff}{line}\n{line}\n"),
+        ] {
+            let mut stats = ParseStats::default();
+            let mut events = Vec::new();
+            parse_document(document.as_bytes(), &mut stats, &mut events);
+            assert_eq!(
+                (stats.records, stats.kept_total(), stats.malformed),
+                (2, 2, 0),
+                "{document}"
+            );
+        }
+        assert_eq!(strip_bom("\u{feff}".as_bytes()), b"");
+        assert_eq!(strip_bom(b"\xef\xbb"), b"\xef\xbb");
     }
 
     #[test]

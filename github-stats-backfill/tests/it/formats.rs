@@ -247,3 +247,72 @@ async fn odd_files_are_failed_files_named_in_the_summary() {
         "{text}"
     );
 }
+
+/// The kept events in the whole lines `zcat` reads of `path`, by type.
+fn zcat_whole_lines_kept(path: &Path) -> [u64; 3] {
+    let out = Command::new("zcat").arg(path).output().expect("zcat runs");
+    let whole = out
+        .stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut stats = github_stats_core::ParseStats::default();
+    github_stats_core::parse::parse_json_lines(&out.stdout[..whole], &mut stats, &mut Vec::new());
+    stats.kept
+}
+
+/// A recorded hour cut before its trailer, cut mid-stream, and followed by zero padding: every
+/// whole line before the break is imported (what `zcat` reads), and each file is listed as not
+/// read to its end, with what the break cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_gzip_files_keep_every_whole_line_and_name_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = std::fs::read(data("gharchive/2015-01-01-12.json.gz")).unwrap();
+    let mut padded = hour.clone();
+    padded.extend_from_slice(&[0u8; 1000]);
+    let files = [
+        ("2015-01-01-1.json.gz", hour[..hour.len() - 8].to_vec()),
+        ("2015-01-01-2.json.gz", hour[..hour.len() / 2].to_vec()),
+        ("2015-01-01-3.json.gz", padded),
+    ];
+    let mut want = [0u64; 3];
+    let mut paths = Vec::new();
+    for (name, bytes) in &files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for (w, k) in want.iter_mut().zip(zcat_whole_lines_kept(&path)) {
+            *w += k;
+        }
+        paths.push(path);
+    }
+    let mut config = memory_config(paths.clone(), &dir.path().join("data"));
+    // The reader's default chunk: a break used to lose the whole last one.
+    config.chunk_bytes = 1 << 20;
+    let summary = run(config).await;
+    assert_eq!(summary.stats.kept, want, "{summary}");
+    assert_eq!(summary.stats.malformed, 0, "{summary}");
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    let failed: Vec<&PathBuf> = summary.failed.iter().map(|f| &f.path).collect();
+    assert_eq!(failed, paths.iter().collect::<Vec<_>>(), "{summary}");
+    for failure in &summary.failed {
+        assert!(
+            failure.error.contains("every record before it was read"),
+            "{}",
+            failure.error
+        );
+    }
+    assert!(
+        summary.failed[1].error.contains("bytes, is lost"),
+        "{}",
+        summary.failed[1].error
+    );
+    assert!(
+        summary.failed[2]
+            .error
+            .contains("1000 bytes of zero padding after the last gzip member"),
+        "{}",
+        summary.failed[2].error
+    );
+    let text = summary.to_string();
+    assert!(text.contains("files not read to their end"), "{text}");
+}
