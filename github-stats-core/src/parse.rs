@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use memchr::memmem;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
@@ -319,6 +319,11 @@ fn parse_candidate(record: &[u8]) -> RecordOutcome {
 }
 
 /// Parses GitHub's `created_at`: `YYYY-MM-DDTHH:MM:SSZ` on a fast path, any RFC 3339 otherwise.
+///
+/// A leap second (`23:59:60Z`, the only second 60 UTC has) reads as the next second, midnight,
+/// as POSIX time counts it: events are kept to the second, and a time that is not in the
+/// stores' second count would otherwise lose the event. A second 60 at any other minute is not
+/// a time.
 pub(crate) fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     if b.len() == 20
@@ -340,12 +345,21 @@ pub(crate) fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
             Some(v)
         };
         let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
-        let time = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if (hour, minute, second) == (23, 59, 60) {
+            return Some(date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc());
+        }
+        let time = date.and_hms_opt(hour, minute, second)?;
         return Some(time.and_utc());
     }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let time = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    // chrono holds a leap second as a nanosecond count past 10^9 within second 59.
+    if time.nanosecond() >= 1_000_000_000 {
+        return time
+            .with_nanosecond(0)
+            .and_then(|t| t.checked_add_signed(chrono::TimeDelta::seconds(1)));
+    }
+    Some(time)
 }
 
 #[derive(Deserialize)]
@@ -563,6 +577,33 @@ mod tests {
         );
         assert!(parse_github_time("2015-13-01T12:00:01Z").is_none());
         assert!(parse_github_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_leap_second_reads_as_the_next_second() {
+        let midnight = parse_github_time("2017-01-01T00:00:00Z").unwrap();
+        assert_eq!(parse_github_time("2016-12-31T23:59:60Z"), Some(midnight));
+        assert_eq!(
+            parse_github_time("2016-12-31T23:59:60.250Z"),
+            Some(midnight)
+        );
+        assert_eq!(
+            parse_github_time("2016-12-31T18:59:60-05:00"),
+            Some(midnight)
+        );
+        // Second 60 of another minute is not a time: the event is counted as unsupported.
+        assert!(parse_github_time("2016-12-31T12:30:60Z").is_none());
+        // Through both parse paths, kept and counted.
+        for line in [
+            r#"{"id":"9","type":"WatchEvent","actor":{"id":1,"login":"x"},"repo":{"id":2,"name":"a/b","url":"u"},"payload":{"action":"started"},"public":true,"created_at":"2016-12-31T23:59:60Z"}"#,
+            r#"{"type":"WatchEvent","id":"9","repo":{"id":2,"name":"a/b"},"payload":{"action":"started"},"created_at":"2016-12-31T23:59:60Z"}"#,
+        ] {
+            let mut stats = ParseStats::default();
+            let mut events = Vec::new();
+            parse_json_lines(line.as_bytes(), &mut stats, &mut events);
+            assert_eq!(stats.kept_total(), 1, "{line}: {stats:?}");
+            assert_eq!(events[0].created_at, midnight);
+        }
     }
 
     #[test]

@@ -316,3 +316,57 @@ async fn damaged_gzip_files_keep_every_whole_line_and_name_the_damage() {
     let text = summary.to_string();
     assert!(text.contains("files not read to their end"), "{text}");
 }
+
+/// A leap second is read as the next second and counted as kept; a byte order mark at the
+/// start of a poll file (a JSON array) or a JSON-lines file loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leap_second_and_a_byte_order_mark_lose_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |id: u64, at: &str| {
+        format!(
+            r#"{{"id":"{id}","type":"WatchEvent","actor":{{"id":1,"login":"x"}},"repo":{{"id":2,"name":"a/b","url":"u"}},"payload":{{"action":"started"}},"public":true,"created_at":"{at}"}}"#
+        )
+    };
+    let lines = dir.path().join("2016-12-31-23.jsonl");
+    std::fs::write(
+        &lines,
+        format!(
+            "\u{feff}{}\n{}\n",
+            event(1, "2016-12-31T23:59:60Z"),
+            event(2, "2016-12-31T23:59:59Z")
+        ),
+    )
+    .unwrap();
+    let poll = dir.path().join("2016-12-31T23-59-59.json");
+    std::fs::write(
+        &poll,
+        format!(
+            "\u{feff}[{},{}]",
+            event(3, "2016-12-31T23:59:60Z"),
+            event(4, "2016-12-31T23:00:00Z")
+        ),
+    )
+    .unwrap();
+    let summary = run(memory_config(vec![lines, poll], &dir.path().join("data"))).await;
+    assert_eq!(summary.exit_code(), 0, "{summary}");
+    assert_eq!(summary.stats.records, 4, "{summary}");
+    assert_eq!(summary.stats.kept_total(), 4, "{summary}");
+    assert_eq!(
+        (
+            summary.stats.malformed,
+            summary.stats.unsupported,
+            summary.stats.invalid
+        ),
+        (0, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(summary.inserted, 4, "{summary}");
+    // Both leap-second events are at midnight.
+    let store = MemoryStore::open(dir.path().join("data")).unwrap();
+    let midnight: chrono::DateTime<chrono::Utc> = "2017-01-01T00:00:00Z".parse().unwrap();
+    let window =
+        github_stats_core::TimeWindow::new(midnight, midnight + chrono::Duration::seconds(1))
+            .unwrap();
+    let counts = store.event_counts(window).await.unwrap();
+    assert_eq!(counts.counts.total(), 2, "{counts:?}");
+}
