@@ -884,6 +884,10 @@ async fn a_github_error_body_forges_no_log_line() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Serving, so SIGTERM is handled (the failed poll can be logged before that).
+    reqwest::get(format!("{}/health", server.base))
+        .await
+        .unwrap();
     let log = server.stop();
     assert!(!log.contains('\u{1b}'), "raw ESC in the log: {log:?}");
     assert!(!log.contains('\r'), "raw CR in the log: {log:?}");
