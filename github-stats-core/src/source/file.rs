@@ -212,7 +212,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Every member of a gzip file, one after the other, as one stream (GH Archive's hours are
 /// several members; `MultiGzDecoder` reads them too, but cannot say what follows the last).
 /// After the last member only the end of the input is whole: zero padding (what a copy tool
-/// or a disk can leave; `zcat` warns about it and goes on) is an error naming its length, and
+/// or a disk can leave; GNU `zcat` skips it silently) is an error naming its length, and
 /// anything else is read as a next member, whose bad header is the error. Either error comes
 /// only after every byte of the members before it was handed out, so a reader keeps them all.
 pub(crate) struct GzipMembers<R: BufRead> {
