@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use github_stats_cli::escape_control;
 use github_stats_core::source::gharchive::HourRange;
 use github_stats_core::{EventType, ParseStats};
 
@@ -280,16 +281,25 @@ impl fmt::Display for Summary {
                 write!(
                     f,
                     "\n  {}: {} bad lines, {} invalid events",
-                    file.path.display(),
+                    escape_control(&file.path.to_string_lossy()),
                     thousands(file.malformed),
                     thousands(file.invalid)
                 )?;
             }
         }
         if !self.failed.is_empty() {
-            write!(f, "\nfiles not read (exit code 1):")?;
+            write!(
+                f,
+                "\nfiles not read to their end (the whole records before a break were imported; exit code 1):"
+            )?;
             for failure in &self.failed {
-                write!(f, "\n  {}: {}", failure.path.display(), failure.error)?;
+                // File names and errors come from outside: one line each, no escape sequences.
+                write!(
+                    f,
+                    "\n  {}: {}",
+                    escape_control(&failure.path.to_string_lossy()),
+                    escape_control(&failure.error)
+                )?;
             }
         }
         if let Some(a) = &self.archive {
@@ -314,7 +324,7 @@ impl fmt::Display for Summary {
             if !a.pending.is_empty() {
                 write!(f, "\npending hours (a later run takes them):")?;
                 for (hour, reason, _) in &a.pending {
-                    write!(f, "\n  {}: {reason}", show_hour(hour))?;
+                    write!(f, "\n  {}: {}", show_hour(hour), escape_control(reason))?;
                 }
             }
         }

@@ -23,5 +23,5 @@ mod store;
 
 pub use archive::ArchiveArgs;
 pub use dotenv::{ConfigError, DotenvArgs, load_dotenv, parse};
-pub use logging::{LogArgs, LogFormat};
+pub use logging::{EscapedFields, LogArgs, LogFormat, escape_control};
 pub use store::{Backend, DEFAULT_CLICKHOUSE_HOST, DEFAULT_CLICKHOUSE_PORT, StoreArgs};

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use memchr::memmem;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
@@ -232,7 +232,8 @@ pub fn parse_json_array(
     stats: &mut ParseStats,
     out: &mut Vec<Event>,
 ) -> Result<(), ParseError> {
-    let elements: Vec<&RawValue> = serde_json::from_slice(data).map_err(ParseError::NotAnArray)?;
+    let elements: Vec<&RawValue> =
+        serde_json::from_slice(strip_bom(data)).map_err(ParseError::NotAnArray)?;
     for element in elements {
         stats.count(parse_record(element.get().as_bytes()), out);
     }
@@ -243,6 +244,7 @@ pub fn parse_json_array(
 /// JSON lines otherwise. A document that starts like an array but is not one is counted as one
 /// malformed record.
 pub fn parse_document(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>) {
+    let data = strip_bom(data);
     if trim_ascii(data).first() == Some(&b'[') {
         if parse_json_array(data, stats, out).is_err() {
             stats.records += 1;
@@ -255,6 +257,23 @@ pub fn parse_document(data: &[u8], stats: &mut ParseStats, out: &mut Vec<Event>)
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
+}
+
+/// The UTF-8 byte order mark, which some editors and Windows tools put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// `data` without a leading UTF-8 byte order mark. JSON forbids one, but most JSON readers skip
+/// it; left in, it makes a whole JSON array (a poll file) one bad record, or the first line of
+/// JSON lines. The file reader, the GH Archive decoder and the poller call this on the start
+/// of what they read.
+///
+/// ```
+/// use github_stats_core::parse::strip_bom;
+/// assert_eq!(strip_bom(b"\xef\xbb\xbf[{}]"), b"[{}]");
+/// assert_eq!(strip_bom(b"[{}]"), b"[{}]");
+/// ```
+pub fn strip_bom(data: &[u8]) -> &[u8] {
+    data.strip_prefix(UTF8_BOM).unwrap_or(data)
 }
 
 /// Whether `record` contains `"WatchEvent"`, `"PullRequestEvent"` or `"IssuesEvent"`.
@@ -300,6 +319,11 @@ fn parse_candidate(record: &[u8]) -> RecordOutcome {
 }
 
 /// Parses GitHub's `created_at`: `YYYY-MM-DDTHH:MM:SSZ` on a fast path, any RFC 3339 otherwise.
+///
+/// A leap second (`23:59:60Z`, the only second 60 UTC has) reads as the next second, midnight,
+/// as POSIX time counts it: events are kept to the second, and a time that is not in the
+/// stores' second count would otherwise lose the event. A second 60 at any other minute is not
+/// a time.
 pub(crate) fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     if b.len() == 20
@@ -321,12 +345,21 @@ pub(crate) fn parse_github_time(text: &str) -> Option<DateTime<Utc>> {
             Some(v)
         };
         let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
-        let time = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if (hour, minute, second) == (23, 59, 60) {
+            return Some(date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc());
+        }
+        let time = date.and_hms_opt(hour, minute, second)?;
         return Some(time.and_utc());
     }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let time = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    // chrono holds a leap second as a nanosecond count past 10^9 within second 59.
+    if time.nanosecond() >= 1_000_000_000 {
+        return time
+            .with_nanosecond(0)
+            .and_then(|t| t.checked_add_signed(chrono::TimeDelta::seconds(1)));
+    }
+    Some(time)
 }
 
 #[derive(Deserialize)]
@@ -544,6 +577,53 @@ mod tests {
         );
         assert!(parse_github_time("2015-13-01T12:00:01Z").is_none());
         assert!(parse_github_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_leap_second_reads_as_the_next_second() {
+        let midnight = parse_github_time("2017-01-01T00:00:00Z").unwrap();
+        assert_eq!(parse_github_time("2016-12-31T23:59:60Z"), Some(midnight));
+        assert_eq!(
+            parse_github_time("2016-12-31T23:59:60.250Z"),
+            Some(midnight)
+        );
+        assert_eq!(
+            parse_github_time("2016-12-31T18:59:60-05:00"),
+            Some(midnight)
+        );
+        // Second 60 of another minute is not a time: the event is counted as unsupported.
+        assert!(parse_github_time("2016-12-31T12:30:60Z").is_none());
+        // Through both parse paths, kept and counted.
+        for line in [
+            r#"{"id":"9","type":"WatchEvent","actor":{"id":1,"login":"x"},"repo":{"id":2,"name":"a/b","url":"u"},"payload":{"action":"started"},"public":true,"created_at":"2016-12-31T23:59:60Z"}"#,
+            r#"{"type":"WatchEvent","id":"9","repo":{"id":2,"name":"a/b"},"payload":{"action":"started"},"created_at":"2016-12-31T23:59:60Z"}"#,
+        ] {
+            let mut stats = ParseStats::default();
+            let mut events = Vec::new();
+            parse_json_lines(line.as_bytes(), &mut stats, &mut events);
+            assert_eq!(stats.kept_total(), 1, "{line}: {stats:?}");
+            assert_eq!(events[0].created_at, midnight);
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let line = r#"{"id":"9","type":"WatchEvent","repo":{"id":2,"name":"a/b"},"payload":{"action":"started"},"created_at":"2020-01-01T00:00:00Z"}"#;
+        for document in [
+            format!("\u{feff}[{line},{line}]"),
+            format!("\u{feff}{line}\n{line}\n"),
+        ] {
+            let mut stats = ParseStats::default();
+            let mut events = Vec::new();
+            parse_document(document.as_bytes(), &mut stats, &mut events);
+            assert_eq!(
+                (stats.records, stats.kept_total(), stats.malformed),
+                (2, 2, 0),
+                "{document}"
+            );
+        }
+        assert_eq!(strip_bom("\u{feff}".as_bytes()), b"");
+        assert_eq!(strip_bom(b"\xef\xbb"), b"\xef\xbb");
     }
 
     #[test]

@@ -455,3 +455,58 @@ async fn a_store_that_keeps_failing_is_given_up_with_exit_1() {
         expected.distinct.len() as u64
     );
 }
+
+/// File names come from outside: a name holding a line break and an escape sequence stays on
+/// its line, escaped, in the log (text, the default) and in the summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_names_with_control_characters_forge_no_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let forged = "\nFORGED 2026-01-01T00:00:00Z  INFO done\r\u{1b}[31m";
+    // A file with a bad line (listed in the summary), and a `.gz` that is not gzip (warned
+    // about, and listed as failed).
+    let with_bad_line = inputs.join(format!("bad{forged}.json"));
+    let good = r#"{"id":"1","type":"WatchEvent","repo":{"id":1,"name":"a/b"},"payload":{"action":"started"},"created_at":"2020-01-01T00:00:00Z"}"#;
+    std::fs::write(&with_bad_line, format!("{good}\nnot json\n")).unwrap();
+    let not_gzip = inputs.join(format!("cut{forged}.json.gz"));
+    std::fs::write(&not_gzip, b"plain text").unwrap();
+
+    let out = output(
+        backfill(dir.path())
+            .env("DATA_DIR", "store")
+            .arg(&with_bad_line)
+            .arg(&not_gzip),
+    );
+    let stderr = text(&out.stderr);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (name, output) in [("stderr", &stderr), ("stdout", &stdout)] {
+        assert!(!output.contains('\u{1b}'), "raw ESC in {name}: {output:?}");
+        assert!(!output.contains('\r'), "raw CR in {name}: {output:?}");
+        assert!(
+            !output.lines().any(|l| l.starts_with("FORGED")),
+            "a forged line in {name}: {output}"
+        );
+    }
+    let escaped = "\\nFORGED 2026-01-01T00:00:00Z  INFO done\\r\\u{1b}[31m";
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("cannot read file, skipped") && l.contains(escaped)),
+        "the warning names the file, escaped: {stderr}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(&format!("cut{escaped}.json.gz: "))),
+        "the failed file, escaped: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(&format!("bad{escaped}.json: 1 bad lines"))),
+        "the file with a bad line, escaped: {stdout}"
+    );
+    assert_eq!(stored_events(&dir.path().join("store")).await, 1);
+}

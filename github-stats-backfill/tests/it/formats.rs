@@ -247,3 +247,126 @@ async fn odd_files_are_failed_files_named_in_the_summary() {
         "{text}"
     );
 }
+
+/// The kept events in the whole lines `zcat` reads of `path`, by type.
+fn zcat_whole_lines_kept(path: &Path) -> [u64; 3] {
+    let out = Command::new("zcat").arg(path).output().expect("zcat runs");
+    let whole = out
+        .stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut stats = github_stats_core::ParseStats::default();
+    github_stats_core::parse::parse_json_lines(&out.stdout[..whole], &mut stats, &mut Vec::new());
+    stats.kept
+}
+
+/// A recorded hour cut before its trailer, cut mid-stream, and followed by zero padding: every
+/// whole line before the break is imported (what `zcat` reads), and each file is listed as not
+/// read to its end, with what the break cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_gzip_files_keep_every_whole_line_and_name_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = std::fs::read(data("gharchive/2015-01-01-12.json.gz")).unwrap();
+    let mut padded = hour.clone();
+    padded.extend_from_slice(&[0u8; 1000]);
+    let files = [
+        ("2015-01-01-1.json.gz", hour[..hour.len() - 8].to_vec()),
+        ("2015-01-01-2.json.gz", hour[..hour.len() / 2].to_vec()),
+        ("2015-01-01-3.json.gz", padded),
+    ];
+    let mut want = [0u64; 3];
+    let mut paths = Vec::new();
+    for (name, bytes) in &files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for (w, k) in want.iter_mut().zip(zcat_whole_lines_kept(&path)) {
+            *w += k;
+        }
+        paths.push(path);
+    }
+    let mut config = memory_config(paths.clone(), &dir.path().join("data"));
+    // The reader's default chunk: a break used to lose the whole last one.
+    config.chunk_bytes = 1 << 20;
+    let summary = run(config).await;
+    assert_eq!(summary.stats.kept, want, "{summary}");
+    assert_eq!(summary.stats.malformed, 0, "{summary}");
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    let failed: Vec<&PathBuf> = summary.failed.iter().map(|f| &f.path).collect();
+    assert_eq!(failed, paths.iter().collect::<Vec<_>>(), "{summary}");
+    for failure in &summary.failed {
+        assert!(
+            failure.error.contains("every record before it was read"),
+            "{}",
+            failure.error
+        );
+    }
+    assert!(
+        summary.failed[1].error.contains("bytes, is lost"),
+        "{}",
+        summary.failed[1].error
+    );
+    assert!(
+        summary.failed[2]
+            .error
+            .contains("1000 bytes of zero padding after the last gzip member"),
+        "{}",
+        summary.failed[2].error
+    );
+    let text = summary.to_string();
+    assert!(text.contains("files not read to their end"), "{text}");
+}
+
+/// A leap second is read as the next second and counted as kept; a byte order mark at the
+/// start of a poll file (a JSON array) or a JSON-lines file loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leap_second_and_a_byte_order_mark_lose_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |id: u64, at: &str| {
+        format!(
+            r#"{{"id":"{id}","type":"WatchEvent","actor":{{"id":1,"login":"x"}},"repo":{{"id":2,"name":"a/b","url":"u"}},"payload":{{"action":"started"}},"public":true,"created_at":"{at}"}}"#
+        )
+    };
+    let lines = dir.path().join("2016-12-31-23.jsonl");
+    std::fs::write(
+        &lines,
+        format!(
+            "\u{feff}{}\n{}\n",
+            event(1, "2016-12-31T23:59:60Z"),
+            event(2, "2016-12-31T23:59:59Z")
+        ),
+    )
+    .unwrap();
+    let poll = dir.path().join("2016-12-31T23-59-59.json");
+    std::fs::write(
+        &poll,
+        format!(
+            "\u{feff}[{},{}]",
+            event(3, "2016-12-31T23:59:60Z"),
+            event(4, "2016-12-31T23:00:00Z")
+        ),
+    )
+    .unwrap();
+    let summary = run(memory_config(vec![lines, poll], &dir.path().join("data"))).await;
+    assert_eq!(summary.exit_code(), 0, "{summary}");
+    assert_eq!(summary.stats.records, 4, "{summary}");
+    assert_eq!(summary.stats.kept_total(), 4, "{summary}");
+    assert_eq!(
+        (
+            summary.stats.malformed,
+            summary.stats.unsupported,
+            summary.stats.invalid
+        ),
+        (0, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(summary.inserted, 4, "{summary}");
+    // Both leap-second events are at midnight.
+    let store = MemoryStore::open(dir.path().join("data")).unwrap();
+    let midnight: chrono::DateTime<chrono::Utc> = "2017-01-01T00:00:00Z".parse().unwrap();
+    let window =
+        github_stats_core::TimeWindow::new(midnight, midnight + chrono::Duration::seconds(1))
+            .unwrap();
+    let counts = store.event_counts(window).await.unwrap();
+    assert_eq!(counts.counts.total(), 2, "{counts:?}");
+}

@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 
 use super::{Checkpoint, EventBatch, EventSource, SourceError};
 use crate::parse::{self, ParseStats};
@@ -191,10 +191,10 @@ pub(crate) fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let head = io::Cursor::new(magic[..n].to_vec());
     if n == 2 && magic == GZIP_MAGIC {
         // The decompressor reads its input in small pieces: buffer them.
-        let compressed = head.chain(BufReader::with_capacity(1 << 20, file));
+        let compressed = BufReader::with_capacity(1 << 20, head.chain(file));
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
-            MultiGzDecoder::new(compressed),
+            GzipMembers::new(compressed),
         )))
     } else if has_gz_extension(path) {
         Err(io::Error::new(
@@ -208,6 +208,81 @@ pub(crate) fn open_event_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Every member of a gzip file, one after the other, as one stream (GH Archive's hours are
+/// several members; `MultiGzDecoder` reads them too, but cannot say what follows the last).
+/// After the last member only the end of the input is whole: zero padding (what a copy tool
+/// or a disk can leave; GNU `zcat` skips it silently) is an error naming its length, and
+/// anything else is read as a next member, whose bad header is the error. Either error comes
+/// only after every byte of the members before it was handed out, so a reader keeps them all.
+pub(crate) struct GzipMembers<R: BufRead> {
+    member: Option<GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    /// Reads `compressed`, which starts with a gzip header.
+    pub(crate) fn new(compressed: R) -> GzipMembers<R> {
+        GzipMembers {
+            member: Some(GzDecoder::new(compressed)),
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended with a whole trailer: what follows it?
+            let mut input = self
+                .member
+                .take()
+                .expect("a member is being read")
+                .into_inner();
+            let next = input.fill_buf()?;
+            if next.is_empty() {
+                return Ok(0);
+            }
+            if next[0] != 0 {
+                self.member = Some(GzDecoder::new(input));
+                continue;
+            }
+            let (zeros, more) = skip_zeros(&mut input)?;
+            let message = if more {
+                format!(
+                    "{zeros} bytes of zero padding, then bytes that are not gzip, after the last \
+                     gzip member"
+                )
+            } else {
+                format!("{zeros} bytes of zero padding after the last gzip member")
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        }
+    }
+}
+
+/// Reads past the zero bytes at `input`'s position: how many, and whether another byte follows.
+fn skip_zeros(input: &mut impl BufRead) -> io::Result<(u64, bool)> {
+    let mut zeros = 0u64;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok((zeros, false));
+        }
+        let run = available.iter().take_while(|&&b| b == 0).count();
+        let more = run < available.len();
+        input.consume(run);
+        zeros += run as u64;
+        if more {
+            return Ok((zeros, true));
+        }
+    }
+}
 
 fn has_gz_extension(path: &Path) -> bool {
     path.extension()
@@ -259,6 +334,11 @@ pub struct EventFileReader {
     skipped_records: u64,
     format: Option<Format>,
     array: ArraySplitter,
+    /// Whether the start of the input was checked for a byte order mark.
+    bom_checked: bool,
+    /// A read error that broke the input off, returned once the whole records read before it
+    /// were handed out.
+    failure: Option<io::Error>,
     done: bool,
 }
 
@@ -309,6 +389,8 @@ impl EventFileReader {
             skipped_records: 0,
             format: None,
             array: ArraySplitter::default(),
+            bom_checked: false,
+            failure: None,
             done: false,
         }
     }
@@ -339,14 +421,16 @@ impl EventFileReader {
         std::mem::take(&mut self.skipped_records)
     }
 
-    /// Reads and parses the next chunk; `Ok(None)` after the last.
+    /// Reads and parses the next chunk; `Ok(None)` after the last. A read error (a gzip cut
+    /// short or damaged, an I/O error) comes after a last chunk of the whole records read
+    /// before it.
     pub fn next_chunk(&mut self) -> io::Result<Option<FileChunk>> {
-        if self.done {
+        if self.done && self.failure.is_none() {
             return Ok(None);
         }
         let data = self.read_raw_chunk()?;
         let mut chunk = FileChunk {
-            last: self.done,
+            last: self.done && self.failure.is_none(),
             bytes: data.len() as u64,
             ..FileChunk::default()
         };
@@ -367,29 +451,92 @@ impl EventFileReader {
     /// [`EventFileReader::read_raw_chunk`] into `buf`, a buffer of an earlier chunk given back
     /// (its contents are dropped, its memory reused): a new buffer per chunk costs page faults
     /// and zeroing, about as much as reading the chunk. An empty chunk means the end.
+    ///
+    /// A read error does not lose what came before it: the whole records read before the
+    /// break are returned first, and the error (saying how many bytes of a record it cut, if
+    /// any) at the next call.
     pub fn read_raw_chunk_into(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
         buf.clear();
+        if let Some(error) = self.failure.take() {
+            return Err(error);
+        }
         if self.done {
             return Ok(buf);
         }
-        let result = match self.format {
-            None => match self.detect_format() {
-                Ok(()) => return self.read_raw_chunk_into(buf),
-                Err(e) => Err(e),
-            },
-            Some(Format::Lines) => self.read_lines(buf),
-            Some(Format::Array) => self.read_array(buf),
+        let result = if !self.bom_checked {
+            self.skip_bom()
+        } else {
+            match self.format {
+                None => self.detect_format(),
+                Some(Format::Lines) => self.read_lines(&mut buf),
+                Some(Format::Array) => self.read_array(&mut buf),
+            }
         };
-        if result.is_err() {
-            self.done = true;
+        match result {
+            // The start was checked, or the format found: now the records.
+            Ok(()) if self.format.is_none() || (buf.is_empty() && !self.done) => {
+                self.read_raw_chunk_into(buf)
+            }
+            Ok(()) => Ok(buf),
+            Err(error) => {
+                self.done = true;
+                self.break_off(buf, error)
+            }
         }
-        result
+    }
+
+    /// Drops a UTF-8 byte order mark at the start of the (decompressed) input, as most JSON
+    /// readers do: some editors and Windows tools write one, and it would make the first
+    /// record (a whole JSON array: the whole file) a bad line.
+    fn skip_bom(&mut self) -> io::Result<()> {
+        self.bom_checked = true;
+        let mut head = [0u8; 3];
+        let n = read_up_to(&mut self.reader, &mut head)?;
+        self.pending.extend_from_slice(parse::strip_bom(&head[..n]));
+        self.pending_end = self.pending.len();
+        Ok(())
+    }
+
+    /// The input broke off with `error`: the whole records in `buf` (every record but a last
+    /// one the break cut) are handed out, and the error kept for the next call, saying what
+    /// the break cut.
+    fn break_off(&mut self, mut buf: Vec<u8>, error: io::Error) -> io::Result<Vec<u8>> {
+        let whole = memchr::memrchr(b'\n', &buf).map_or(0, |nl| nl + 1);
+        // JSON lines: the partial line carried over is at the start of `buf` by now.
+        let cut = buf.len() - whole;
+        buf.truncate(whole);
+        let message = if cut > 0 {
+            format!(
+                "{error} (the record it cut, {cut} bytes, is lost; every record before it was read)"
+            )
+        } else {
+            format!("{error} (every record before it was read)")
+        };
+        let error = io::Error::new(error.kind(), message);
+        if buf.is_empty() {
+            return Err(error);
+        }
+        self.failure = Some(error);
+        Ok(buf)
     }
 
     /// Reads up to the first byte that is not whitespace (whitespace before it is dropped, so
     /// memory stays flat whatever precedes it): a `[` starts a JSON array, anything else JSON
     /// lines.
     fn detect_format(&mut self) -> io::Result<()> {
+        // What the byte order mark check read comes first.
+        if let Some(at) = self.pending.iter().position(|b| !b.is_ascii_whitespace()) {
+            self.format = Some(if self.pending[at] == b'[' {
+                Format::Array
+            } else {
+                Format::Lines
+            });
+            self.pending.drain(..at);
+            self.pending_end = self.pending.len();
+            return Ok(());
+        }
+        self.pending.clear();
+        self.pending_end = 0;
         let mut block = vec![0u8; BLOCK_BYTES];
         loop {
             let n = match self.reader.read(&mut block) {
@@ -414,7 +561,7 @@ impl EventFileReader {
         }
     }
 
-    fn read_lines(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+    fn read_lines(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         loop {
             buf.clear();
             buf.append(&mut self.pending);
@@ -423,22 +570,23 @@ impl EventFileReader {
             // Fill up to the target size, straight into the buffer's spare capacity (no zeroing
             // for plain files: `read_to_end` reads into uninitialised memory where it can).
             let wanted = target.saturating_sub(buf.len()) as u64;
-            let n = (&mut self.reader).take(wanted).read_to_end(&mut buf)?;
+            // On an error, what was read stays in `buf`, for `break_off`.
+            let n = (&mut self.reader).take(wanted).read_to_end(buf)?;
             if (n as u64) < wanted {
                 self.done = true;
-                return Ok(buf);
+                return Ok(());
             }
             // Keep the partial last line for the next chunk.
-            match memchr::memrchr(b'\n', &buf) {
+            match memchr::memrchr(b'\n', buf) {
                 Some(nl) => {
                     self.pending.extend_from_slice(&buf[nl + 1..]);
                     buf.truncate(nl + 1);
-                    return Ok(buf);
+                    return Ok(());
                 }
                 // A single line longer than the chunk: read on until its end.
                 None => {
-                    if self.finish_long_line(&mut buf)? {
-                        return Ok(buf);
+                    if self.finish_long_line(buf)? {
+                        return Ok(());
                     }
                     // Skipped for its length: the lines after it make the chunk.
                 }
@@ -488,7 +636,7 @@ impl EventFileReader {
     }
 
     /// The next elements of a JSON array, one a line, about `chunk_bytes` of them.
-    fn read_array(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+    fn read_array(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.reserve(self.chunk_bytes.min(1 << 20));
         loop {
             if self.pending_at == self.pending_end {
@@ -507,20 +655,20 @@ impl EventFileReader {
                 self.pending_at = 0;
                 self.pending_end = n;
                 if n == 0 {
-                    self.array.finish(&mut buf);
+                    self.array.finish(buf);
                     self.skipped_records += self.array.take_skipped();
                     self.done = true;
-                    return Ok(buf);
+                    return Ok(());
                 }
             }
             let input = &self.pending[self.pending_at..self.pending_end];
-            let (used, full) =
-                self.array
-                    .feed(input, &mut buf, self.chunk_bytes, self.max_record_bytes);
+            let (used, full) = self
+                .array
+                .feed(input, buf, self.chunk_bytes, self.max_record_bytes);
             self.pending_at += used;
             self.skipped_records += self.array.take_skipped();
             if full {
-                return Ok(buf);
+                return Ok(());
             }
         }
     }

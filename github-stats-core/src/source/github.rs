@@ -611,7 +611,9 @@ impl GitHubPoller {
         mut rate_wait: Option<Duration>,
         polled_at: DateTime<Utc>,
     ) -> PollOutcome {
-        if let Err(e) = serde_json::from_slice::<Vec<&RawValue>>(&first.body) {
+        if let Err(e) =
+            serde_json::from_slice::<Vec<&RawValue>>(crate::parse::strip_bom(&first.body))
+        {
             return self
                 .fail(
                     poll,
@@ -659,7 +661,9 @@ impl GitHubPoller {
                 ));
                 break;
             }
-            if let Err(e) = serde_json::from_slice::<Vec<&RawValue>>(&answer.body) {
+            if let Err(e) =
+                serde_json::from_slice::<Vec<&RawValue>>(crate::parse::strip_bom(&answer.body))
+            {
                 page_error = Some(format!(
                     "page {}: GitHub answered invalid JSON: {e}",
                     bodies.len() + 1
@@ -676,7 +680,7 @@ impl GitHubPoller {
 
         let pages: Vec<Vec<&RawValue>> = bodies
             .iter()
-            .map(|b| serde_json::from_slice(b).expect("validated above"))
+            .map(|b| serde_json::from_slice(crate::parse::strip_bom(b)).expect("validated above"))
             .collect();
         let elements: Vec<&RawValue> = pages.into_iter().flatten().collect();
         let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();

@@ -24,7 +24,7 @@
 //! synchronous insert, for callers on their own threads.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, TryLockError};
@@ -85,6 +85,66 @@ pub struct MemoryStore {
     shared: Arc<Shared>,
 }
 
+/// Why one of the store's own files could not be opened: a symbolic link (refused), or an I/O
+/// error to be put in context.
+pub(super) enum OwnFileError {
+    /// The path is a symbolic link: the error says so, naming it.
+    Link(StoreError),
+    /// Opening failed.
+    Io(std::io::Error),
+}
+
+impl OwnFileError {
+    /// The store error: a link's refusal as it is, an I/O error under `context`.
+    pub(super) fn context(self, context: String) -> StoreError {
+        match self {
+            OwnFileError::Link(refused) => refused,
+            OwnFileError::Io(source) => StoreError::io(context, source),
+        }
+    }
+}
+
+/// Opens one of the store's own files, never through a symbolic link: a link there (to a file
+/// outside the data directory, or dangling) would send the store's records to, or create, a
+/// file somewhere else. `O_NOFOLLOW` makes the check and the opening one step, so nothing can
+/// swap a link in between.
+pub(super) fn open_own_file(path: &Path, options: &mut OpenOptions) -> Result<File, OwnFileError> {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NOFOLLOW);
+    #[cfg(not(unix))]
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(OwnFileError::Link(refused_link(path)));
+    }
+    match options.open(path) {
+        Ok(file) => Ok(file),
+        Err(e) if is_link_refusal(&e) || path.symlink_metadata().is_ok_and(|m| m.is_symlink()) => {
+            Err(OwnFileError::Link(refused_link(path)))
+        }
+        Err(e) => Err(OwnFileError::Io(e)),
+    }
+}
+
+fn is_link_refusal(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    return error.raw_os_error() == Some(libc::ELOOP);
+    #[cfg(not(unix))]
+    return false;
+}
+
+fn refused_link(path: &Path) -> StoreError {
+    StoreError::io(
+        format!("{} is a symbolic link", path.display()),
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the store never opens its own files through a link (it could lead out of the data \
+             directory): replace it with the file itself, or remove it",
+        ),
+    )
+}
+
 /// The store's state, shared with the blocking tasks that work on it.
 struct Shared {
     index: RwLock<Index>,
@@ -134,7 +194,9 @@ impl MemoryStore {
         }
     }
 
-    /// A persistent store in `dir` (created if missing): locks it, replays its event file.
+    /// A persistent store in `dir` (created if missing): locks it, replays its event file. Its
+    /// files (`events.log`, `archive-hours.jsonl`, `lock`) are never opened through a symbolic
+    /// link: a link is refused with an error naming it.
     /// Blocks while replaying (millions of events a second): call it off the async workers.
     pub fn open(dir: impl AsRef<Path>) -> Result<MemoryStore, StoreError> {
         MemoryStore::open_with(dir, MemoryStoreOptions::default())
@@ -158,12 +220,11 @@ impl MemoryStore {
             StoreError::io(format!("cannot create data directory {}", dir.display()), e)
         })?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io(format!("cannot open {}", lock_path.display()), e))?;
+        let lock = open_own_file(
+            &lock_path,
+            File::options().create(true).truncate(false).write(true),
+        )
+        .map_err(|e| e.context(format!("cannot open {}", lock_path.display())))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

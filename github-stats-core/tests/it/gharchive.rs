@@ -890,3 +890,69 @@ async fn a_state_file_that_outlived_its_store_does_not_skip_hours() {
         "no hour downloaded again"
     );
 }
+
+/// The kept events, distinct, in the whole lines `zcat` reads of `path`.
+fn zcat_kept(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("zcat")
+        .arg(path)
+        .output()
+        .expect("zcat runs");
+    let whole = out
+        .stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut events = Vec::new();
+    let mut stats = github_stats_core::ParseStats::default();
+    github_stats_core::parse::parse_json_lines(&out.stdout[..whole], &mut stats, &mut events);
+    events.iter().map(|e| e.id).collect::<HashSet<u64>>().len() as u64
+}
+
+/// Hours cut before their trailer, cut mid-stream, or padded with zeros: each is damaged (the
+/// record says so) and keeps every whole line before the break, as many as `zcat` reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_or_padded_hour_is_damaged_and_keeps_every_whole_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hours: Vec<FakeHour> = (0..3)
+        .map(|n| FakeHour::build(RecordedHour::Noon, hour(n)))
+        .collect();
+    let gz = &hours[0].gzip;
+    let mut padded = hours[1].gzip.clone();
+    padded.extend_from_slice(&[0u8; 4096]);
+    let files = [
+        gz[..gz.len() - 8].to_vec(),
+        padded,
+        hours[2].gzip[..hours[2].gzip.len() * 2 / 3].to_vec(),
+    ];
+    let mut want = Vec::new();
+    for (fake, bytes) in hours.iter().zip(&files) {
+        let path = dir.path().join(fake.file_name());
+        std::fs::write(&path, bytes).unwrap();
+        want.push(zcat_kept(&path));
+    }
+    let all = hours[0].kept().len() as u64;
+    assert_eq!(want[0], all, "cut in the trailer: every line is there");
+    assert_eq!(want[1], hours[1].kept().len() as u64);
+    assert!(want[2] > 0 && want[2] < hours[2].kept().len() as u64);
+
+    let store = memory();
+    let mut config = config(&format!("file://{}", dir.path().display()), 0, 3);
+    config.failures_before_damaged = 2;
+    let source = Arc::new(GhArchiveSource::open(config, &*store).await.unwrap());
+    run(source, store.clone()).await;
+    let records = records(store.as_ref(), 0, 3).await;
+    let got: Vec<(ArchiveStatus, u64)> = records
+        .iter()
+        .map(|r| (r.status, r.archive_events))
+        .collect();
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|&n| (ArchiveStatus::Damaged, n))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.total_events().await.unwrap(),
+        want.iter().sum::<u64>()
+    );
+}

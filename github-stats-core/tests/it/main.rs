@@ -6,6 +6,8 @@ mod clickhouse;
 mod clickhouse_process;
 #[cfg(feature = "clickhouse")]
 mod cluster;
+#[cfg(unix)]
+mod damaged_files;
 mod fake_github;
 mod gharchive;
 mod ingest;

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use github_stats_core::conformance::{self, event};
+use github_stats_core::store::memory;
 use github_stats_core::{
     EventStore, EventType, MemoryStore, MetricsQuery, SharedStore, TimeWindow,
 };
@@ -433,4 +434,68 @@ mod replay_properties {
             }
         }
     }
+}
+
+#[cfg(unix)]
+/// Which of the store's files, and what it points to.
+fn link_cases(outside: &std::path::Path) -> Vec<(&'static str, std::path::PathBuf, bool)> {
+    let mut cases = Vec::new();
+    for name in [memory::EVENT_FILE, memory::ARCHIVE_FILE, memory::LOCK_FILE] {
+        cases.push((name, outside.join(format!("{name}.target")), true));
+        cases.push((name, outside.join(format!("{name}.dangling")), false));
+    }
+    cases
+}
+
+/// Each of the store's files as a link to a file outside the data directory, and as a dangling
+/// link: refused, naming the link; the target unchanged, nothing created outside.
+#[cfg(unix)]
+#[test]
+fn the_memory_store_never_opens_its_files_through_a_link() {
+    let outside = tempfile::tempdir().unwrap();
+    for (name, target, exists) in link_cases(outside.path()) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let content = b"someone else's file\n".to_vec();
+        if exists {
+            std::fs::write(&target, &content).unwrap();
+        }
+        let link = data.join(name);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = match MemoryStore::open(&data) {
+            Ok(_) => panic!("{name} -> {}: opened through the link", target.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains(&format!("{} is a symbolic link", link.display())),
+            "{name}: {error}"
+        );
+        if exists {
+            assert_eq!(
+                std::fs::read(&target).unwrap(),
+                content,
+                "{name}: target changed"
+            );
+        } else {
+            assert!(
+                !target.exists(),
+                "{name}: created outside the data directory"
+            );
+        }
+        // The link is left alone.
+        assert!(link.symlink_metadata().unwrap().is_symlink());
+    }
+}
+
+#[test]
+fn a_data_directory_that_is_itself_a_link_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let linked = dir.path().join("linked");
+    std::os::unix::fs::symlink(&real, &linked).unwrap();
+    let store = MemoryStore::open(&linked).unwrap();
+    drop(store);
+    assert!(real.join(memory::EVENT_FILE).is_file());
 }

@@ -792,3 +792,38 @@ async fn the_poll_interval_shown_is_the_wait_and_a_redirect_loop_is_named() {
 fn fake_url_placeholder() -> String {
     "http://127.0.0.1:9".to_owned()
 }
+
+/// A page starting with a UTF-8 byte order mark is read whole, as most JSON readers read it:
+/// on page 1 and on a later page alike.
+#[tokio::test]
+async fn a_page_starting_with_a_byte_order_mark_is_read_whole() {
+    let fake = FakeGitHub::start(vec![]).await;
+    let first = recorded_events(RECENT, 1);
+    let second = recorded_events(OLDER, 1);
+    let with_bom = |events: &[Value]| {
+        let mut body = "\u{feff}".as_bytes().to_vec();
+        body.extend_from_slice(&serde_json::to_vec(events).unwrap());
+        body
+    };
+    let next = format!("<{}/events?page=2>; rel=\"next\"", fake.url);
+    fake.push(
+        Reply::events(&first, "W/\"bom\"")
+            .header("Link", next)
+            .body(with_bom(&first)),
+    );
+    fake.push(Reply::events(&second, "W/\"bom2\"").body(with_bom(&second)));
+    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    let batch = poller.next_batch().await.unwrap().unwrap();
+    let mut want = kept_ids(&first);
+    want.extend(kept_ids(&second));
+    assert!(!want.is_empty());
+    assert_eq!(ids(&batch), want);
+    let status = poller.status().snapshot();
+    assert_eq!(status.counters.failed_polls, 0);
+    assert_eq!(status.counters.pages, 2);
+    assert_eq!(
+        status.counters.events_seen,
+        (first.len() + second.len()) as u64
+    );
+    assert!(status.last_error.is_none(), "{:?}", status.last_error);
+}

@@ -855,3 +855,100 @@ fn a_clickhouse_port_alone_is_honoured_on_localhost() {
         "{retry}"
     );
 }
+
+/// An error body from GitHub holding a line break, a carriage return and an escape sequence is
+/// logged on one line, escaped: nothing forges a log line or reaches the terminal raw.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_error_body_forges_no_log_line() {
+    let forged = "boom\nFORGED 2026-01-01T00:00:00Z  INFO listening\r\u{1b}[31mred";
+    let body = serde_json::to_vec(&serde_json::json!({ "message": forged })).unwrap();
+    let fake = fake_github::start_scripted(vec![fake_github::Reply {
+        status: 500,
+        headers: vec![("Content-Type", "application/json".to_owned())],
+        body,
+    }])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = command();
+    command
+        .env("GITHUB_API_URL", &fake.url)
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("CLIENT_STATE_FILE", dir.path().join("state.json"));
+    let server = Server::start(command);
+    let started = Instant::now();
+    while !server.log().contains("poll failed") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no failed poll logged: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Serving, so SIGTERM is handled (the failed poll can be logged before that).
+    reqwest::get(format!("{}/health", server.base))
+        .await
+        .unwrap();
+    let log = server.stop();
+    assert!(!log.contains('\u{1b}'), "raw ESC in the log: {log:?}");
+    assert!(!log.contains('\r'), "raw CR in the log: {log:?}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a forged line: {log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("poll failed")
+            && l.contains("boom\\nFORGED 2026-01-01T00:00:00Z  INFO listening\\r\\u{1b}[31mred")),
+        "the error, escaped on its line: {log}"
+    );
+}
+
+/// A data file that is a symbolic link (to a file outside `DATA_DIR`, or dangling) is refused
+/// at start with exit code 1 and a line naming it; nothing is written through it.
+#[test]
+fn a_data_file_that_is_a_link_is_refused_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, target_exists) in [("events.log", true), ("archive-hours.jsonl", false)] {
+        let data = dir.path().join(format!("data-{file}"));
+        std::fs::create_dir(&data).unwrap();
+        let target = dir.path().join(format!("outside-{file}"));
+        if target_exists {
+            std::fs::write(&target, b"a file outside DATA_DIR\n").unwrap();
+        }
+        let link = data.join(file);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut child = command()
+            .env("DATA_DIR", &data)
+            .args(["--no-poll", "--bind-address", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("{file}: the server started through the link");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(1), "{file}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} is a symbolic link", link.display())),
+            "{file}: {stderr}"
+        );
+        if target_exists {
+            assert_eq!(
+                std::fs::read(&target).unwrap(),
+                b"a file outside DATA_DIR\n",
+                "{file}: written through the link"
+            );
+        } else {
+            assert!(!target.exists(), "{file}: created outside DATA_DIR");
+        }
+    }
+}

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use chrono::{DateTime, Utc};
-use flate2::read::MultiGzDecoder;
 use reqwest::{StatusCode, Url};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,7 +28,7 @@ use crate::backoff::Backoff;
 use crate::coverage::{ArchiveStatus, HOUR_SECONDS};
 use crate::event::Event;
 use crate::parse::ParseStats;
-use crate::source::file::{EventFileReader, read_up_to};
+use crate::source::file::{EventFileReader, GzipMembers, read_up_to};
 use crate::source::{SourceError, describe_http_error};
 
 /// Body chunks buffered between the download and the parser (a chunk is at most a few tens of
@@ -509,7 +508,12 @@ impl Decode {
                 "invalid gzip header: not a gzip file".to_owned(),
             ));
         }
-        let gzip = MultiGzDecoder::new(Read::chain(io::Cursor::new(magic), input));
+        // Every member, and an error for what follows the last one that is not a member (zero
+        // padding included), after the members' records were all handed on.
+        let gzip = GzipMembers::new(io::BufReader::with_capacity(
+            64 * 1024,
+            Read::chain(io::Cursor::new(magic), input),
+        ));
         let mut reader = EventFileReader::from_reader(self.name, Box::new(gzip), self.chunk_bytes)
             .json_lines()
             .with_max_record_bytes(self.max_record_bytes);

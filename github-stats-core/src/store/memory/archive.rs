@@ -34,13 +34,15 @@ pub(super) struct ArchiveLedger {
 impl ArchiveLedger {
     /// Reads `path` (created when missing).
     pub(super) fn open(path: &Path) -> Result<ArchiveLedger, StoreError> {
-        let mut file = File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| StoreError::io(format!("cannot open {}", path.display()), e))?;
+        let mut file = super::open_own_file(
+            path,
+            File::options()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .append(true),
+        )
+        .map_err(|e| e.context(format!("cannot open {}", path.display())))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?;

@@ -134,12 +134,11 @@ impl EventLog {
     ) -> Result<(EventLog, ReplayReport), StoreError> {
         let ctx = |what: &str| format!("{what} {}", path.display());
         let created = !path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| StoreError::io(ctx("cannot open data file"), e))?;
+        let file = super::open_own_file(
+            path,
+            OpenOptions::new().read(true).append(true).create(true),
+        )
+        .map_err(|e| e.context(ctx("cannot open data file")))?;
         let len = file
             .metadata()
             .map_err(|e| StoreError::io(ctx("cannot stat data file"), e))?
