@@ -10,7 +10,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use github_stats_core::coverage::ArchiveStatus;
 use github_stats_core::fake_gharchive::{Answer, FakeArchive, FakeHour, RecordedHour};
 use github_stats_core::ingest::{Ingest, IngestConfig, IngestReport};
-use github_stats_core::source::gharchive::{ArchiveState, GhArchiveConfig, GhArchiveSource};
+use github_stats_core::source::gharchive::{
+    ArchiveState, GhArchiveConfig, GhArchiveSource, archive_file_name,
+};
 use github_stats_core::{
     ArchiveHour, Checkpoint, EventBatch, EventSource, EventStore, MemoryStore, MetricsQuery,
     SharedStore, SourceError, StoredBatch, TimeWindow,
@@ -955,4 +957,67 @@ async fn a_cut_or_padded_hour_is_damaged_and_keeps_every_whole_line() {
         store.total_events().await.unwrap(),
         want.iter().sum::<u64>()
     );
+}
+
+/// `bytes`, gzipped.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_file_holding_no_event_is_not_an_imported_hour() {
+    let archive = FakeArchive::start().await;
+    let empty = archive_file_name(hour(0));
+    let html = archive_file_name(hour(1));
+    archive.put(&empty, gzipped(b""));
+    archive.put(
+        &html,
+        gzipped(b"<html><body><h1>503 Service Unavailable</h1>\nNo server is available.\n</body></html>\n"),
+    );
+    let store = memory();
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 2), &*store)
+            .await
+            .unwrap(),
+    );
+    run(source, store.clone()).await;
+    // Past the grace period: fetched again, then damaged, never imported with 0 events.
+    for (n, name) in [(0, &empty), (1, &html)] {
+        let r = record(store.as_ref(), n).await;
+        assert_eq!(r.status, ArchiveStatus::Damaged, "{name}: {r:?}");
+        assert!(archive.requests_for(name) >= 2, "{name} retried");
+    }
+    assert!(store.complete_run().await.unwrap().is_none());
+
+    // A backfill run again retries damaged hours: once the real file is there, it is imported.
+    let real = FakeHour::build(RecordedHour::Noon, hour(0));
+    archive.put_hour(&real);
+    let source = Arc::new(
+        GhArchiveSource::open(config(&archive.url(), 0, 1), &*store)
+            .await
+            .unwrap(),
+    );
+    run(source, store.clone()).await;
+    assert_eq!(
+        record(store.as_ref(), 0).await.status,
+        ArchiveStatus::Imported
+    );
+
+    // An hour within the grace period holding nothing is left pending, not recorded.
+    let now = chrono::Utc::now();
+    let recent = github_stats_core::coverage::hour_floor(now) - chrono::Duration::hours(1);
+    archive.put(&archive_file_name(recent), gzipped(b""));
+    let mut cfg = GhArchiveConfig::backfill(recent, recent + chrono::Duration::hours(1));
+    cfg.base_url = archive.url().into();
+    cfg.min_retry = Duration::from_millis(20);
+    cfg.max_retry = Duration::from_millis(100);
+    let source = Arc::new(GhArchiveSource::open(cfg, &*store).await.unwrap());
+    let status = source.status();
+    run(source, store.clone()).await;
+    let window = TimeWindow::new(recent, recent + chrono::Duration::hours(1)).unwrap();
+    assert!(store.archive_hours(window).await.unwrap().is_empty());
+    assert_eq!(status.snapshot().counters.pending, 1);
 }

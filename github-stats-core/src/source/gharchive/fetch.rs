@@ -75,6 +75,9 @@ pub(super) enum HourEnd {
 enum AttemptError {
     /// 404 or 403 (what object stores answer for a missing key), or no file in the mirror.
     NotPublished(String),
+    /// A file that reads whole but holds no event (a valid empty gzip, an error page gzipped):
+    /// not the hour; retried like an unpublished one, and damaged past the grace period.
+    Empty(String),
     /// Anything else: retried with backoff.
     Failed(String),
     /// Nobody takes the events any more (the source was dropped).
@@ -267,6 +270,37 @@ impl Fetcher {
                         retry_in_s = wait.as_secs(),
                         reason = %reason,
                         "gh archive hour not published yet"
+                    );
+                    wait
+                }
+                Err(AttemptError::Empty(error)) => {
+                    unpublished += 1;
+                    self.status.error(format!("{name}: {error}"));
+                    if past_grace && unpublished >= 2 {
+                        warn!(hour = %name, attempt, error = %error, "gh archive hour holds no event, recorded as damaged");
+                        return Some(HourEnd::Damaged { error });
+                    }
+                    if !past_grace && !self.config.wait_for_publication {
+                        return Some(HourEnd::Pending {
+                            reason: format!("no event in the file yet ({error})"),
+                            failed: false,
+                        });
+                    }
+                    let wait = if past_grace {
+                        self.config.min_retry
+                    } else {
+                        backoff(
+                            self.config.unpublished_retry,
+                            self.config.max_unpublished_retry,
+                            unpublished,
+                        )
+                    };
+                    info!(
+                        hour = %name,
+                        attempt,
+                        retry_in_s = wait.as_secs(),
+                        error = %error,
+                        "gh archive hour holds no event, retrying"
                     );
                     wait
                 }
@@ -520,9 +554,17 @@ impl Decode {
         let mut events = Vec::new();
         let mut stats = ParseStats::default();
         let mut bytes = 0u64;
+        // Records that read as events of any type: a file with none is not an hour of GitHub.
+        let mut readable = 0u64;
+        let mut records = 0u64;
         loop {
             let chunk = match reader.next_chunk() {
                 Ok(Some(chunk)) => chunk,
+                Ok(None) if readable == 0 => {
+                    return Err(AttemptError::Empty(format!(
+                        "the file holds no event ({records} records, none readable)"
+                    )));
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     // What was read before the break is handed on: a damaged hour keeps it.
@@ -539,6 +581,8 @@ impl Decode {
                     return Err(failed(e));
                 }
             };
+            readable += chunk.stats.kept_total() + chunk.stats.other_types + chunk.stats.invalid;
+            records += chunk.stats.records;
             stats.merge(&chunk.stats);
             bytes += chunk.bytes;
             events.extend(chunk.events);
