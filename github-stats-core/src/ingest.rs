@@ -345,6 +345,7 @@ impl Ingest {
             buffered_batches: 0,
             unrecorded: VecDeque::new(),
             partial: StoredBatch::default(),
+            retry: None,
             report: IngestReport::default(),
             consecutive_failures: 0,
         }
@@ -388,7 +389,12 @@ struct InsertDone {
     result: Result<InsertOutcome, StoreError>,
     /// How long the store took.
     duration: Duration,
-    events: Vec<Event>,
+    insert: PendingInsert,
+}
+
+/// An insert's events, shared with the store as they are, and the entries they came from.
+struct PendingInsert {
+    events: Arc<[Event]>,
     parts: Vec<Part>,
 }
 
@@ -436,6 +442,8 @@ struct IngestLoop {
     unrecorded: VecDeque<Stored>,
     /// What the parts stored so far of the batch being stored did.
     partial: StoredBatch,
+    /// A failed insert, retried as it is before anything else is inserted.
+    retry: Option<PendingInsert>,
     report: IngestReport,
     consecutive_failures: u32,
 }
@@ -491,6 +499,7 @@ impl IngestLoop {
             let cancelled = turn.shutdown_deadline.is_some();
             if turn.work.is_none()
                 && self.buffer.is_empty()
+                && self.retry.is_none()
                 && self.unrecorded.is_empty()
                 && (turn.source_done || cancelled)
             {
@@ -678,13 +687,17 @@ impl IngestLoop {
         self.buffered += events.len();
         self.buffered_batches += 1;
         let chunk = self.config.max_insert_events.max(1);
-        // Split big batches so that one insert stays bounded; the last part ends the batch.
-        while events.len() > chunk {
-            let rest = events.split_off(chunk);
-            self.buffer.push_back(Entry {
-                events: std::mem::replace(&mut events, rest),
-                end: None,
-            });
+        // Split big batches so that one insert stays bounded (each event moved once); the last
+        // part ends the batch.
+        if events.len() > chunk {
+            let mut rest = std::mem::take(&mut events).into_iter();
+            while rest.len() > chunk {
+                self.buffer.push_back(Entry {
+                    events: rest.by_ref().take(chunk).collect(),
+                    end: None,
+                });
+            }
+            events = rest.collect();
         }
         self.buffer.push_back(Entry {
             events,
@@ -719,6 +732,9 @@ impl IngestLoop {
             let store = Arc::clone(&self.store);
             return Some(StoreWork::Records(Box::pin(write_records(store, batches))));
         }
+        if let Some(insert) = self.retry.take() {
+            return Some(self.insert(insert));
+        }
         if self.buffer.is_empty() {
             return None;
         }
@@ -740,21 +756,27 @@ impl IngestLoop {
                 events.extend(entry.events);
             }
         }
+        Some(self.insert(PendingInsert {
+            events: Arc::from(events),
+            parts,
+        }))
+    }
+
+    fn insert(&self, insert: PendingInsert) -> StoreWork {
         let store = Arc::clone(&self.store);
-        Some(StoreWork::Insert(Box::pin(async move {
+        StoreWork::Insert(Box::pin(async move {
             let started = Instant::now();
-            let result = if events.is_empty() {
+            let result = if insert.events.is_empty() {
                 Ok(InsertOutcome::default())
             } else {
-                store.insert_events(&events).await
+                store.insert_batch(Arc::clone(&insert.events)).await
             };
             InsertDone {
                 result,
                 duration: started.elapsed(),
-                events,
-                parts,
+                insert,
             }
-        })))
+        }))
     }
 
     /// Accounts for a finished insert; the wait before retrying when it failed.
@@ -762,8 +784,7 @@ impl IngestLoop {
         let InsertDone {
             result,
             duration,
-            events,
-            parts,
+            insert: PendingInsert { events, parts },
         } = done;
         if !events.is_empty() {
             self.status.update(|s| s.insert_duration.record(duration));
@@ -793,21 +814,30 @@ impl IngestLoop {
                     .update(|s| s.last_store_error = Some(error.to_string()));
                 if let StoreError::InvalidEvent { id, reason } = &error {
                     // Retrying cannot fix this event: drop it alone and retry the rest now.
-                    let before = events.len();
                     let id = *id;
+                    let before = events.len();
                     let mut kept_parts = Vec::with_capacity(parts.len());
                     let mut kept = Vec::with_capacity(before);
-                    let mut rest = events.into_iter();
+                    let mut offset = 0;
                     for part in parts {
                         let part_start = kept.len();
-                        kept.extend(rest.by_ref().take(part.len).filter(|e| e.id != id));
+                        kept.extend(
+                            events[offset..offset + part.len]
+                                .iter()
+                                .filter(|e| e.id != id)
+                                .cloned(),
+                        );
+                        offset += part.len;
                         kept_parts.push(Part {
                             len: kept.len() - part_start,
                             end: part.end,
                         });
                     }
                     let dropped = before - kept.len();
-                    self.requeue(kept, kept_parts);
+                    self.retry = Some(PendingInsert {
+                        events: Arc::from(kept),
+                        parts: kept_parts,
+                    });
                     if dropped > 0 {
                         warn!(id, reason = %reason, "store refused an event, dropping it");
                         self.report.rejected += dropped as u64;
@@ -824,7 +854,7 @@ impl IngestLoop {
                 }
                 let wait =
                     self.store_failed(&error, "store insert failed, keeping the events buffered");
-                self.requeue(events, parts);
+                self.retry = Some(PendingInsert { events, parts });
                 Some(wait)
             }
         }
@@ -959,17 +989,6 @@ impl IngestLoop {
             "{message}"
         );
         wait
-    }
-
-    /// Puts the events of a failed insert back at the front of the buffer, in their entries.
-    fn requeue(&mut self, mut events: Vec<Event>, parts: Vec<Part>) {
-        for part in parts.into_iter().rev() {
-            let events = events.split_off(events.len() - part.len);
-            self.buffer.push_front(Entry {
-                events,
-                end: part.end,
-            });
-        }
     }
 }
 

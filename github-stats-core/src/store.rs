@@ -100,6 +100,13 @@ pub trait EventStore: Send + Sync {
     /// returns `Ok`, the events are durable as far as the backend promises.
     async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError>;
 
+    /// [`insert_events`](EventStore::insert_events) of a batch the store may keep a share of
+    /// (the ingest loop's path: a store that works on another thread takes the batch as it is,
+    /// without copying it). The default borrows it.
+    async fn insert_batch(&self, events: Arc<[Event]>) -> Result<InsertOutcome, StoreError> {
+        self.insert_events(&events).await
+    }
+
     /// How many distinct events of `events` (by id) are stored already. The archive follower
     /// asks before handing on a batch of an hour: those the poller stored first.
     async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError>;

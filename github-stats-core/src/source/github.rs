@@ -611,21 +611,24 @@ impl GitHubPoller {
         mut rate_wait: Option<Duration>,
         polled_at: DateTime<Utc>,
     ) -> PollOutcome {
-        if let Err(e) =
-            serde_json::from_slice::<Vec<&RawValue>>(crate::parse::strip_bom(&first.body))
-        {
-            return self
-                .fail(
-                    poll,
-                    format!("GitHub answered invalid JSON on page 1: {e}"),
-                    None,
-                )
-                .await;
-        }
+        // Each page is parsed once: into the byte ranges of its elements, kept beside it.
+        let first_elements = match element_ranges(&first.body) {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                return self
+                    .fail(
+                        poll,
+                        format!("GitHub answered invalid JSON on page 1: {e}"),
+                        None,
+                    )
+                    .await;
+            }
+        };
         let interval = self.set_interval(first.poll_interval);
         let etag = first.etag.clone();
         let mut next = first.next.clone();
         let mut bodies = vec![first.body];
+        let mut ranges = vec![first_elements];
         let mut page_error = None;
         while bodies.len() < self.config.max_pages.max(1) as usize && rate_wait.is_none() {
             let Some(url) = next.take() else { break };
@@ -661,14 +664,15 @@ impl GitHubPoller {
                 ));
                 break;
             }
-            if let Err(e) =
-                serde_json::from_slice::<Vec<&RawValue>>(crate::parse::strip_bom(&answer.body))
-            {
-                page_error = Some(format!(
-                    "page {}: GitHub answered invalid JSON: {e}",
-                    bodies.len() + 1
-                ));
-                break;
+            match element_ranges(&answer.body) {
+                Ok(page) => ranges.push(page),
+                Err(e) => {
+                    page_error = Some(format!(
+                        "page {}: GitHub answered invalid JSON: {e}",
+                        bodies.len() + 1
+                    ));
+                    break;
+                }
             }
             next = answer.next;
             bodies.push(answer.body);
@@ -678,11 +682,15 @@ impl GitHubPoller {
             self.record_error(message.clone());
         }
 
-        let pages: Vec<Vec<&RawValue>> = bodies
+        let elements: Vec<&str> = bodies
             .iter()
-            .map(|b| serde_json::from_slice(crate::parse::strip_bom(b)).expect("validated above"))
+            .zip(&ranges)
+            .flat_map(|(body, page)| {
+                page.iter().map(move |r| {
+                    std::str::from_utf8(&body[r.clone()]).expect("validated as JSON, so UTF-8")
+                })
+            })
             .collect();
-        let elements: Vec<&RawValue> = pages.into_iter().flatten().collect();
         let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
 
         if let Some(dir) = &self.config.events_dir {
@@ -692,7 +700,7 @@ impl GitHubPoller {
                 if i > 0 {
                     json.push(',');
                 }
-                json.push_str(e.get());
+                json.push_str(e);
             }
             json.push(']');
             let dir = dir.clone();
@@ -716,7 +724,7 @@ impl GitHubPoller {
         let mut new_events = 0u64;
         let mut duplicates = 0u64;
         for element in &elements {
-            let id = event_id(element.get());
+            let id = event_id(element);
             if let Some(id) = id {
                 ids.push(id);
                 if !poll.recent.insert(id) {
@@ -725,7 +733,7 @@ impl GitHubPoller {
                 }
             }
             new_events += 1;
-            let outcome = parse_record(element.get().as_bytes());
+            let outcome = parse_record(element.as_bytes());
             if let RecordOutcome::Invalid(reason) = &outcome {
                 warn!(id, error = %reason, "github sent an event no store may hold, skipped");
             }
@@ -863,8 +871,37 @@ fn write_poll_file(dir: &Path, at: DateTime<Utc>, json: &str) -> std::io::Result
     Ok(path)
 }
 
-/// The id of an event (a numeric string, or a number), without parsing the rest.
+/// The byte ranges of the elements of the JSON array `body` (a leading byte order mark
+/// skipped), from one parse that also validates it.
+fn element_ranges(body: &[u8]) -> Result<Vec<std::ops::Range<usize>>, serde_json::Error> {
+    let json = crate::parse::strip_bom(body);
+    let offset = body.len() - json.len();
+    let elements: Vec<&RawValue> = serde_json::from_slice(json)?;
+    let base = json.as_ptr() as usize;
+    Ok(elements
+        .iter()
+        .map(|e| {
+            let start = e.get().as_ptr() as usize - base + offset;
+            start..start + e.get().len()
+        })
+        .collect())
+}
+
+/// The id of an event (a numeric string, or a number), without parsing the rest: GitHub sends
+/// it first (`{"id":"123",`), read straight off the bytes; anything else goes through serde.
 fn event_id(element: &str) -> Option<u64> {
+    if let Some(rest) = element.strip_prefix("{\"id\":\"")
+        && let Some(end) = rest.find('"')
+        && end > 0
+        && end <= 20
+        && rest.as_bytes()[..end].iter().all(u8::is_ascii_digit)
+    {
+        return rest[..end].parse().ok();
+    }
+    event_id_parsed(element)
+}
+
+fn event_id_parsed(element: &str) -> Option<u64> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Id<'a> {
@@ -996,6 +1033,16 @@ mod tests {
         assert_eq!(event_id(r#"{"type":"X","id":7}"#), Some(7));
         assert_eq!(event_id(r#"{"type":"X"}"#), None);
         assert_eq!(event_id(r#"{"id":"abc"}"#), None);
+        // The fast path and serde agree, on GitHub's shape and on others.
+        for element in [
+            r#"{"id":"45","type":"X"}"#,
+            r#"{"id":"","type":"X"}"#,
+            r#"{"id":"99999999999999999999999","type":"X"}"#,
+            r#"{"id":"12\u0033"}"#,
+            r#"{ "id":"7"}"#,
+        ] {
+            assert_eq!(event_id(element), event_id_parsed(element), "{element}");
+        }
     }
 
     #[test]

@@ -41,11 +41,11 @@ use crate::metrics::{
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
 mod archive;
-mod copied;
+mod fields;
 mod log;
 mod ranking;
 
-use copied::{CopiedEvents, EventFields};
+use fields::EventFields;
 pub use log::ReplayReport;
 use ranking::{Ranking, Slot};
 
@@ -294,6 +294,24 @@ impl MemoryStore {
         self.shared.insert(events)
     }
 
+    /// The outcome of inserting `events` when it is known in place: an empty batch, or a poll's
+    /// few hundred events all stored already (checked without the blocking pool).
+    fn nothing_new(&self, events: &[Event]) -> Option<InsertOutcome> {
+        if events.is_empty() {
+            return Some(InsertOutcome::default());
+        }
+        if events.len() > INLINE_IDS {
+            return None;
+        }
+        let index = self.shared.index.try_read().ok()?;
+        let (fresh, stored_before) = index.fresh_and_stored(events);
+        fresh.is_empty().then_some(InsertOutcome {
+            inserted: 0,
+            duplicates: events.len() as u64,
+            stored_before,
+        })
+    }
+
     /// Runs `query` on the index: in place when the index is free (a query of a few
     /// microseconds), on the blocking pool when an insert holds it, so that no async worker
     /// ever waits for a lock.
@@ -392,28 +410,20 @@ impl Shared {
 
 #[async_trait]
 impl EventStore for MemoryStore {
-    async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError> {
-        if events.is_empty() {
-            return Ok(InsertOutcome::default());
+    async fn insert_batch(&self, events: Arc<[Event]>) -> Result<InsertOutcome, StoreError> {
+        if let Some(outcome) = self.nothing_new(&events) {
+            return Ok(outcome);
         }
-        // A poll brings a few hundred events, mostly stored already: checked in place, a batch
-        // with nothing new needs neither the blocking pool nor a copy.
-        if events.len() <= INLINE_IDS
-            && let Ok(index) = self.shared.index.try_read()
-        {
-            let (fresh, stored_before) = index.fresh_and_stored(events);
-            if fresh.is_empty() {
-                return Ok(InsertOutcome {
-                    inserted: 0,
-                    duplicates: events.len() as u64,
-                    stored_before,
-                });
-            }
+        // The batch is shared with the blocking pool as it is: no copy.
+        self.blocking(move |shared| shared.insert(&events)).await?
+    }
+
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError> {
+        if let Some(outcome) = self.nothing_new(events) {
+            return Ok(outcome);
         }
         // The blocking pool needs owned events.
-        let copy = CopiedEvents::new(events);
-        self.blocking(move |shared| shared.insert(&copy.events()))
-            .await?
+        self.insert_batch(Arc::from(events)).await
     }
 
     async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {

@@ -42,7 +42,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::copied::EventFields;
+use super::fields::EventFields;
 use crate::event::{Event, EventType, utc_from_timestamp};
 use crate::store::StoreError;
 
