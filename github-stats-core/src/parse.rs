@@ -232,12 +232,28 @@ pub fn parse_json_array(
     stats: &mut ParseStats,
     out: &mut Vec<Event>,
 ) -> Result<(), ParseError> {
-    let elements: Vec<&RawValue> =
-        serde_json::from_slice(strip_bom(data)).map_err(ParseError::NotAnArray)?;
-    for element in elements {
-        stats.count(parse_record(element.get().as_bytes()), out);
+    for range in json_array_elements(data)? {
+        stats.count(parse_record(&data[range]), out);
     }
     Ok(())
+}
+
+/// The byte ranges in `data` of the elements of the JSON array it holds (a leading byte order
+/// mark skipped), from one parse that validates the whole array; an error when `data` is not a
+/// JSON array. The one splitter of whole arrays in memory (an Events API page, a poll file read
+/// whole); files are split as they stream by, without holding them (`EventFileReader`).
+pub fn json_array_elements(data: &[u8]) -> Result<Vec<std::ops::Range<usize>>, ParseError> {
+    let json = strip_bom(data);
+    let offset = data.len() - json.len();
+    let elements: Vec<&RawValue> = serde_json::from_slice(json).map_err(ParseError::NotAnArray)?;
+    let base = json.as_ptr() as usize;
+    Ok(elements
+        .iter()
+        .map(|e| {
+            let start = e.get().as_ptr() as usize - base + offset;
+            start..start + e.get().len()
+        })
+        .collect())
 }
 
 /// Parses a document in either format: a JSON array when its first non-blank byte is `[`,

@@ -27,7 +27,6 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -612,7 +611,7 @@ impl GitHubPoller {
         polled_at: DateTime<Utc>,
     ) -> PollOutcome {
         // Each page is parsed once: into the byte ranges of its elements, kept beside it.
-        let first_elements = match element_ranges(&first.body) {
+        let first_elements = match crate::parse::json_array_elements(&first.body) {
             Ok(ranges) => ranges,
             Err(e) => {
                 return self
@@ -664,7 +663,7 @@ impl GitHubPoller {
                 ));
                 break;
             }
-            match element_ranges(&answer.body) {
+            match crate::parse::json_array_elements(&answer.body) {
                 Ok(page) => ranges.push(page),
                 Err(e) => {
                     page_error = Some(format!(
@@ -869,22 +868,6 @@ fn write_poll_file(dir: &Path, at: DateTime<Utc>, json: &str) -> std::io::Result
     }
     super::write_atomically(&path, json.as_bytes())?;
     Ok(path)
-}
-
-/// The byte ranges of the elements of the JSON array `body` (a leading byte order mark
-/// skipped), from one parse that also validates it.
-fn element_ranges(body: &[u8]) -> Result<Vec<std::ops::Range<usize>>, serde_json::Error> {
-    let json = crate::parse::strip_bom(body);
-    let offset = body.len() - json.len();
-    let elements: Vec<&RawValue> = serde_json::from_slice(json)?;
-    let base = json.as_ptr() as usize;
-    Ok(elements
-        .iter()
-        .map(|e| {
-            let start = e.get().as_ptr() as usize - base + offset;
-            start..start + e.get().len()
-        })
-        .collect())
 }
 
 /// The id of an event (a numeric string, or a number), without parsing the rest: GitHub sends
