@@ -15,6 +15,11 @@
 //!   first byte of each later request, the whole head (request line and headers) must arrive
 //!   within the header read timeout, or the connection is closed. This is what stops a client
 //!   sending one header byte at a time (the idle timeout only sees that traffic goes on);
+//! - **a write deadline** ([`WriteDeadline`], nginx's `send_timeout`): a write that cannot go on
+//!   for the write timeout (the client reads nothing, its window stays shut) fails, and the
+//!   connection is closed, its slot freed. poem's idle timeout cannot do this: every attempt to
+//!   write counts as traffic for it, and it lets a request in progress finish, so clients that
+//!   pipeline requests and never read their answers would hold their slots for ever;
 //! - **JSON for hyper's own answers**: hyper answers a request it cannot parse (a bad request
 //!   line, a URI over 65534 bytes, a head over its buffer or with more than 100 headers) itself,
 //!   before any handler runs, with an empty body. [`GuardedStream`] recognises those three fixed
@@ -41,7 +46,7 @@ pub const HYPER_MAX_HEADERS: usize = 100;
 /// hyper's read buffer (`DEFAULT_MAX_BUFFER_SIZE`, 408 KiB): a longer head is answered 431.
 pub const HYPER_MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
-/// The limits on connections: the cap and the two timeouts.
+/// The limits on connections: the cap and the three timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Most connections open at once.
@@ -52,6 +57,9 @@ pub struct ConnectionLimits {
     /// How long a connection may stay without any traffic (poem's idle timeout), typically
     /// between keep-alive requests.
     pub idle_timeout: Duration,
+    /// How long a write may stay blocked (the client reading nothing) before the connection is
+    /// closed: nginx's `send_timeout`, measured between two writes that make progress.
+    pub write_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -60,6 +68,7 @@ impl Default for ConnectionLimits {
             max_connections: 512,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -194,7 +203,7 @@ impl<A: Acceptor> Acceptor for GuardedAcceptor<A> {
                     if failures > 0 {
                         tracing::info!(failures, "accepting connections again");
                     }
-                    let stream = GuardedStream::new(io, slot, self.limits.header_read_timeout);
+                    let stream = GuardedStream::new(io, slot, &self.limits);
                     return Ok((stream, local, remote, scheme));
                 }
                 Err(e) if is_connection_error(&e) => {
@@ -337,6 +346,66 @@ impl HeadDeadline {
     }
 }
 
+/// The deadline of a write the client does not take (nginx's `send_timeout`): set when a write
+/// first cannot go on, cleared by the next one that makes progress, so a slow reader that keeps
+/// reading is never cut off, and one that stops is after `timeout`.
+struct WriteDeadline {
+    timeout: Duration,
+    /// Made at the first blocked write: most connections never block.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// A write is blocked and must go on by `sleep`.
+    armed: bool,
+    /// The deadline passed: the connection is being closed.
+    expired: bool,
+}
+
+impl WriteDeadline {
+    fn new(timeout: Duration) -> WriteDeadline {
+        WriteDeadline {
+            timeout,
+            sleep: None,
+            armed: false,
+            expired: false,
+        }
+    }
+
+    /// Passes on the inner stream's answer to a write, flush or shutdown: a blocked one arms the
+    /// deadline (registering the waker) and becomes an error once it has passed; any other
+    /// answer disarms it.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if !poll.is_pending() {
+            self.armed = false;
+            return poll;
+        }
+        if !self.armed {
+            self.armed = true;
+            let at = Instant::now() + self.timeout;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+        if let Some(sleep) = &mut self.sleep
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            self.expired = true;
+            tracing::debug!(
+                timeout_s = self.timeout.as_secs_f64(),
+                "the client did not read its answer in time, closing the connection"
+            );
+            return Poll::Ready(Err(write_timeout()));
+        }
+        Poll::Pending
+    }
+}
+
+fn write_timeout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client did not read its answer in time",
+    )
+}
+
 /// A hyper answer being replaced by one with a JSON body.
 struct Replacement {
     bytes: Vec<u8>,
@@ -344,21 +413,23 @@ struct Replacement {
 }
 
 /// An accepted connection: the inner stream with its slot under the cap, the request head
-/// deadline, and hyper's own error answers given a JSON body (see the [module](self)
+/// deadline, the write deadline, and hyper's own error answers given a JSON body (see the [module](self)
 /// documentation).
 pub struct GuardedStream<T> {
     inner: T,
     _slot: Slot,
     head: HeadDeadline,
+    write: WriteDeadline,
     replacement: Option<Replacement>,
 }
 
 impl<T> GuardedStream<T> {
-    fn new(inner: T, slot: Slot, header_read_timeout: Duration) -> GuardedStream<T> {
+    fn new(inner: T, slot: Slot, limits: &ConnectionLimits) -> GuardedStream<T> {
         GuardedStream {
             inner,
             _slot: slot,
-            head: HeadDeadline::new(header_read_timeout),
+            head: HeadDeadline::new(limits.header_read_timeout),
+            write: WriteDeadline::new(limits.write_timeout),
             replacement: None,
         }
     }
@@ -373,7 +444,8 @@ impl<T: AsyncWrite + Unpin> GuardedStream<T> {
         };
         while replacement.written < replacement.bytes.len() {
             let rest = &replacement.bytes[replacement.written..];
-            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+            let poll = Pin::new(&mut self.inner).poll_write(cx, rest);
+            match self.write.watch(cx, poll) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
@@ -415,6 +487,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedStream<T> {
         if this.head.expired {
             return Poll::Ready(Err(head_timeout()));
         }
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -447,11 +522,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         this.head.answering();
         if let Some(poll) = this.poll_write_answer(cx, buf, buf.len()) {
             return poll;
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -460,6 +539,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         this.head.answering();
         let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
         if let (Some(only), None) = (non_empty.next(), non_empty.next()) {
@@ -468,7 +550,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
                 return poll;
             }
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.write.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -477,14 +560,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         std::task::ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write.watch(cx, poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         std::task::ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.write.watch(cx, poll)
     }
 }
 
@@ -720,6 +811,53 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         // And it stays closed.
         assert!(stream.read(&mut buf).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_does_not_take_fails_after_the_write_timeout() {
+        let (mut acceptor, ..) = fake(ConnectionLimits {
+            write_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        });
+        let (mut stream, ..) = acceptor.accept().await.unwrap();
+        let mut peer = acceptor.inner.peers.pop().unwrap();
+        // A reader that keeps taking bytes, slower than the writer but well within the timeout
+        // each time, for three times the timeout: never cut off.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            for _ in 0..9 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peer.read_exact(&mut buf).await.unwrap();
+            }
+            peer
+        });
+        let chunk = [b'x'; 256];
+        // The duplex buffer (1 KiB) plus what the reader takes: the writer blocks between reads.
+        for _ in 0..13 {
+            tokio::time::timeout(Duration::from_secs(30), stream.write_all(&chunk))
+                .await
+                .expect("a write waited for ever")
+                .expect("a reader that reads was cut off");
+        }
+        let peer = reader.await.unwrap();
+        // Now the reader stops: the write that cannot go on fails once the timeout has passed.
+        let started = Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Err(e) = stream.write_all(&chunk).await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("the write deadline never fired");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // And the stream stays failed, both ways.
+        assert!(stream.write_all(b"x").await.is_err());
+        let mut buf = [0u8; 8];
+        assert!(stream.read(&mut buf).await.is_err());
+        drop(peer);
     }
 
     #[test]
