@@ -15,7 +15,7 @@
 //!   first byte of each later request, the whole head (request line and headers) must arrive
 //!   within the header read timeout, or the connection is closed. This is what stops a client
 //!   sending one header byte at a time (the idle timeout only sees that traffic goes on);
-//! - **a write deadline** ([`WriteDeadline`], nginx's `send_timeout`): a write that cannot go on
+//! - **a write deadline** ([`GuardedStream`], nginx's `send_timeout`): a write that cannot go on
 //!   for the write timeout (the client reads nothing, its window stays shut) fails, and the
 //!   connection is closed, its slot freed. poem's idle timeout cannot do this: every attempt to
 //!   write counts as traffic for it, and it lets a request in progress finish, so clients that
@@ -258,8 +258,8 @@ impl Drop for Slot {
 /// The connection preface of HTTP/2 with prior knowledge: after it, frames, not heads.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The deadline of the request head being read, found by watching the bytes read for the blank
-/// line that ends a head.
+/// The deadline of the request head being read, found by looking in the bytes read for the
+/// blank line that ends a head (with `memchr`: never a step per byte, see [`HeadDeadline::read`]).
 struct HeadDeadline {
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
@@ -293,35 +293,59 @@ impl HeadDeadline {
         self.sleep.as_mut().reset(Instant::now() + self.timeout);
     }
 
-    /// Bytes were read from the client.
+    /// Bytes were read from the client. The work is O(1) for a read that ends with a blank line
+    /// (a whole request head, or pipelined ones: the usual read), otherwise one `memrchr` scan
+    /// back to the last blank line of the read, and the HTTP/2 preface is compared once, over
+    /// its first 24 bytes: never a step per byte.
     fn read(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            if self.http2 {
-                return;
-            }
-            if let Some(matched) = self.preface {
-                self.preface = (HTTP2_PREFACE[matched] == byte).then_some(matched + 1);
-                if self.preface == Some(HTTP2_PREFACE.len()) {
+        if self.http2 || bytes.is_empty() {
+            return;
+        }
+        if let Some(matched) = self.preface {
+            let n = bytes.len().min(HTTP2_PREFACE.len() - matched);
+            if bytes[..n] == HTTP2_PREFACE[matched..matched + n] {
+                if matched + n == HTTP2_PREFACE.len() {
                     self.http2 = true;
                     self.armed = false;
                     return;
                 }
+                self.preface = Some(matched + n);
+            } else {
+                self.preface = None;
             }
-            if !self.armed {
-                // A byte after a complete head starts the next one.
-                self.arm();
-            }
-            self.line_end = match (byte, self.line_end) {
-                (b'\n', 1 | 2) => {
-                    // A blank line: the head is complete.
-                    self.armed = false;
-                    0
-                }
-                (b'\n', _) => 1,
-                (b'\r', 1) => 2,
-                _ => 0,
-            };
         }
+        match self.last_head_end(bytes) {
+            // The read ends with a head: none is being read.
+            Some(end) if end == bytes.len() => self.armed = false,
+            // A head ended, and the next one began in these bytes.
+            Some(_) => self.arm(),
+            None if !self.armed => self.arm(),
+            // The head being read goes on: its deadline stays.
+            None => {}
+        }
+        self.line_end = match bytes {
+            [.., b'\n'] => 1,
+            [.., b'\n', b'\r'] => 2,
+            [b'\r'] if self.line_end == 1 => 2,
+            _ => 0,
+        };
+    }
+
+    /// Where the last blank line of `bytes` (a `\n` after `\n` or `\n\r`, those of the previous
+    /// read included) ends, if there is one. A run of empty lines counts as one end of a head
+    /// (hyper skips empty lines before a request line).
+    fn last_head_end(&self, bytes: &[u8]) -> Option<usize> {
+        memchr::memrchr_iter(b'\n', bytes)
+            .find(|&at| match (at, self.line_end) {
+                (0, 1 | 2) => true,
+                (1, 1) if bytes[0] == b'\r' => true,
+                (0, _) => false,
+                _ => {
+                    bytes[at - 1] == b'\n'
+                        || (at >= 2 && bytes[at - 1] == b'\r' && bytes[at - 2] == b'\n')
+                }
+            })
+            .map(|at| at + 1)
     }
 
     /// The server writes: the request being answered had its whole head; bytes read since were
@@ -794,6 +818,53 @@ mod tests {
         assert!(!h2.armed && h2.http2);
         h2.read(b"\x00\x00\x12\x04frames");
         assert!(!h2.armed, "no head deadline on HTTP/2 frames");
+    }
+
+    /// The byte-at-a-time state machine the deadline used to run, as a reference: whether a
+    /// head is being read after each chunk.
+    fn armed_byte_by_byte(chunks: &[&[u8]]) -> Vec<bool> {
+        let (mut armed, mut line_end) = (true, 0u8);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            for &byte in *chunk {
+                armed = true;
+                line_end = match (byte, line_end) {
+                    (b'\n', 1 | 2) => {
+                        armed = false;
+                        0
+                    }
+                    (b'\n', _) => 1,
+                    (b'\r', 1) => 2,
+                    _ => 0,
+                };
+            }
+            out.push(armed);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_deadline_agrees_with_a_byte_by_byte_reading_however_the_bytes_are_split() {
+        let stream: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\nHost: b\n\n\
+                              GET /c HTTP/1.1\r\nX-A: \r\nX-B: y\r\n\r\nGET /d HTTP/1.1\r\n";
+        for first in 1..stream.len() {
+            for second in first + 1..stream.len() {
+                let chunks = [&stream[..first], &stream[first..second], &stream[second..]];
+                let mut d = HeadDeadline::new(Duration::from_secs(10));
+                let armed: Vec<bool> = chunks
+                    .iter()
+                    .map(|chunk| {
+                        d.read(chunk);
+                        d.armed
+                    })
+                    .collect();
+                assert_eq!(
+                    armed,
+                    armed_byte_by_byte(&chunks),
+                    "split at {first} and {second}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
