@@ -71,6 +71,13 @@ impl RecentIds {
         self.set.contains(&id)
     }
 
+    /// Forgets every id (the table they were stored in was dropped).
+    #[cfg_attr(not(feature = "clickhouse"), allow(dead_code))]
+    pub(crate) fn clear(&mut self) {
+        self.set.clear();
+        self.order.clear();
+    }
+
     /// Remembers `id`, forgetting the oldest beyond the capacity; whether it was not remembered
     /// yet.
     pub(crate) fn insert(&mut self, id: u64) -> bool {

@@ -811,7 +811,7 @@ impl IngestLoop {
             }
             Err(error) => {
                 self.status
-                    .update(|s| s.last_store_error = Some(error.to_string()));
+                    .update(|s| s.last_store_error = Some(error.public_message()));
                 if let StoreError::InvalidEvent { id, reason } = &error {
                     // Retrying cannot fix this event: drop it alone and retry the rest now.
                     let id = *id;

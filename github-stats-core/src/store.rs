@@ -85,6 +85,19 @@ impl StoreError {
         matches!(self, StoreError::Unavailable(_))
     }
 
+    /// The error in words an API client or a status page may be shown: the text of
+    /// [`StoreError::Backend`] is the backend's own (a ClickHouse exception, with the SQL it
+    /// refused), for the log only; the other variants' messages are this crate's.
+    pub fn public_message(&self) -> String {
+        match self {
+            StoreError::Backend(_) => {
+                "store query failed: the store answered with an error (details in the server log)"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
         StoreError::Io {
             context: context.into(),

@@ -111,6 +111,11 @@ pub struct Config {
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
+    /// Seconds an answer may stay unsent because the client reads nothing (nginx's
+    /// `send_timeout`, counted from the last write that went on); the connection is then closed.
+    #[arg(long, env = "WRITE_TIMEOUT_SECS", default_value_t = 60)]
+    pub write_timeout_secs: u64,
+
     /// `LOG_LEVEL` and `LOG_FORMAT`.
     #[command(flatten)]
     pub log: LogArgs,
@@ -200,6 +205,9 @@ impl Config {
         if self.idle_timeout_secs == 0 {
             problems.push("invalid IDLE_TIMEOUT_SECS 0, expected at least 1".to_owned());
         }
+        if self.write_timeout_secs == 0 {
+            problems.push("invalid WRITE_TIMEOUT_SECS 0, expected at least 1".to_owned());
+        }
         if let Some(from) = &self.gharchive_from
             && let Err(e) = parse_hour(from, Utc::now())
         {
@@ -247,6 +255,7 @@ impl Config {
             max_connections: self.max_connections,
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            write_timeout: std::time::Duration::from_secs(self.write_timeout_secs),
         }
     }
 }
@@ -275,6 +284,7 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("write_timeout_secs", &self.write_timeout_secs)
             .field("log", &self.log)
             .field("gharchive_from", &self.gharchive_from)
             .field("archive", &self.archive)
@@ -495,12 +505,15 @@ mod tests {
             "0",
             "--idle-timeout-secs",
             "0",
+            "--write-timeout-secs",
+            "0",
         ]);
         let err = config.validate().unwrap_err().to_string();
         for name in [
             "MAX_CONNECTIONS",
             "HEADER_READ_TIMEOUT_SECS",
             "IDLE_TIMEOUT_SECS",
+            "WRITE_TIMEOUT_SECS",
         ] {
             assert!(err.lines().any(|l| l.contains(name)), "{name}: {err}");
         }

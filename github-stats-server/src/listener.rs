@@ -15,6 +15,11 @@
 //!   first byte of each later request, the whole head (request line and headers) must arrive
 //!   within the header read timeout, or the connection is closed. This is what stops a client
 //!   sending one header byte at a time (the idle timeout only sees that traffic goes on);
+//! - **a write deadline** ([`GuardedStream`], nginx's `send_timeout`): a write that cannot go on
+//!   for the write timeout (the client reads nothing, its window stays shut) fails, and the
+//!   connection is closed, its slot freed. poem's idle timeout cannot do this: every attempt to
+//!   write counts as traffic for it, and it lets a request in progress finish, so clients that
+//!   pipeline requests and never read their answers would hold their slots for ever;
 //! - **JSON for hyper's own answers**: hyper answers a request it cannot parse (a bad request
 //!   line, a URI over 65534 bytes, a head over its buffer or with more than 100 headers) itself,
 //!   before any handler runs, with an empty body. [`GuardedStream`] recognises those three fixed
@@ -41,7 +46,7 @@ pub const HYPER_MAX_HEADERS: usize = 100;
 /// hyper's read buffer (`DEFAULT_MAX_BUFFER_SIZE`, 408 KiB): a longer head is answered 431.
 pub const HYPER_MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
-/// The limits on connections: the cap and the two timeouts.
+/// The limits on connections: the cap and the three timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Most connections open at once.
@@ -52,6 +57,9 @@ pub struct ConnectionLimits {
     /// How long a connection may stay without any traffic (poem's idle timeout), typically
     /// between keep-alive requests.
     pub idle_timeout: Duration,
+    /// How long a write may stay blocked (the client reading nothing) before the connection is
+    /// closed: nginx's `send_timeout`, measured between two writes that make progress.
+    pub write_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -60,6 +68,7 @@ impl Default for ConnectionLimits {
             max_connections: 512,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -194,7 +203,7 @@ impl<A: Acceptor> Acceptor for GuardedAcceptor<A> {
                     if failures > 0 {
                         tracing::info!(failures, "accepting connections again");
                     }
-                    let stream = GuardedStream::new(io, slot, self.limits.header_read_timeout);
+                    let stream = GuardedStream::new(io, slot, &self.limits);
                     return Ok((stream, local, remote, scheme));
                 }
                 Err(e) if is_connection_error(&e) => {
@@ -249,8 +258,8 @@ impl Drop for Slot {
 /// The connection preface of HTTP/2 with prior knowledge: after it, frames, not heads.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The deadline of the request head being read, found by watching the bytes read for the blank
-/// line that ends a head.
+/// The deadline of the request head being read, found by looking in the bytes read for the
+/// blank line that ends a head (with `memchr`: never a step per byte, see [`HeadDeadline::read`]).
 struct HeadDeadline {
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
@@ -284,35 +293,59 @@ impl HeadDeadline {
         self.sleep.as_mut().reset(Instant::now() + self.timeout);
     }
 
-    /// Bytes were read from the client.
+    /// Bytes were read from the client. The work is O(1) for a read that ends with a blank line
+    /// (a whole request head, or pipelined ones: the usual read), otherwise one `memrchr` scan
+    /// back to the last blank line of the read, and the HTTP/2 preface is compared once, over
+    /// its first 24 bytes: never a step per byte.
     fn read(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            if self.http2 {
-                return;
-            }
-            if let Some(matched) = self.preface {
-                self.preface = (HTTP2_PREFACE[matched] == byte).then_some(matched + 1);
-                if self.preface == Some(HTTP2_PREFACE.len()) {
+        if self.http2 || bytes.is_empty() {
+            return;
+        }
+        if let Some(matched) = self.preface {
+            let n = bytes.len().min(HTTP2_PREFACE.len() - matched);
+            if bytes[..n] == HTTP2_PREFACE[matched..matched + n] {
+                if matched + n == HTTP2_PREFACE.len() {
                     self.http2 = true;
                     self.armed = false;
                     return;
                 }
+                self.preface = Some(matched + n);
+            } else {
+                self.preface = None;
             }
-            if !self.armed {
-                // A byte after a complete head starts the next one.
-                self.arm();
-            }
-            self.line_end = match (byte, self.line_end) {
-                (b'\n', 1 | 2) => {
-                    // A blank line: the head is complete.
-                    self.armed = false;
-                    0
-                }
-                (b'\n', _) => 1,
-                (b'\r', 1) => 2,
-                _ => 0,
-            };
         }
+        match self.last_head_end(bytes) {
+            // The read ends with a head: none is being read.
+            Some(end) if end == bytes.len() => self.armed = false,
+            // A head ended, and the next one began in these bytes.
+            Some(_) => self.arm(),
+            None if !self.armed => self.arm(),
+            // The head being read goes on: its deadline stays.
+            None => {}
+        }
+        self.line_end = match bytes {
+            [.., b'\n'] => 1,
+            [.., b'\n', b'\r'] => 2,
+            [b'\r'] if self.line_end == 1 => 2,
+            _ => 0,
+        };
+    }
+
+    /// Where the last blank line of `bytes` (a `\n` after `\n` or `\n\r`, those of the previous
+    /// read included) ends, if there is one. A run of empty lines counts as one end of a head
+    /// (hyper skips empty lines before a request line).
+    fn last_head_end(&self, bytes: &[u8]) -> Option<usize> {
+        memchr::memrchr_iter(b'\n', bytes)
+            .find(|&at| match (at, self.line_end) {
+                (0, 1 | 2) => true,
+                (1, 1) if bytes[0] == b'\r' => true,
+                (0, _) => false,
+                _ => {
+                    bytes[at - 1] == b'\n'
+                        || (at >= 2 && bytes[at - 1] == b'\r' && bytes[at - 2] == b'\n')
+                }
+            })
+            .map(|at| at + 1)
     }
 
     /// The server writes: the request being answered had its whole head; bytes read since were
@@ -337,6 +370,66 @@ impl HeadDeadline {
     }
 }
 
+/// The deadline of a write the client does not take (nginx's `send_timeout`): set when a write
+/// first cannot go on, cleared by the next one that makes progress, so a slow reader that keeps
+/// reading is never cut off, and one that stops is after `timeout`.
+struct WriteDeadline {
+    timeout: Duration,
+    /// Made at the first blocked write: most connections never block.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// A write is blocked and must go on by `sleep`.
+    armed: bool,
+    /// The deadline passed: the connection is being closed.
+    expired: bool,
+}
+
+impl WriteDeadline {
+    fn new(timeout: Duration) -> WriteDeadline {
+        WriteDeadline {
+            timeout,
+            sleep: None,
+            armed: false,
+            expired: false,
+        }
+    }
+
+    /// Passes on the inner stream's answer to a write, flush or shutdown: a blocked one arms the
+    /// deadline (registering the waker) and becomes an error once it has passed; any other
+    /// answer disarms it.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if !poll.is_pending() {
+            self.armed = false;
+            return poll;
+        }
+        if !self.armed {
+            self.armed = true;
+            let at = Instant::now() + self.timeout;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+        if let Some(sleep) = &mut self.sleep
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            self.expired = true;
+            tracing::debug!(
+                timeout_s = self.timeout.as_secs_f64(),
+                "the client did not read its answer in time, closing the connection"
+            );
+            return Poll::Ready(Err(write_timeout()));
+        }
+        Poll::Pending
+    }
+}
+
+fn write_timeout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client did not read its answer in time",
+    )
+}
+
 /// A hyper answer being replaced by one with a JSON body.
 struct Replacement {
     bytes: Vec<u8>,
@@ -344,21 +437,23 @@ struct Replacement {
 }
 
 /// An accepted connection: the inner stream with its slot under the cap, the request head
-/// deadline, and hyper's own error answers given a JSON body (see the [module](self)
+/// deadline, the write deadline, and hyper's own error answers given a JSON body (see the [module](self)
 /// documentation).
 pub struct GuardedStream<T> {
     inner: T,
     _slot: Slot,
     head: HeadDeadline,
+    write: WriteDeadline,
     replacement: Option<Replacement>,
 }
 
 impl<T> GuardedStream<T> {
-    fn new(inner: T, slot: Slot, header_read_timeout: Duration) -> GuardedStream<T> {
+    fn new(inner: T, slot: Slot, limits: &ConnectionLimits) -> GuardedStream<T> {
         GuardedStream {
             inner,
             _slot: slot,
-            head: HeadDeadline::new(header_read_timeout),
+            head: HeadDeadline::new(limits.header_read_timeout),
+            write: WriteDeadline::new(limits.write_timeout),
             replacement: None,
         }
     }
@@ -373,7 +468,8 @@ impl<T: AsyncWrite + Unpin> GuardedStream<T> {
         };
         while replacement.written < replacement.bytes.len() {
             let rest = &replacement.bytes[replacement.written..];
-            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+            let poll = Pin::new(&mut self.inner).poll_write(cx, rest);
+            match self.write.watch(cx, poll) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
@@ -415,6 +511,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedStream<T> {
         if this.head.expired {
             return Poll::Ready(Err(head_timeout()));
         }
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -447,11 +546,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         this.head.answering();
         if let Some(poll) = this.poll_write_answer(cx, buf, buf.len()) {
             return poll;
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -460,6 +563,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         this.head.answering();
         let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
         if let (Some(only), None) = (non_empty.next(), non_empty.next()) {
@@ -468,7 +574,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
                 return poll;
             }
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.write.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -477,14 +584,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedStream<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         std::task::ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write.watch(cx, poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.write.expired {
+            return Poll::Ready(Err(write_timeout()));
+        }
         std::task::ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.write.watch(cx, poll)
     }
 }
 
@@ -705,6 +820,53 @@ mod tests {
         assert!(!h2.armed, "no head deadline on HTTP/2 frames");
     }
 
+    /// The byte-at-a-time state machine the deadline used to run, as a reference: whether a
+    /// head is being read after each chunk.
+    fn armed_byte_by_byte(chunks: &[&[u8]]) -> Vec<bool> {
+        let (mut armed, mut line_end) = (true, 0u8);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            for &byte in *chunk {
+                armed = true;
+                line_end = match (byte, line_end) {
+                    (b'\n', 1 | 2) => {
+                        armed = false;
+                        0
+                    }
+                    (b'\n', _) => 1,
+                    (b'\r', 1) => 2,
+                    _ => 0,
+                };
+            }
+            out.push(armed);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_deadline_agrees_with_a_byte_by_byte_reading_however_the_bytes_are_split() {
+        let stream: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\nHost: b\n\n\
+                              GET /c HTTP/1.1\r\nX-A: \r\nX-B: y\r\n\r\nGET /d HTTP/1.1\r\n";
+        for first in 1..stream.len() {
+            for second in first + 1..stream.len() {
+                let chunks = [&stream[..first], &stream[first..second], &stream[second..]];
+                let mut d = HeadDeadline::new(Duration::from_secs(10));
+                let armed: Vec<bool> = chunks
+                    .iter()
+                    .map(|chunk| {
+                        d.read(chunk);
+                        d.armed
+                    })
+                    .collect();
+                assert_eq!(
+                    armed,
+                    armed_byte_by_byte(&chunks),
+                    "split at {first} and {second}"
+                );
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_head_that_does_not_arrive_in_time_closes_the_stream() {
         let (mut acceptor, ..) = fake(ConnectionLimits {
@@ -720,6 +882,53 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         // And it stays closed.
         assert!(stream.read(&mut buf).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_does_not_take_fails_after_the_write_timeout() {
+        let (mut acceptor, ..) = fake(ConnectionLimits {
+            write_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        });
+        let (mut stream, ..) = acceptor.accept().await.unwrap();
+        let mut peer = acceptor.inner.peers.pop().unwrap();
+        // A reader that keeps taking bytes, slower than the writer but well within the timeout
+        // each time, for three times the timeout: never cut off.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            for _ in 0..9 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peer.read_exact(&mut buf).await.unwrap();
+            }
+            peer
+        });
+        let chunk = [b'x'; 256];
+        // The duplex buffer (1 KiB) plus what the reader takes: the writer blocks between reads.
+        for _ in 0..13 {
+            tokio::time::timeout(Duration::from_secs(30), stream.write_all(&chunk))
+                .await
+                .expect("a write waited for ever")
+                .expect("a reader that reads was cut off");
+        }
+        let peer = reader.await.unwrap();
+        // Now the reader stops: the write that cannot go on fails once the timeout has passed.
+        let started = Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Err(e) = stream.write_all(&chunk).await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("the write deadline never fired");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // And the stream stays failed, both ways.
+        assert!(stream.write_all(b"x").await.is_err());
+        let mut buf = [0u8; 8];
+        assert!(stream.read(&mut buf).await.is_err());
+        drop(peer);
     }
 
     #[test]

@@ -238,6 +238,7 @@ impl Application {
             max_connections = limits.max_connections,
             header_read_timeout_s = limits.header_read_timeout.as_secs(),
             idle_timeout_s = limits.idle_timeout.as_secs(),
+            write_timeout_s = limits.write_timeout.as_secs(),
             "listening"
         );
         let acceptor = GuardedAcceptor::new(acceptor, limits);

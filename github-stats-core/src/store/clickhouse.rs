@@ -53,6 +53,11 @@ pub struct ClickHouseStore {
     takeback: Arc<takeback::TakeBack>,
     /// Inserts that failed but may have been stored in part (`write.rs`).
     partial: write::PartialInserts,
+    /// A request found the database or a table missing: the next request creates the schema
+    /// again first (`connect.rs`).
+    schema_lost: std::sync::atomic::AtomicBool,
+    /// Held while the schema is created again, so that one request does it.
+    schema_restore: tokio::sync::Mutex<()>,
     /// Tests only: a barrier every insert waits at between its existence check and its
     /// `INSERT`, to force two writers to race.
     #[cfg(feature = "testsuite")]

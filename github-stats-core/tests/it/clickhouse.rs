@@ -685,3 +685,85 @@ async fn an_insert_stored_in_part_is_found_and_repaired_by_its_retry() {
     assert_eq!(store.health().await.details["partly_stored_repairs"], 1);
     assert_eq!(snapshot(&store, &events).await, want);
 }
+
+/// Issue #25, finding 8: `DROP DATABASE` under a running store. The request that meets the
+/// missing database is `Unavailable` in the store's own words (no ClickHouse text); the next
+/// one creates the schema again, as at start: a retried insert stores its events, with the
+/// counts of a store that only ever held them, and the events that were stored before the drop
+/// (which the store remembered as stored) are stored again when they come again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_database_is_created_again_and_a_retried_insert_stores_its_events() {
+    let name = "dropped_database";
+    let Some(url) = clickhouse_url(name) else {
+        return;
+    };
+    let store = fresh_store(&url, name).await;
+    let reference = fresh_store(&url, "dropped_database_reference").await;
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<Event> = recorded_events()
+        .into_iter()
+        .filter(|e| seen.insert(e.id))
+        .collect();
+    let (before, after) = events.split_at(events.len() / 2);
+    store.insert_events(before).await.unwrap();
+    assert_eq!(store.total_events().await.unwrap(), before.len() as u64);
+
+    let plain = |err: &StoreError| {
+        assert!(err.is_unavailable(), "{err}");
+        let message = err.to_string();
+        for raw in ["Code:", "Exception", "displayText", "doesn't exist"] {
+            assert!(!message.contains(raw), "ClickHouse's text in {message:?}");
+        }
+        assert!(
+            message.contains("missing the store's database"),
+            "{message}"
+        );
+    };
+    sql(&url, &format!("DROP DATABASE gs_it_{name}")).await;
+    let failed = store.insert_events(after).await.unwrap_err();
+    plain(&failed);
+    // The retry, as the ingest loop makes it.
+    let outcome = store.insert_events(after).await.unwrap();
+    assert_eq!(
+        (outcome.inserted, outcome.duplicates),
+        (after.len() as u64, 0)
+    );
+    assert_eq!(store.total_events().await.unwrap(), after.len() as u64);
+    reference.insert_events(after).await.unwrap();
+    let repos: Vec<&str> = after
+        .iter()
+        .take(20)
+        .map(|e| e.repo_name.as_str())
+        .collect();
+    assert_eq!(
+        snapshot_of(&store, after, &repos).await,
+        snapshot_of(&reference, after, &repos).await
+    );
+    // Gone with the database: stored again, not taken for duplicates.
+    let outcome = store.insert_events(before).await.unwrap();
+    assert_eq!(
+        (outcome.inserted, outcome.duplicates),
+        (before.len() as u64, 0)
+    );
+
+    // A query meeting the missing database is refused the same way, and the next one answers.
+    sql(&url, &format!("DROP DATABASE gs_it_{name}")).await;
+    plain(&store.total_events().await.unwrap_err());
+    assert_eq!(store.total_events().await.unwrap(), 0);
+    let outcome = store.insert_events(&events).await.unwrap();
+    assert_eq!(outcome.inserted, events.len() as u64);
+    reference.insert_events(before).await.unwrap();
+    let repos: Vec<&str> = events
+        .iter()
+        .take(20)
+        .map(|e| e.repo_name.as_str())
+        .collect();
+    assert_eq!(
+        snapshot_of(&store, &events, &repos).await,
+        snapshot_of(&reference, &events, &repos).await
+    );
+    let rows = sql(&url, &format!("SELECT count() FROM gs_it_{name}.events")).await;
+    assert_eq!(rows.trim().parse::<u64>().unwrap(), events.len() as u64);
+    store.drop_database().await.unwrap();
+    reference.drop_database().await.unwrap();
+}

@@ -73,9 +73,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
+        // The log has the whole error; a client never sees a backend's own text (a ClickHouse
+        // exception names tables and quotes SQL).
         let body = |err: &StoreError| {
             Json(ErrorBody {
-                error: err.to_string(),
+                error: err.public_message(),
             })
         };
         if err.is_unavailable() {

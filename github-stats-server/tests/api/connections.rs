@@ -1,7 +1,8 @@
-//! The connection layer over a real socket (issue #15, item 3 and item 10): a client that never
-//! sends a request, or sends its head a byte at a time, is disconnected after the header read
-//! timeout; an idle keep-alive connection after the idle timeout; idle connections beyond the
-//! cap wait without stopping `/health`; and what hyper refuses before any handler runs is JSON.
+//! The connection layer over a real socket (issue #15, item 3 and item 10; issue #25, finding
+//! 1): a client that never sends a request, or sends its head a byte at a time, is disconnected
+//! after the header read timeout; an idle keep-alive connection after the idle timeout; one
+//! that never reads its answers after the write timeout; idle connections beyond the cap wait
+//! without stopping `/health`; and what hyper refuses before any handler runs is JSON.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use github_stats_server::{Application, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -114,7 +115,44 @@ async fn read_answer(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
     (status, head, data[head_end..head_end + length].to_vec())
 }
 
+/// The body lengths of `count` pipelined answers read from `stream`, each checked to be a 200.
+async fn read_pipelined_answers(stream: &mut TcpStream, count: usize) -> Vec<usize> {
+    let mut data = Vec::new();
+    let mut lengths = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while lengths.len() < count {
+        let whole = data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .and_then(|at| {
+                let head = std::str::from_utf8(&data[..at]).unwrap();
+                assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+                let length: usize = head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })?;
+                (data.len() >= at + 4 + length).then_some((at + 4 + length, length))
+            });
+        if let Some((end, length)) = whole {
+            lengths.push(length);
+            data.drain(..end);
+            continue;
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(n > 0, "closed after {} answers", lengths.len());
+        data.extend_from_slice(&buf[..n]);
+    }
+    lengths
+}
+
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n";
+
+/// A request for the spec: a large answer (about 43 KB).
+const SPEC: &[u8] = b"GET /openapi.json HTTP/1.1\r\nHost: test\r\n\r\n";
 
 #[tokio::test]
 async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() {
@@ -279,6 +317,71 @@ async fn idle_connections_beyond_the_cap_time_out_and_health_answers() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    server.stop().await;
+}
+
+/// Issue #25, finding 1: clients that fill every slot with pipelined requests for a large answer
+/// and never read it held their slots for as long as they liked (the idle timeout counts a
+/// blocked write as traffic and lets a request in progress finish). Each is closed once its
+/// answer has been stuck for the write timeout, and `/health` is answered meanwhile.
+#[tokio::test]
+async fn clients_that_never_read_their_answers_are_closed_after_the_write_timeout() {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    // The other timeouts are far away: only the write timeout can free these slots.
+    let server = Running::start(
+        dir.path(),
+        &[
+            "--max-connections",
+            "32",
+            "--write-timeout-secs",
+            "1",
+            "--idle-timeout-secs",
+            "600",
+            "--header-read-timeout-secs",
+            "600",
+        ],
+    )
+    .await;
+    // 400 pipelined requests: 17 MB of answers per connection, more than the socket buffers of
+    // both ends hold (the server's send buffer grows to 4 MiB), so every connection's answer
+    // gets stuck.
+    let pipelined = SPEC.repeat(400);
+    let mut stuck = Vec::new();
+    for _ in 0..32 {
+        let socket = TcpSocket::new_v4().unwrap();
+        // A small window, so that the client's side holds almost nothing.
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(server.address).await.unwrap();
+        stream.write_all(&pipelined).await.unwrap();
+        stuck.push(stream);
+    }
+    let started = std::time::Instant::now();
+    let health = reqwest::Client::new()
+        .get(format!("http://{}/health", server.address))
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .expect("/health answers while every slot holds a client that never reads");
+    let waited = started.elapsed();
+    assert_eq!(health.status(), 200);
+    // The write timeout, then a second at most (slack for a loaded machine).
+    assert!(
+        waited < WRITE_TIMEOUT + Duration::from_secs(2),
+        "/health waited {waited:?} for a slot"
+    );
+    // Every one of them was closed by the server, by now (reading them earlier would let their
+    // answers go on): what they can still read is what the kernel had buffered, then the end.
+    tokio::time::sleep(WRITE_TIMEOUT * 2).await;
+    for stream in &mut stuck {
+        let unread = closed_by_server(stream).await;
+        assert!(unread.len() < 8 << 20, "{} bytes", unread.len());
+    }
+    // A client that reads is not cut off: its pipelined answers all arrive, whole.
+    let mut reading = TcpStream::connect(server.address).await.unwrap();
+    reading.write_all(&SPEC.repeat(50)).await.unwrap();
+    let lengths = read_pipelined_answers(&mut reading, 50).await;
+    assert!(lengths.iter().all(|&n| n > 40_000), "{lengths:?}");
     server.stop().await;
 }
 

@@ -141,7 +141,14 @@ pub enum Failure {
     ShardDown,
     Panics,
     Slow,
+    /// The backend's own error, as ClickHouse words it (naming tables, quoting SQL).
+    Backend,
 }
+
+/// What [`Failure::Backend`] says: text no API client may see.
+const BACKEND_TEXT: &str = "Code: 47, e.displayText() = DB::Exception: Missing columns: \
+                            'secret' while processing query: 'SELECT secret FROM \
+                            github_stats.events', version 18.16.1";
 
 pub struct BrokenStore(pub Failure);
 
@@ -155,6 +162,7 @@ impl BrokenStore {
                 "could not reach part of the cluster: All connection tries failed".into(),
             )),
             Failure::Panics => panic!("the store exploded"),
+            Failure::Backend => Err(StoreError::Backend(BACKEND_TEXT.into())),
             Failure::Slow => {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Err(StoreError::Unavailable("too late".into()))
@@ -282,6 +290,27 @@ async fn an_unreachable_store_is_503_json() {
         "{}",
         health.body
     );
+}
+
+/// Issue #25, finding 8: a backend's own error text (ClickHouse's exception, with table names
+/// and SQL) is logged, never answered.
+#[tokio::test]
+async fn a_backend_error_is_a_plain_500_without_the_backends_text() {
+    let client = client_for(Arc::new(BrokenStore(Failure::Backend)));
+    for path in STORE_PATHS {
+        let answer = get(&client, path).await;
+        let message = assert_error(&answer, StatusCode::INTERNAL_SERVER_ERROR, path);
+        for raw in [
+            "Code:",
+            "DB::Exception",
+            "SELECT",
+            "github_stats.events",
+            "secret",
+        ] {
+            assert!(!message.contains(raw), "{path}: {raw:?} leaked: {message}");
+        }
+        assert!(message.contains("server log"), "{path}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod cors;
 mod coverage;
 mod dashboard;
 mod debug;
+mod dropped_database;
 mod errors;
 mod exposition;
 mod fake_github;

@@ -57,6 +57,8 @@ impl ClickHouseStore {
             archive_version: std::sync::atomic::AtomicU64::new(0),
             takeback: Arc::new(TakeBack::new(config.race_check_delay)),
             partial: Default::default(),
+            schema_lost: Default::default(),
+            schema_restore: tokio::sync::Mutex::new(()),
             #[cfg(feature = "testsuite")]
             insert_gate: std::sync::Mutex::new(None),
         };
@@ -78,16 +80,8 @@ impl ClickHouseStore {
         );
         if let Some(cluster) = store.schema.cluster().map(str::to_owned) {
             store.join_cluster(&cluster, &config).await?;
-            for node in &store.nodes {
-                // Derived tables are filled on every node of a cluster without replication
-                // (each holds its own events), and on the first replica of each shard of a
-                // replicated one (replication passes the rows on).
-                let filler = !store.schema.is_replicated() || node.is_first_replica();
-                store.migrate(&node.client, &node.origin, filler).await?;
-            }
-        } else {
-            store.migrate(&store.client, &store.origin, true).await?;
         }
+        store.migrate_all().await?;
         store.takeback.start(Checker {
             client: store.client.clone(),
             schema: store.schema.clone(),
@@ -96,6 +90,55 @@ impl ClickHouseStore {
             native_port_hint: store.native_port_hint,
         });
         Ok(store)
+    }
+
+    /// Migrates the one server, or every node of the cluster.
+    async fn migrate_all(&self) -> Result<(), StoreError> {
+        if self.nodes.is_empty() {
+            return self.migrate(&self.client, &self.origin, true).await;
+        }
+        for node in &self.nodes {
+            // Derived tables are filled on every node of a cluster without replication (each
+            // holds its own events), and on the first replica of each shard of a replicated one
+            // (replication passes the rows on).
+            let filler = !self.schema.is_replicated() || node.is_first_replica();
+            self.migrate(&node.client, &node.origin, filler).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the schema again, as at start, when a request found the database or a table
+    /// missing (`DROP DATABASE` while the store runs); called first by every operation of the
+    /// store. What the store remembered of the lost tables (the recent ids, the inserts
+    /// stored in part) is forgotten: a later insert of those events stores them again.
+    /// Fails, and is tried again by the next request, while the schema cannot be created.
+    pub(super) async fn restore_schema_if_lost(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.schema_lost.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _restoring = self.schema_restore.lock().await;
+        // Another request may have done it while this one waited.
+        if !self.schema_lost.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        tracing::warn!(
+            origin = %self.origin,
+            database = self.schema.database(),
+            "the store's database or a table is missing: creating the schema again"
+        );
+        if let Err(e) = self.migrate_all().await {
+            self.schema_lost.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        self.writer.lock().await.clear();
+        self.partial.forget();
+        tracing::info!(
+            origin = %self.origin,
+            database = self.schema.database(),
+            "created the schema again"
+        );
+        Ok(())
     }
 
     /// The server's version string (`SELECT version()`).

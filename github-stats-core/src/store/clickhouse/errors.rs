@@ -1,6 +1,9 @@
 //! Every request to ClickHouse goes through [`ClickHouseStore::run`] (or `run_at`, `run_within`):
 //! bounded by a timeout, its error mapped to a [`StoreError`] that tells outages
-//! ([`StoreError::Unavailable`], retried by callers, HTTP 503) from the rest.
+//! ([`StoreError::Unavailable`], retried by callers, HTTP 503) from the rest. A database or
+//! table that is missing (dropped while the store runs) is an outage too: the request that meets
+//! it marks the schema lost, and the store's next request creates it again
+//! ([`ClickHouseStore::restore_schema_if_lost`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -35,6 +38,11 @@ impl ClickHouseStore {
         request: impl Future<Output = clickhouse::error::Result<T>>,
     ) -> Result<T, StoreError> {
         match request_within(origin, timeout, self.native_port_hint, request).await {
+            Err(e) if is_missing_schema(&e) => {
+                self.schema_lost
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(e)
+            }
             Err(StoreError::Unavailable(message)) if !self.nodes.is_empty() => Err(
                 StoreError::Unavailable(match self.unreachable_shards(&message) {
                     Some(shards) => format!("{shards}: {message}"),
@@ -80,6 +88,11 @@ fn map_error(origin: &str, native_port_hint: bool, e: clickhouse::error::Error) 
         return native_port_error(origin, &message);
     }
     if let Some(code) = server_error_code(&message) {
+        if MISSING_SCHEMA_CODES.contains(&code) {
+            // The server's text (with the SQL) goes to the log; callers get plain words.
+            tracing::warn!(origin, code, error = %message, "clickhouse says a database or table of the store is missing");
+            return StoreError::Unavailable(format!("clickhouse at {origin}{MISSING_SCHEMA}"));
+        }
         if UNAVAILABLE_CODES.contains(&code) {
             return StoreError::Unavailable(format!(
                 "clickhouse at {origin} could not reach part of the cluster: {message}"
@@ -106,6 +119,19 @@ fn map_error(origin: &str, native_port_hint: bool, e: clickhouse::error::Error) 
         }
         _ => StoreError::Backend(message),
     }
+}
+
+/// Server error codes that mean the store's database or one of its tables is gone (dropped
+/// while the store runs): `UNKNOWN_TABLE` (60) and `UNKNOWN_DATABASE` (81), the same in 18.16
+/// and current releases.
+const MISSING_SCHEMA_CODES: [u32; 2] = [60, 81];
+
+/// The end of the message of [`StoreError::Unavailable`] for a missing database or table.
+const MISSING_SCHEMA: &str = " is missing the store's database or one of its tables (dropped?); creating them again, retry shortly";
+
+/// Whether `e` says the store's database or one of its tables is missing.
+pub(super) fn is_missing_schema(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(message) if message.ends_with(MISSING_SCHEMA))
 }
 
 /// Server error codes that mean another server (a shard of the cluster) could not be reached,

@@ -19,6 +19,7 @@ impl ClickHouseStore {
     /// cluster mode every node and whether the store is degraded.
     pub(super) async fn health_report(&self) -> StoreHealth {
         let probe = async {
+            self.restore_schema_if_lost().await?;
             let version = self.server_version().await?;
             Ok::<_, StoreError>((version, self.totals().await))
         };
@@ -31,11 +32,11 @@ impl ClickHouseStore {
                     .details
                     .insert("server_version".into(), version.into());
                 health.degraded = true;
-                health.error = Some(e.to_string());
+                health.error = Some(e.public_message());
                 health
             }
             Ok((_, Err(e))) | Err(e) => {
-                StoreHealth::unreachable(self.backend_name(), e.to_string())
+                StoreHealth::unreachable(self.backend_name(), e.public_message())
             }
             Ok((version, Ok((total, last)))) => {
                 let mut health = StoreHealth::new(self.backend_name(), true, total, last);

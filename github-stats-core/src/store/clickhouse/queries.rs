@@ -52,6 +52,7 @@ struct RepoCountRow {
 #[async_trait]
 impl MetricsQuery for ClickHouseStore {
     async fn pr_average(&self, repo: &RepoName) -> Result<PrAverage, StoreError> {
+        self.restore_schema_if_lost().await?;
         let row = self
             .run(
                 self.schema
@@ -68,6 +69,7 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn event_counts(&self, window: TimeWindow) -> Result<EventCounts, StoreError> {
+        self.restore_schema_if_lost().await?;
         let rows = self
             .run(
                 self.schema
@@ -90,6 +92,7 @@ impl MetricsQuery for ClickHouseStore {
         window: TimeWindow,
         bucket_seconds: i64,
     ) -> Result<Timeline, StoreError> {
+        self.restore_schema_if_lost().await?;
         let starts = timeline_buckets(&window, bucket_seconds)?;
         let first = starts.first().copied().unwrap_or(window.since_ts());
         let rows = self
@@ -122,6 +125,7 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn repo_event_counts(&self, repo: &RepoName) -> Result<RepoEventCounts, StoreError> {
+        self.restore_schema_if_lost().await?;
         let rows = self
             .run(
                 self.schema
@@ -136,6 +140,7 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn total_events(&self) -> Result<u64, StoreError> {
+        self.restore_schema_if_lost().await?;
         self.run(self.schema.q_total_events(&self.client).fetch_one::<u64>())
             .await
     }
@@ -145,6 +150,7 @@ impl MetricsQuery for ClickHouseStore {
         repo: &RepoName,
         window: TimeWindow,
     ) -> Result<PrAverage, StoreError> {
+        self.restore_schema_if_lost().await?;
         let row = self
             .run(
                 self.schema
@@ -166,6 +172,7 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn archive_hours(&self, window: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError> {
+        self.restore_schema_if_lost().await?;
         let rows = self
             .run(
                 self.schema
@@ -192,6 +199,7 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError> {
+        self.restore_schema_if_lost().await?;
         let hours = self
             .run(
                 self.schema
@@ -203,6 +211,7 @@ impl MetricsQuery for ClickHouseStore {
     }
 
     async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {
+        self.restore_schema_if_lost().await?;
         if limit == 0 {
             return Ok(Vec::new());
         }

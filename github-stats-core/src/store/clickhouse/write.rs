@@ -38,6 +38,7 @@ impl EventStore for ClickHouseStore {
         for e in events {
             check_storable(e)?;
         }
+        self.restore_schema_if_lost().await?;
         let mut recent = self.writer.lock().await;
         let mut outcome = InsertOutcome::default();
         // Level 1: within the batch, and against the recent ids.
@@ -101,6 +102,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
+        self.restore_schema_if_lost().await?;
         let mut seen = IdSet::default();
         let mut known = 0;
         let mut candidates = Vec::with_capacity(events.len());
@@ -128,6 +130,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
+        self.restore_schema_if_lost().await?;
         use std::sync::atomic::Ordering;
         let now = Utc::now().timestamp_millis().max(0) as u64;
         let previous = self
@@ -385,6 +388,15 @@ impl PartialInserts {
                 "a failed insert was stored in part: repairing the tables derived from events"
             );
         }
+    }
+
+    /// Forgets the failed inserts and the repairs due: the tables they were about are gone.
+    pub(super) fn forget(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.unconfirmed.clear();
+        state.to_repair.clear();
+        state.next_repair = None;
+        state.failed_repairs = 0;
     }
 
     /// The ids to repair, when a repair is due.
