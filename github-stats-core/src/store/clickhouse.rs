@@ -8,8 +8,8 @@
 //! migrating, maintenance), `cluster.rs` (the nodes of a cluster), `errors.rs` (requests with a
 //! timeout, and their errors as [`StoreError`](crate::StoreError)s), `write.rs` (inserts and their
 //! deduplication), `takeback.rs` (racing writers' copies taken back from the counts),
-//! `queries.rs` (the metrics), `health.rs`, and `schema.rs` (every SQL statement, each next to
-//! the function that binds its values).
+//! `queries.rs` (the metrics), `health.rs`, and `schema/` (every SQL statement: the names, the
+//! migrations, and each query next to the function that binds its values).
 
 mod cluster;
 mod config;

@@ -1,5 +1,5 @@
 //! The metric queries: [`MetricsQuery`] for the ClickHouse store. Where each reads is in
-//! `docs/clickhouse.md` ("Where each metric reads"); the SQL is in `schema.rs`.
+//! `docs/clickhouse.md` ("Where each metric reads"); the SQL is in `schema/statements.rs`.
 
 use async_trait::async_trait;
 use serde::Deserialize;
