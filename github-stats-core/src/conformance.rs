@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::answers::{TimeWindow, TypeCounts};
 use crate::coverage::{ArchiveHour, ArchiveStatus, HOUR_SECONDS};
 use crate::event::{Event, EventType, RepoName};
-use crate::metrics::{TimeWindow, TypeCounts};
 use crate::parse::{RecordOutcome, parse_record};
 use crate::store::{SharedStore, Store};
 

@@ -22,7 +22,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::TimeWindow;
+use crate::answers::TimeWindow;
 
 /// Seconds in an hour.
 pub const HOUR_SECONDS: i64 = 3600;

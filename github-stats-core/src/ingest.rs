@@ -53,9 +53,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::answers::InsertOutcome;
 use crate::backoff::Backoff;
 use crate::event::Event;
-use crate::metrics::InsertOutcome;
 use crate::parse::ParseStats;
 use crate::source::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
 use crate::store::{EventStore, StoreError};

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod answers;
 pub mod backoff;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
@@ -10,12 +11,16 @@ mod event;
 pub mod fake_gharchive;
 mod id_set;
 pub mod ingest;
-mod metrics;
 pub mod parse;
 mod secret_url;
 pub mod source;
 pub mod store;
 
+pub use answers::{
+    EventCounts, InsertOutcome, MAX_TIMELINE_BUCKETS, MAX_WINDOW_MINUTES, PrAverage,
+    RepoEventCount, RepoEventCounts, StoreHealth, TimeWindow, Timeline, TypeCounts, WindowError,
+    timeline_buckets,
+};
 pub use backoff::Backoff;
 pub use coverage::{ArchiveHour, ArchiveStatus, CompleteRun, WindowCoverage};
 pub use event::{
@@ -25,11 +30,6 @@ pub use event::{
 pub use ingest::{
     DurationHistogram, Ingest, IngestConfig, IngestError, IngestHandle, IngestReport,
     IngestSnapshot, IngestStatus,
-};
-pub use metrics::{
-    EventCounts, InsertOutcome, MAX_TIMELINE_BUCKETS, MAX_WINDOW_MINUTES, PrAverage,
-    RepoEventCount, RepoEventCounts, StoreHealth, TimeWindow, Timeline, TypeCounts, WindowError,
-    timeline_buckets,
 };
 pub use parse::ParseStats;
 pub use secret_url::SecretUrl;

@@ -139,7 +139,7 @@ impl StoredBatch {
     }
 
     /// What `outcome` says of a batch of `events` inserted alone.
-    pub fn from_outcome(events: u64, outcome: &crate::metrics::InsertOutcome) -> StoredBatch {
+    pub fn from_outcome(events: u64, outcome: &crate::answers::InsertOutcome) -> StoredBatch {
         StoredBatch::new(events, outcome.inserted, outcome.stored_before.len() as u64)
     }
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::coverage::{ArchiveHour, CompleteRun};
-use crate::event::{Event, RepoName};
-use crate::metrics::{
+use crate::answers::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline, WindowError,
 };
+use crate::coverage::{ArchiveHour, CompleteRun};
+use crate::event::{Event, RepoName};
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
@@ -163,7 +163,7 @@ pub trait MetricsQuery: Send + Sync {
     async fn event_counts(&self, window: TimeWindow) -> Result<EventCounts, StoreError>;
 
     /// Counts per type per bucket (see [`Timeline`]); buckets from
-    /// [`timeline_buckets`](crate::metrics::timeline_buckets).
+    /// [`timeline_buckets`](crate::answers::timeline_buckets).
     async fn timeline(
         &self,
         window: TimeWindow,

@@ -43,10 +43,10 @@ use tracing::{info, warn};
 
 use super::state_file::StateFile;
 use super::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
+use crate::answers::TimeWindow;
 use crate::backoff::Backoff;
 use crate::coverage::{ArchiveHour, ArchiveStatus, HOUR_SECONDS, hour_floor};
 use crate::event::Event;
-use crate::metrics::TimeWindow;
 use crate::parse::ParseStats;
 use crate::store::MetricsQuery;
 
@@ -84,7 +84,7 @@ pub struct GhArchiveSource {
     /// The consuming side; held for a whole `next_batch`.
     follow: tokio::sync::Mutex<Follow>,
     /// What the state file holds; never held across an await.
-    shared: Mutex<Shared>,
+    shared: Mutex<FollowerState>,
     /// The sequence number of the last batch whose checkpoint came back.
     acked: watch::Sender<u64>,
     /// Checkpoints one at a time, so state files are written in order.
@@ -163,10 +163,10 @@ enum ReadyKind {
 struct FollowCheckpoint {
     /// The batch's sequence number.
     seq: u64,
-    mark: Mark,
+    mark: Reached,
 }
 
-enum Mark {
+enum Reached {
     /// Events of `hour` up to `kept_read` are stored.
     Progress { hour: DateTime<Utc>, kept_read: u64 },
     /// `hour` ended so (its record, if any, is stored).
@@ -175,7 +175,7 @@ enum Mark {
     Backlog,
 }
 
-struct Shared {
+struct FollowerState {
     persisted: ArchiveState,
     /// The first hour given up as pending: the state's `next_hour` stays there.
     first_pending: Option<DateTime<Utc>>,
@@ -319,7 +319,7 @@ impl GhArchiveSource {
                 backlog_tried: false,
                 yielded: 0,
             }),
-            shared: Mutex::new(Shared {
+            shared: Mutex::new(FollowerState {
                 persisted,
                 first_pending: None,
                 polled: None,
@@ -346,7 +346,7 @@ impl GhArchiveSource {
         &self.fetcher.config
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, FollowerState> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -523,7 +523,7 @@ impl GhArchiveSource {
         let seq = follow.yielded;
         let mut batch = ready.batch;
         let mark = match ready.kind {
-            ReadyKind::Events { position } => Mark::Progress {
+            ReadyKind::Events { position } => Reached::Progress {
                 hour: follow.front.as_ref().expect("a front hour").hour,
                 kept_read: position,
             },
@@ -535,7 +535,7 @@ impl GhArchiveSource {
                 if let Some(record) = self.hour_record(hour, archive_events, &end) {
                     batch.records.push(SourceRecord::ArchiveHour(record));
                 }
-                Mark::End { hour, end }
+                Reached::End { hour, end }
             }
         };
         batch.checkpoint = Checkpoint::new(FollowCheckpoint { seq, mark });
@@ -594,7 +594,7 @@ impl EventSource for GhArchiveSource {
                 batch.records = backlog.into_iter().map(SourceRecord::ArchiveHour).collect();
                 batch.checkpoint = Checkpoint::new(FollowCheckpoint {
                     seq: follow.yielded,
-                    mark: Mark::Backlog,
+                    mark: Reached::Backlog,
                 });
                 return Ok(Some(batch));
             }
@@ -662,9 +662,9 @@ impl EventSource for GhArchiveSource {
         };
         let _serial = self.checkpoint_lock.lock().await;
         match mark {
-            Mark::Progress { hour, kept_read } => self.progressed(hour, kept_read, stored),
-            Mark::End { hour, end } => self.ended(hour, end),
-            Mark::Backlog => self.lock_shared().persisted.unrecorded.clear(),
+            Reached::Progress { hour, kept_read } => self.progressed(hour, kept_read, stored),
+            Reached::End { hour, end } => self.ended(hour, end),
+            Reached::Backlog => self.lock_shared().persisted.unrecorded.clear(),
         }
         let saved = self.save_state().await;
         self.acked.send_modify(|a| *a = (*a).max(seq));

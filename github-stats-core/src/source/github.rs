@@ -67,7 +67,7 @@ pub struct GitHubPoller {
     /// Held for a whole poll (one poll at a time).
     poll: tokio::sync::Mutex<PollLoop>,
     /// What the state file holds; never held across an await.
-    shared: Mutex<Shared>,
+    shared: Mutex<PersistedState>,
     status: PollerStatus,
     /// Whether an ETag over [`MAX_ETAG_BYTES`] was reported already (once is enough).
     etag_warned: std::sync::atomic::AtomicBool,
@@ -94,7 +94,7 @@ struct PollLoop {
 }
 
 /// What is persisted.
-struct Shared {
+struct PersistedState {
     persisted: PollState,
 }
 
@@ -244,7 +244,7 @@ impl GitHubPoller {
             events_url,
             auth,
             poll: tokio::sync::Mutex::new(poll),
-            shared: Mutex::new(Shared { persisted }),
+            shared: Mutex::new(PersistedState { persisted }),
             status,
             etag_warned: std::sync::atomic::AtomicBool::new(false),
             state_file,
@@ -303,7 +303,7 @@ impl GitHubPoller {
         &self.config
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, PersistedState> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 

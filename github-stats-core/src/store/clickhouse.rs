@@ -7,7 +7,7 @@
 //! One module per job: `config.rs` (how to reach the server), `connect.rs` (connecting,
 //! migrating, maintenance), `cluster.rs` (the nodes of a cluster), `errors.rs` (requests with a
 //! timeout, and their errors as [`StoreError`](crate::StoreError)s), `write.rs` (inserts and their
-//! deduplication), `takeback.rs` (racing writers' copies taken back from the counts),
+//! deduplication), `race_check.rs` (racing writers' copies taken back from the counts),
 //! `queries.rs` (the metrics), `health.rs`, and `schema/` (every SQL statement: the names, the
 //! migrations, and each query next to the function that binds its values).
 
@@ -17,8 +17,8 @@ mod connect;
 mod errors;
 mod health;
 mod queries;
+mod race_check;
 pub(crate) mod schema;
-mod takeback;
 mod write;
 
 use std::fmt;
@@ -49,8 +49,8 @@ pub struct ClickHouseStore {
     /// The version of the last archive-hour record written: milliseconds since the epoch, made
     /// strictly increasing so two records of one hour in the same millisecond keep their order.
     archive_version: std::sync::atomic::AtomicU64,
-    /// This writer's id and the checks it owes for racing copies (`takeback.rs`).
-    takeback: Arc<takeback::TakeBack>,
+    /// This writer's id and the checks it owes for racing copies (`race_check.rs`).
+    race_checks: Arc<race_check::RaceChecks>,
     /// Inserts that failed but may have been stored in part (`write.rs`).
     partial: write::PartialInserts,
     /// A request found the database or a table missing: the next request creates the schema
@@ -66,7 +66,7 @@ pub struct ClickHouseStore {
 
 impl Drop for ClickHouseStore {
     fn drop(&mut self) {
-        self.takeback.stop();
+        self.race_checks.stop();
     }
 }
 

@@ -31,13 +31,13 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, TryLockError};
 
 use async_trait::async_trait;
 
-use crate::coverage::{ArchiveHour, CompleteRun};
-use crate::event::{Event, EventType, RepoName, utc_from_timestamp};
-use crate::id_set::IdHasher;
-use crate::metrics::{
+use crate::answers::{
     EventCounts, InsertOutcome, PrAverage, RepoEventCount, RepoEventCounts, StoreHealth,
     TimeWindow, Timeline, TypeCounts, timeline_buckets,
 };
+use crate::coverage::{ArchiveHour, CompleteRun};
+use crate::event::{Event, EventType, RepoName, utc_from_timestamp};
+use crate::id_set::IdHasher;
 use crate::store::{EventStore, MetricsQuery, StoreError};
 
 mod archive;
@@ -82,7 +82,7 @@ const INLINE_IDS: usize = 1_024;
 /// share the store.
 #[derive(Clone)]
 pub struct MemoryStore {
-    shared: Arc<Shared>,
+    shared: Arc<StoreState>,
 }
 
 /// Why one of the store's own files could not be opened: a symbolic link (refused), or an I/O
@@ -146,7 +146,7 @@ fn refused_link(path: &Path) -> StoreError {
 }
 
 /// The store's state, shared with the blocking tasks that work on it.
-struct Shared {
+struct StoreState {
     index: RwLock<Index>,
     /// Serialises writers, and holds the event file when persistent.
     writer: Mutex<Option<log::EventLog>>,
@@ -177,7 +177,7 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// A purely in-memory store (library use, tests): nothing is written anywhere.
     pub fn new() -> MemoryStore {
-        MemoryStore::from_shared(Shared {
+        MemoryStore::from_shared(StoreState {
             index: RwLock::new(Index::default()),
             writer: Mutex::new(None),
             write_error: Mutex::new(None),
@@ -188,7 +188,7 @@ impl MemoryStore {
         })
     }
 
-    fn from_shared(shared: Shared) -> MemoryStore {
+    fn from_shared(shared: StoreState) -> MemoryStore {
         MemoryStore {
             shared: Arc::new(shared),
         }
@@ -261,7 +261,7 @@ impl MemoryStore {
             );
         }
         let archive = archive::ArchiveLedger::open(&dir.join(ARCHIVE_FILE))?;
-        Ok(MemoryStore::from_shared(Shared {
+        Ok(MemoryStore::from_shared(StoreState {
             index: RwLock::new(index),
             writer: Mutex::new(Some(event_log)),
             write_error: Mutex::new(None),
@@ -345,7 +345,7 @@ impl MemoryStore {
     /// insert is never left half done.
     async fn blocking<R: Send + 'static>(
         &self,
-        work: impl FnOnce(&Shared) -> R + Send + 'static,
+        work: impl FnOnce(&StoreState) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || work(&shared))
@@ -354,7 +354,7 @@ impl MemoryStore {
     }
 }
 
-impl Shared {
+impl StoreState {
     fn insert<E: EventFields>(&self, events: &[E]) -> Result<InsertOutcome, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Writers are serialised by `writer`: what is fresh now is fresh until applied.

@@ -10,8 +10,8 @@ use clickhouse::Client;
 
 use super::config::http_url;
 use super::errors::native_port_error;
+use super::race_check::{Checker, RaceChecks};
 use super::schema::{Schema, Step};
-use super::takeback::{Checker, TakeBack};
 use super::{ClickHouseConfig, ClickHouseStore, clamp_ts};
 use crate::id_set::RecentIds;
 use crate::store::StoreError;
@@ -55,7 +55,7 @@ impl ClickHouseStore {
             range_scan_limit: config.range_scan_limit,
             writer: tokio::sync::Mutex::new(RecentIds::new(config.recent_ids_capacity)),
             archive_version: std::sync::atomic::AtomicU64::new(0),
-            takeback: Arc::new(TakeBack::new(config.race_check_delay)),
+            race_checks: Arc::new(RaceChecks::new(config.race_check_delay)),
             partial: Default::default(),
             schema_lost: Default::default(),
             schema_restore: tokio::sync::Mutex::new(()),
@@ -82,7 +82,7 @@ impl ClickHouseStore {
             store.join_cluster(&cluster, &config).await?;
         }
         store.migrate_all().await?;
-        store.takeback.start(Checker {
+        store.race_checks.start(Checker {
             client: store.client.clone(),
             schema: store.schema.clone(),
             origin: store.origin.clone(),

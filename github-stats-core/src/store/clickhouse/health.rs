@@ -4,8 +4,8 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::ClickHouseStore;
+use crate::answers::StoreHealth;
 use crate::event::utc_from_timestamp;
-use crate::metrics::StoreHealth;
 use crate::store::{EventStore, StoreError};
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -88,7 +88,7 @@ impl ClickHouseStore {
         }
         health
             .details
-            .insert("race_checks".into(), self.takeback.details());
+            .insert("race_checks".into(), self.race_checks.details());
         health.details.insert(
             "partly_stored_events".into(),
             self.partial.partly_stored().into(),

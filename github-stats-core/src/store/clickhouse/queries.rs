@@ -6,12 +6,12 @@ use serde::Deserialize;
 
 use super::schema::type_from_code;
 use super::{ClickHouseStore, clamp_ts};
-use crate::coverage::{ArchiveHour, ArchiveStatus, CompleteRun};
-use crate::event::{RepoName, utc_from_timestamp};
-use crate::metrics::{
+use crate::answers::{
     EventCounts, PrAverage, RepoEventCount, RepoEventCounts, TimeWindow, Timeline, TypeCounts,
     timeline_buckets,
 };
+use crate::coverage::{ArchiveHour, ArchiveStatus, CompleteRun};
+use crate::event::{RepoName, utc_from_timestamp};
 use crate::store::{MetricsQuery, StoreError};
 
 #[derive(clickhouse::Row, Deserialize)]

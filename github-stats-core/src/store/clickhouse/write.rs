@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use super::ClickHouseStore;
 use super::schema::type_code;
+use crate::answers::{InsertOutcome, StoreHealth};
 use crate::coverage::ArchiveHour;
 use crate::event::Event;
 use crate::id_set::{IdSet, RecentIds};
-use crate::metrics::{InsertOutcome, StoreHealth};
 use crate::store::{EventStore, StoreError};
 
 /// Ids per existence query: keeps the query text under 18.16's `max_query_size` (256 KiB)
@@ -28,7 +28,7 @@ struct EventRow<'a> {
     repo_name: &'a str,
     created_at: u32,
     action: &'a str,
-    /// The store instance that inserted the row (`takeback.rs`).
+    /// The store instance that inserted the row (`race_check.rs`).
     writer: u64,
 }
 
@@ -153,10 +153,10 @@ impl EventStore for ClickHouseStore {
     }
 
     /// Checks the recent inserts for copies another writer stored at the same moment now,
-    /// without waiting for their time (`takeback.rs`): at shutdown, what can be seen is taken
+    /// without waiting for their time (`race_check.rs`): at shutdown, what can be seen is taken
     /// back.
     async fn flush(&self) -> Result<(), StoreError> {
-        self.takeback.check_all_now().await
+        self.race_checks.check_all_now().await
     }
 }
 
@@ -269,7 +269,7 @@ impl ClickHouseStore {
     /// every completed `INSERT` to `recent`, and schedules their check for racing copies.
     async fn send(&self, events: &[&Event], recent: &mut RecentIds) -> Result<(), StoreError> {
         let table = self.schema.events_table();
-        let writer = self.takeback.writer();
+        let writer = self.race_checks.writer();
         for chunk in events.chunks(self.max_rows_per_insert) {
             let sent = async {
                 let mut insert = self
@@ -302,7 +302,7 @@ impl ClickHouseStore {
                 let ts = e.timestamp() as u32;
                 (min, max) = (min.min(ts), max.max(ts));
             }
-            self.takeback
+            self.race_checks
                 .schedule(min, max, chunk.iter().map(|e| e.id).collect());
         }
         Ok(())

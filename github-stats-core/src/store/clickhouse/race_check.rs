@@ -52,7 +52,7 @@ pub(super) struct Checker {
 }
 
 /// The checks a store owes for its recent inserts, and the task that runs them.
-pub(super) struct TakeBack {
+pub(super) struct RaceChecks {
     writer: u64,
     delay: Duration,
     queue: Mutex<VecDeque<Pending>>,
@@ -91,11 +91,11 @@ enum Checked {
     NotVisible,
 }
 
-impl TakeBack {
+impl RaceChecks {
     /// A writer with a random id (never 0, the id of rows written before version 5 or by older
     /// binaries), checking `delay` after each insert.
-    pub(super) fn new(delay: Duration) -> TakeBack {
-        TakeBack {
+    pub(super) fn new(delay: Duration) -> RaceChecks {
+        RaceChecks {
             writer: fastrand::u64(1..),
             delay,
             queue: Mutex::new(VecDeque::new()),
@@ -115,7 +115,7 @@ impl TakeBack {
         self.writer
     }
 
-    /// Starts checking with `checker`, on a task that ends when [`TakeBack::stop`] is called.
+    /// Starts checking with `checker`, on a task that ends when [`RaceChecks::stop`] is called.
     pub(super) fn start(self: &Arc<Self>, checker: Checker) {
         if self.checker.set(checker).is_ok() {
             tokio::spawn(Arc::clone(self).run());

@@ -1,4 +1,5 @@
-//! Metric result types, with the definitions every store implements exactly (see
+//! The answers of the metric queries (counts, averages, timelines, health), with the
+//! definitions every store implements exactly (see
 //! [`MetricsQuery`](crate::MetricsQuery)).
 
 use std::ops::{Index, IndexMut};
