@@ -75,6 +75,18 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== the test kit stays out of the binaries; core builds and tests without ClickHouse" >&2
+# The conformance suite, the fake GitHub and GH Archive and the ClickHouse store's test hooks
+# are behind core's `testsuite` feature, which only dev-dependencies enable: a binary's own
+# build must not compile any of it.
+for binary in github-stats-server github-stats-backfill; do
+    if cargo tree -q -p "$binary" -e normal,build,features -i github-stats-core | grep -q testsuite; then
+        echo "$binary's build enables github-stats-core's testsuite feature" >&2
+        exit 1
+    fi
+done
+cargo build -q -p github-stats-core --no-default-features --all-targets
+cargo test -q -p github-stats-core --no-default-features --lib
 echo "== cargo test (CLICKHOUSE_URL=$CLICKHOUSE_URL)" >&2
 # Every test binary runs even when one fails, so one run shows every failure.
 cargo test --workspace --no-fail-fast
