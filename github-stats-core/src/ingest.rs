@@ -43,7 +43,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -58,6 +58,7 @@ use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::parse::ParseStats;
 use crate::source::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
+use crate::status::{ComponentSnapshot, StatusCell};
 use crate::store::{EventStore, StoreError};
 
 /// Source errors kept in the [`IngestReport`] (the rest are only counted).
@@ -205,19 +206,11 @@ impl DurationHistogram {
 }
 
 /// A cheaply cloneable handle on the ingest loop's status.
-#[derive(Debug, Clone, Default)]
-pub struct IngestStatus {
-    inner: Arc<RwLock<IngestSnapshot>>,
-}
+pub type IngestStatus = StatusCell<IngestSnapshot>;
 
-impl IngestStatus {
-    /// The current status.
-    pub fn snapshot(&self) -> IngestSnapshot {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut IngestSnapshot)) {
-        f(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));
+impl ComponentSnapshot for IngestSnapshot {
+    fn is_degraded(&self) -> bool {
+        self.degraded
     }
 }
 

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod parse;
 mod secret_url;
 pub mod source;
+pub mod status;
 pub mod store;
 
 pub use answers::{
@@ -42,6 +43,7 @@ pub use source::github::{
 };
 pub use source::merged::MergedSource;
 pub use source::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
+pub use status::{ComponentSnapshot, StatusCell};
 #[cfg(feature = "clickhouse")]
 pub use store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use store::memory::{MemoryStore, MemoryStoreOptions, ReplayReport};

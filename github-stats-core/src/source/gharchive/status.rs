@@ -1,11 +1,10 @@
 //! What the archive follower reports: counters and a status snapshot for `/health`.
 
-use std::sync::{Arc, RwLock};
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::hour_floor;
+use crate::status::{ComponentSnapshot, StatusCell};
 
 /// Hours by what became of them. Persisted in the state file, so they survive restarts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,31 +127,27 @@ pub struct ArchiveFollowerSnapshot {
 
 /// A cheaply cloneable handle on the follower's status; the server's `/health` embeds its
 /// [`snapshot`](ArchiveFollowerStatus::snapshot).
-#[derive(Debug, Clone, Default)]
-pub struct ArchiveFollowerStatus {
-    inner: Arc<RwLock<ArchiveFollowerSnapshot>>,
-}
+pub type ArchiveFollowerStatus = StatusCell<ArchiveFollowerSnapshot>;
 
-impl ArchiveFollowerStatus {
-    /// The current status.
-    pub fn snapshot(&self) -> ArchiveFollowerSnapshot {
-        let mut snapshot = self.inner.read().unwrap_or_else(|e| e.into_inner()).clone();
-        snapshot.degraded = snapshot.consecutive_failures > 0;
-        snapshot.hours_behind = snapshot.next_hour.map_or(0, |next| {
+impl ComponentSnapshot for ArchiveFollowerSnapshot {
+    fn complete(&mut self) {
+        self.degraded = self.consecutive_failures > 0;
+        self.hours_behind = self.next_hour.map_or(0, |next| {
             ((hour_floor(Utc::now()) - next).num_hours()).max(0)
         });
-        snapshot.next_attempt_at = snapshot
+        self.next_attempt_at = self
             .fetching
             .first()
             .filter(|f| f.state == FetchState::Waiting)
             .and_then(|f| f.next_attempt_at);
-        snapshot
     }
 
-    pub(crate) fn update(&self, f: impl FnOnce(&mut ArchiveFollowerSnapshot)) {
-        f(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));
+    fn is_degraded(&self) -> bool {
+        self.degraded
     }
+}
 
+impl StatusCell<ArchiveFollowerSnapshot> {
     /// Updates the entry of `hour` in `fetching` (created in hour order if absent).
     pub(crate) fn fetch(&self, hour: DateTime<Utc>, f: impl FnOnce(&mut HourFetch)) {
         self.update(|s| {

@@ -1,9 +1,9 @@
 //! What the poller reports: coverage counters and a status snapshot for `/health`.
 
-use std::sync::{Arc, RwLock};
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::status::{ComponentSnapshot, StatusCell};
 
 /// Counters of what the poller saw: how much of GitHub's stream it covers. Persisted in the
 /// state file, so they survive restarts.
@@ -75,21 +75,15 @@ pub struct PollerSnapshot {
 }
 
 /// A cheaply cloneable handle on the poller's status; the server's `/health` embeds its
-/// [`snapshot`](PollerStatus::snapshot).
-#[derive(Debug, Clone, Default)]
-pub struct PollerStatus {
-    inner: Arc<RwLock<PollerSnapshot>>,
-}
+/// [`snapshot`](StatusCell::snapshot).
+pub type PollerStatus = StatusCell<PollerSnapshot>;
 
-impl PollerStatus {
-    /// The current status.
-    pub fn snapshot(&self) -> PollerSnapshot {
-        let mut snapshot = self.inner.read().unwrap_or_else(|e| e.into_inner()).clone();
-        snapshot.degraded = snapshot.consecutive_failures > 0;
-        snapshot
+impl ComponentSnapshot for PollerSnapshot {
+    fn complete(&mut self) {
+        self.degraded = self.consecutive_failures > 0;
     }
 
-    pub(crate) fn update(&self, f: impl FnOnce(&mut PollerSnapshot)) {
-        f(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));
+    fn is_degraded(&self) -> bool {
+        self.degraded
     }
 }
