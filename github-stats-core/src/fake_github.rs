@@ -36,6 +36,9 @@ use tokio::task::JoinHandle;
 use crate::conformance::fixtures;
 use crate::fake_gharchive::KeptEvent;
 
+/// GitHub's largest `per_page`: a page size for [`FakeGitHub::start_replaying`].
+pub const MAX_PER_PAGE: usize = 100;
+
 /// A request head larger than this is dropped unanswered (GitHub's clients send a few hundred
 /// bytes; the bound keeps a broken client from growing the fake's memory).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -538,4 +541,88 @@ async fn send_spaces(stream: &mut TcpStream, bytes: u64, sent: &AtomicU64) -> st
         left -= n as u64;
     }
     stream.write_all(b"0\r\n\r\n").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_gharchive::{FakeHour, RecordedHour};
+
+    async fn get(url: &str, if_none_match: Option<&str>) -> (u16, Option<String>, String) {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(etag) = if_none_match {
+            request = request.header("If-None-Match", etag);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let link = response
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, link, response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_conditional_reply_answers_304_to_its_own_etag_only() {
+        let events = recorded_events("events-2020-04-25", 1);
+        let fake = FakeGitHub::start(vec![Reply::new(500)]).await;
+        fake.set_fallback(Reply::events(&events, "W/\"mine\"").conditional());
+        let url = format!("{}/events", fake.url());
+
+        assert_eq!(get(&url, None).await.0, 500, "the script first");
+        let (status, _, body) = get(&url, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap(), events);
+        let (status, _, body) = get(&url, Some("W/\"mine\"")).await;
+        assert_eq!((status, body.as_str()), (304, ""));
+        assert_eq!(get(&url, Some("W/\"other\"")).await.0, 200);
+
+        assert_eq!(
+            (fake.answered(500), fake.answered(200), fake.answered(304)),
+            (1, 2, 1)
+        );
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[2].if_none_match.as_deref(), Some("W/\"mine\""));
+        assert!(seen.iter().all(|s| s.uri == "/events" && s.page == 1));
+    }
+
+    #[tokio::test]
+    async fn a_replaying_fake_serves_pages_of_its_events_linked_up_to_page_three() {
+        let hour = FakeHour::build(RecordedHour::Noon, "2026-11-30T05:00:00Z".parse().unwrap());
+        let events = hour.kept()[..5].to_vec();
+        let fake = FakeGitHub::start_replaying(events.clone(), 2).await;
+        let id = |e: &Value| e["id"].as_str().unwrap().parse::<u64>().unwrap();
+
+        let mut served = Vec::new();
+        for page in 1..=3 {
+            let (status, link, body) =
+                get(&format!("{}/events?page={page}", fake.url()), None).await;
+            assert_eq!(status, 200);
+            let next = format!(
+                "<{}/events?per_page=2&page={}>; rel=\"next\"",
+                fake.url(),
+                page + 1
+            );
+            assert_eq!(link, (page < 3).then_some(next), "page {page}");
+            let page: Vec<Value> = serde_json::from_str(&body).unwrap();
+            assert_eq!(page.len(), 2);
+            served.extend(page.iter().map(id));
+        }
+        // Five events, two a page: the third page wraps around to the first.
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(served[..5], ids[..]);
+        assert_eq!(served[5], ids[0]);
+        assert_eq!(fake.served_ids(), ids.iter().copied().collect());
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_counted_as_sent() {
+        let (endless, sent) = Reply::new(200).endless(200_000);
+        let fake = FakeGitHub::start(vec![endless]).await;
+        let (status, _, body) = get(&fake.url(), None).await;
+        assert_eq!((status, body.len()), (200, 200_000));
+        assert!(body.starts_with('[') && body[1..].bytes().all(|b| b == b' '));
+        assert_eq!(sent.load(Ordering::SeqCst), 200_000);
+    }
 }
