@@ -9,6 +9,8 @@ pub mod coverage;
 mod event;
 #[cfg(feature = "testsuite")]
 pub mod fake_gharchive;
+#[cfg(feature = "testsuite")]
+pub mod fake_github;
 mod id_set;
 pub mod ingest;
 pub mod parse;

@@ -19,7 +19,7 @@ use github_stats_core::{InsertOutcome, StoreHealth};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::fake_github::{FakeGitHub, Reply, kept_ids, recorded_events};
+use github_stats_core::fake_github::{FakeGitHub, Reply, kept_ids, recorded_events};
 
 /// A [`MemoryStore`] that fails on demand, and can be slow.
 #[derive(Default)]
@@ -511,7 +511,7 @@ async fn the_poller_feeds_the_store_through_an_outage() {
     ])
     .await;
     fake.set_fallback(Reply::not_modified().header("X-Poll-Interval", 1));
-    let mut config = GitHubConfig::new(&fake.url);
+    let mut config = GitHubConfig::new(fake.url());
     config.time_unit = Duration::from_millis(5);
     config.state_file = Some(dir.path().join("client-state.json"));
     let poller = Arc::new(GitHubPoller::new(config).unwrap());
@@ -585,7 +585,7 @@ async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
         .collect();
     let fake = FakeGitHub::start(script).await;
     fake.set_fallback(Reply::not_modified());
-    let mut config = GitHubConfig::new(&fake.url);
+    let mut config = GitHubConfig::new(fake.url());
     // X-Poll-Interval's default 60 s in 60 µs: a fast fake.
     config.time_unit = Duration::from_micros(1);
     config.state_file = Some(state_file.clone());
@@ -660,7 +660,7 @@ async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
     let fake = FakeGitHub::start(vec![Reply::events(&stream[POLLS - 1..], &etag(POLLS))]).await;
     fake.set_fallback(Reply::not_modified());
     let mut config = config.clone();
-    config.api_url = fake.url.clone().into();
+    config.api_url = fake.url().into();
     let poller = Arc::new(GitHubPoller::new(config).unwrap());
     store.set_down(false);
     *store.inserts_left.lock().unwrap() = None;

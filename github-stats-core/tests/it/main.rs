@@ -8,7 +8,6 @@ mod clickhouse_process;
 mod cluster;
 #[cfg(unix)]
 mod damaged_files;
-mod fake_github;
 mod gharchive;
 mod ingest;
 mod memory;

@@ -11,7 +11,7 @@ use github_stats_core::{EventSource, EventStore, MemoryStore, MetricsQuery};
 use github_stats_core::{FileSource, GitHubConfig, GitHubPoller};
 use serde_json::Value;
 
-use crate::fake_github::{FakeGitHub, Reply, kept_ids, recorded_events};
+use github_stats_core::fake_github::{FakeGitHub, Reply, kept_ids, recorded_events};
 
 const RECENT: &str = "events-2020-04-25";
 const OLDER: &str = "events-2017-12-29";
@@ -30,7 +30,10 @@ fn ids(batch: &github_stats_core::EventBatch) -> HashSet<u64> {
     batch.events.iter().map(|e| e.id).collect()
 }
 
-fn gap(a: &crate::fake_github::Seen, b: &crate::fake_github::Seen) -> Duration {
+fn gap(
+    a: &github_stats_core::fake_github::Seen,
+    b: &github_stats_core::fake_github::Seen,
+) -> Duration {
     b.at.duration_since(a.at)
 }
 
@@ -41,13 +44,13 @@ fn unix_now() -> i64 {
 #[tokio::test]
 async fn polls_with_github_headers_and_honours_the_etag() {
     let fake = FakeGitHub::start(vec![]).await;
-    let recent = Reply::recorded(RECENT, 1, &fake.url).without_header("Link");
+    let recent = Reply::recorded(RECENT, 1, &fake.url()).without_header("Link");
     let recent_etag = recent.get_header("ETag").unwrap().to_owned();
     fake.push(recent);
     fake.push(Reply::not_modified().header("X-Poll-Interval", 60));
-    fake.push(Reply::recorded(OLDER, 1, &fake.url).without_header("Link"));
+    fake.push(Reply::recorded(OLDER, 1, &fake.url()).without_header("Link"));
 
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.token = Some("ghp_test_token".into());
     let poller = GitHubPoller::new(config).unwrap();
 
@@ -100,17 +103,17 @@ async fn polls_with_github_headers_and_honours_the_etag() {
 #[tokio::test]
 async fn follows_links_to_pages_two_and_three_and_no_further() {
     let fake = FakeGitHub::start(vec![]).await;
-    let page1 = Reply::recorded(PAGES, 1, &fake.url);
+    let page1 = Reply::recorded(PAGES, 1, &fake.url());
     let etag = page1.get_header("ETag").unwrap().to_owned();
     let link2 = page1.get_header("Link").unwrap().to_owned();
     fake.push(page1);
-    fake.push(Reply::recorded(PAGES, 2, &fake.url));
+    fake.push(Reply::recorded(PAGES, 2, &fake.url()));
     // A fourth page exists: the poller must not ask for it.
-    let page4 = format!("<{}/events?page=4>; rel=\"next\"", fake.url);
-    fake.push(Reply::recorded(PAGES, 3, &fake.url).header("Link", page4));
+    let page4 = format!("<{}/events?page=4>; rel=\"next\"", fake.url());
+    fake.push(Reply::recorded(PAGES, 3, &fake.url()).header("Link", page4));
     fake.set_fallback(Reply::not_modified().header("X-Poll-Interval", 30));
 
-    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url(), 1)).unwrap();
     let batch = poller.next_batch().await.unwrap().unwrap();
 
     let mut all = Vec::new();
@@ -123,7 +126,7 @@ async fn follows_links_to_pages_two_and_three_and_no_further() {
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].uri, "/events?per_page=100");
     // Pages 2 and 3 are exactly the `rel="next"` targets GitHub sent.
-    assert!(link2.contains(&format!("<{}{}>; rel=\"next\"", fake.url, seen[1].uri)));
+    assert!(link2.contains(&format!("<{}{}>; rel=\"next\"", fake.url(), seen[1].uri)));
     assert_eq!(
         seen[1].uri,
         "/user/240830/events/public?per_page=100&page=2"
@@ -158,13 +161,13 @@ async fn follows_links_to_pages_two_and_three_and_no_further() {
 #[tokio::test]
 async fn each_answer_sets_the_wait_before_the_next_poll() {
     let fake = FakeGitHub::start(vec![]).await;
-    let first = Reply::recorded(RECENT, 1, &fake.url)
+    let first = Reply::recorded(RECENT, 1, &fake.url())
         .without_header("Link")
         .header("X-Poll-Interval", 100);
     fake.push(first);
     fake.push(Reply::not_modified().header("X-Poll-Interval", 20));
-    fake.push(Reply::recorded(OLDER, 1, &fake.url).without_header("Link"));
-    let poller = GitHubPoller::new(config(&fake.url, 5)).unwrap();
+    fake.push(Reply::recorded(OLDER, 1, &fake.url()).without_header("Link"));
+    let poller = GitHubPoller::new(config(&fake.url(), 5)).unwrap();
 
     poller.next_batch().await.unwrap().unwrap();
     assert_eq!(poller.status().snapshot().poll_interval_seconds, 100);
@@ -194,7 +197,7 @@ async fn rate_limits_are_waited_for() {
     );
     // 2. Fine, but only 5 requests left (threshold 10), reset in 6 s.
     fake.push(
-        Reply::recorded(RECENT, 1, &fake.url)
+        Reply::recorded(RECENT, 1, &fake.url())
             .without_header("Link")
             .header("X-Poll-Interval", 1)
             .header("X-RateLimit-Remaining", 5)
@@ -203,11 +206,11 @@ async fn rate_limits_are_waited_for() {
     // 3. Secondary rate limit: 429 with Retry-After.
     fake.push(Reply::new(429).header("Retry-After", 4));
     fake.push(
-        Reply::recorded(OLDER, 1, &fake.url)
+        Reply::recorded(OLDER, 1, &fake.url())
             .without_header("Link")
             .header("X-Poll-Interval", 1),
     );
-    let poller = GitHubPoller::new(config(&fake.url, UNIT)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url(), UNIT)).unwrap();
 
     let err = poller.next_batch().await.unwrap_err().to_string();
     assert!(err.contains("rate limit"), "{err}");
@@ -246,16 +249,16 @@ async fn rate_limits_are_waited_for() {
 #[tokio::test]
 async fn server_errors_bad_json_and_slow_answers_are_survived() {
     let fake = FakeGitHub::start(vec![]).await;
-    let body = crate::fake_github::recorded_events(RECENT, 1);
+    let body = github_stats_core::fake_github::recorded_events(RECENT, 1);
     let full = serde_json::to_vec(&body).unwrap();
     fake.push(Reply::new(500));
     fake.push(Reply::new(502).body(b"<html>Bad gateway</html>".to_vec()));
     fake.push(Reply::new(503).body(br#"{"message":"Service unavailable"}"#.to_vec()));
     fake.push(Reply::events(&body, "W/\"truncated\"").body(full[..full.len() / 2].to_vec()));
     fake.push(Reply::events(&body, "W/\"slow\"").delay(Duration::from_secs(2)));
-    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
+    fake.push(Reply::recorded(RECENT, 1, &fake.url()).without_header("Link"));
 
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.token = Some("ghp_SECRET_VALUE".into());
     config.request_timeout = Duration::from_millis(200);
     let poller = GitHubPoller::new(config).unwrap();
@@ -309,7 +312,7 @@ async fn a_refused_connection_is_retried() {
     assert_eq!(poller.status().snapshot().consecutive_failures, 1);
 
     let fake = FakeGitHub::start_on(addr, vec![]).await;
-    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
+    fake.push(Reply::recorded(RECENT, 1, &fake.url()).without_header("Link"));
     let batch = poller.next_batch().await.unwrap().unwrap();
     assert_eq!(ids(&batch), kept_ids(&recorded_events(RECENT, 1)));
     assert_eq!(poller.status().snapshot().consecutive_failures, 0);
@@ -325,7 +328,7 @@ async fn overlapping_polls_give_each_event_once_and_gaps_are_counted() {
         Reply::events(&older, "W/\"c\"").header("X-Poll-Interval", 1),
     ])
     .await;
-    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url(), 1)).unwrap();
     let store = MemoryStore::new();
     let mut delivered = 0;
     for _ in 0..3 {
@@ -352,10 +355,10 @@ async fn a_restart_with_a_state_file_does_not_poll_early() {
     let dir = tempfile::tempdir().unwrap();
     let state_file = dir.path().join("state/client-state.json");
     let fake = FakeGitHub::start(vec![]).await;
-    let recent = Reply::recorded(RECENT, 1, &fake.url).without_header("Link");
+    let recent = Reply::recorded(RECENT, 1, &fake.url()).without_header("Link");
     let etag = recent.get_header("ETag").unwrap().to_owned();
     fake.push(recent);
-    let mut config = config(&fake.url, 5); // X-Poll-Interval 60: 300 ms.
+    let mut config = config(&fake.url(), 5); // X-Poll-Interval 60: 300 ms.
     config.state_file = Some(state_file.clone());
 
     {
@@ -383,7 +386,7 @@ async fn a_restart_with_a_state_file_does_not_poll_early() {
     // The restart: a 304 for the saved ETag, then the same events again under a new ETag.
     fake.push(Reply::not_modified().header("X-Poll-Interval", 60));
     fake.push(
-        Reply::recorded(RECENT, 1, &fake.url)
+        Reply::recorded(RECENT, 1, &fake.url())
             .without_header("Link")
             .header("ETag", "W/\"second\""),
     );
@@ -433,8 +436,8 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
 async fn raw_poll_files_hold_every_event_as_sent() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeGitHub::start(vec![]).await;
-    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
-    let mut config = config(&fake.url, 1);
+    fake.push(Reply::recorded(RECENT, 1, &fake.url()).without_header("Link"));
+    let mut config = config(&fake.url(), 1);
     config.events_dir = Some(dir.path().join("downloaded-events"));
     let poller = GitHubPoller::new(config).unwrap();
     let batch = poller.next_batch().await.unwrap().unwrap();
@@ -466,18 +469,18 @@ async fn raw_poll_files_hold_every_event_as_sent() {
 async fn a_failing_later_page_keeps_the_pages_read_and_foreign_links_are_not_followed() {
     let fake = FakeGitHub::start(vec![]).await;
     // Page 1 links to page 2, which fails: page 1's events are still delivered.
-    fake.push(Reply::recorded(PAGES, 1, &fake.url).header("X-Poll-Interval", 1));
+    fake.push(Reply::recorded(PAGES, 1, &fake.url()).header("X-Poll-Interval", 1));
     fake.push(Reply::new(502));
     // Then a page 1 whose next link leaves the API's origin: not followed (the token stays home).
     fake.push(
-        Reply::recorded(OLDER, 1, &fake.url)
+        Reply::recorded(OLDER, 1, &fake.url())
             .header("X-Poll-Interval", 1)
             .header(
                 "Link",
                 "<http://elsewhere.invalid/events?page=2>; rel=\"next\"",
             ),
     );
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.token = Some("ghp_stay_home".into());
     let poller = GitHubPoller::new(config).unwrap();
 
@@ -512,7 +515,7 @@ async fn a_rate_limit_answer_repeated_forever_backs_off() {
             .header("X-RateLimit-Remaining", 0)
             .header("X-RateLimit-Reset", unix_now() - 100),
     );
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.min_backoff = Duration::from_millis(10);
     config.max_backoff = Duration::from_millis(80);
     let poller = GitHubPoller::new(config).unwrap();
@@ -548,16 +551,16 @@ async fn an_answer_over_the_page_cap_is_a_failed_poll_retried_with_backoff() {
     fake.push(Reply::events(&four_pages, "W/\"big\""));
     let (endless, sent) = Reply::new(200).endless(1 << 30);
     fake.push(endless);
-    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
+    fake.push(Reply::recorded(RECENT, 1, &fake.url()).without_header("Link"));
     // Page 1 linking to a page 2 over the cap.
     fake.push(
-        Reply::recorded(PAGES, 1, &fake.url)
+        Reply::recorded(PAGES, 1, &fake.url())
             .header("X-Poll-Interval", 1)
             .header("ETag", "W/\"paged\""),
     );
     fake.push(Reply::events(&four_pages, "W/\"big-page-2\""));
 
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.max_page_bytes = cap;
     let poller = GitHubPoller::new(config).unwrap();
 
@@ -603,16 +606,16 @@ async fn an_answer_over_the_page_cap_is_a_failed_poll_retried_with_backoff() {
 #[tokio::test]
 async fn redirects_are_followed_on_the_same_host_only() {
     let elsewhere = FakeGitHub::start(vec![]).await;
-    elsewhere.set_fallback(Reply::recorded(OLDER, 1, &elsewhere.url).without_header("Link"));
+    elsewhere.set_fallback(Reply::recorded(OLDER, 1, &elsewhere.url()).without_header("Link"));
     let fake = FakeGitHub::start(vec![]).await;
     fake.push(Reply::new(301).header(
         "Location",
-        format!("{}/events?per_page=100&moved=1", fake.url),
+        format!("{}/events?per_page=100&moved=1", fake.url()),
     ));
-    fake.push(Reply::recorded(RECENT, 1, &fake.url).without_header("Link"));
-    let other_host = elsewhere.url.replace("127.0.0.1", "localhost");
+    fake.push(Reply::recorded(RECENT, 1, &fake.url()).without_header("Link"));
+    let other_host = elsewhere.url().replace("127.0.0.1", "localhost");
     fake.push(Reply::new(302).header("Location", format!("{other_host}/events")));
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.token = Some("ghp_stay_home".into());
     let poller = GitHubPoller::new(config).unwrap();
 
@@ -641,7 +644,7 @@ async fn invalid_events_are_counted_and_never_handed_on() {
     events[kept[1]]["id"] = Value::from("0");
     events[kept[2]]["created_at"] = Value::from("2200-01-01T00:00:00Z");
     fake.push(Reply::events(&events, "W/\"odd\""));
-    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url(), 1)).unwrap();
 
     let batch = poller.next_batch().await.unwrap().unwrap();
     assert_eq!(batch.stats.invalid, 3);
@@ -658,9 +661,9 @@ async fn a_state_file_that_outlived_its_store_is_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     let state_file = dir.path().join("client-state.json");
     let fake = FakeGitHub::start(vec![]).await;
-    let recent = Reply::recorded(RECENT, 1, &fake.url).without_header("Link");
+    let recent = Reply::recorded(RECENT, 1, &fake.url()).without_header("Link");
     fake.push(recent.clone());
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.state_file = Some(state_file.clone());
     let first = github_stats_core::MemoryStore::new();
     {
@@ -708,7 +711,7 @@ async fn an_oversized_etag_is_never_sent_back_nor_kept() {
     ])
     .await;
     fake.set_fallback(Reply::not_modified());
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.state_file = Some(state_file.clone());
     let store = MemoryStore::new();
     {
@@ -741,16 +744,16 @@ async fn an_oversized_etag_is_never_sent_back_nor_kept() {
 #[tokio::test]
 async fn a_431_to_a_conditional_request_drops_the_etag_and_recovers() {
     let fake = FakeGitHub::start(vec![]).await;
-    let first = Reply::recorded(RECENT, 1, &fake.url).without_header("Link");
+    let first = Reply::recorded(RECENT, 1, &fake.url()).without_header("Link");
     fake.push(first);
     fake.push(Reply::new(431));
     fake.push(
-        Reply::recorded(RECENT, 1, &fake.url)
+        Reply::recorded(RECENT, 1, &fake.url())
             .without_header("Link")
             .header("ETag", "W/\"fresh\""),
     );
     fake.set_fallback(Reply::not_modified());
-    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url(), 1)).unwrap();
     poller.next_batch().await.unwrap().unwrap();
     let err = poller.next_batch().await.unwrap_err().to_string();
     assert!(err.contains("431"), "{err}");
@@ -774,7 +777,7 @@ async fn the_poll_interval_shown_is_the_wait_and_a_redirect_loop_is_named() {
     for _ in 0..10 {
         fake.push(Reply::new(302).header("Location", "/events?per_page=100"));
     }
-    let mut config = config(&fake.url, 1);
+    let mut config = config(&fake.url(), 1);
     config.time_unit = Duration::from_micros(1);
     let poller = GitHubPoller::new(config).unwrap();
     poller.next_batch().await.unwrap().unwrap();
@@ -805,14 +808,14 @@ async fn a_page_starting_with_a_byte_order_mark_is_read_whole() {
         body.extend_from_slice(&serde_json::to_vec(events).unwrap());
         body
     };
-    let next = format!("<{}/events?page=2>; rel=\"next\"", fake.url);
+    let next = format!("<{}/events?page=2>; rel=\"next\"", fake.url());
     fake.push(
         Reply::events(&first, "W/\"bom\"")
             .header("Link", next)
             .body(with_bom(&first)),
     );
     fake.push(Reply::events(&second, "W/\"bom2\"").body(with_bom(&second)));
-    let poller = GitHubPoller::new(config(&fake.url, 1)).unwrap();
+    let poller = GitHubPoller::new(config(&fake.url(), 1)).unwrap();
     let batch = poller.next_batch().await.unwrap().unwrap();
     let mut want = kept_ids(&first);
     want.extend(kept_ids(&second));

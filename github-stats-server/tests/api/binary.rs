@@ -7,10 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::Ordering;
+use github_stats_core::fake_github::{FakeGitHub, Reply};
 
-use crate::fake_github;
-use crate::helpers::{KEPT, at};
+use crate::helpers::{KEPT, at, fake_github_serving_recorded_events, served_events};
 use crate::lifecycle::{prepare_data_dir, probe_all};
 
 const BIN: &str = env!("CARGO_BIN_EXE_github-stats-server");
@@ -207,7 +206,7 @@ async fn the_binary_serves_stops_on_sigterm_and_restarts_with_the_same_answers()
 /// The kept events the fake GitHub serves, distinct by id: `(type, repo, created_at)`.
 pub(crate) fn served_kept() -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
     let mut seen = std::collections::HashSet::new();
-    fake_github::served_events()
+    served_events()
         .into_iter()
         .filter(|e| KEPT.contains(&e["type"].as_str().unwrap_or_default()))
         .filter(|e| seen.insert(e["id"].as_str().unwrap().to_owned()))
@@ -248,12 +247,12 @@ pub(crate) async fn wait_for(url: &str, field: &str, expected: u64, server: &Ser
 /// Starts the binary polling a fake GitHub into `backend`, checks the metrics of what it
 /// stored, restarts it, and checks that the answers stay and the ETag is reused.
 async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
-    let fake = fake_github::start().await;
+    let fake = fake_github_serving_recorded_events().await;
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         let mut command = command();
         command
-            .env("GITHUB_API_URL", &fake.url)
+            .env("GITHUB_API_URL", fake.url())
             .env("DATA_DIR", dir.path().join("data"))
             .env(
                 "CLIENT_STATE_FILE",
@@ -324,12 +323,12 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
     assert!(!saved.is_empty(), "no raw poll file");
     let raw: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&saved[0]).unwrap()).unwrap();
-    assert_eq!(raw.len(), fake_github::served_events().len());
+    assert_eq!(raw.len(), served_events().len());
     assert!(
         dir.path().join("state/client-state.json").exists(),
         "no poller state file"
     );
-    assert!(fake.full_answers.load(Ordering::SeqCst) >= 1);
+    assert!(fake.answered(200) >= 1);
 
     // A restart keeps the answers, and polls with the saved ETag (a 304: nothing new).
     let server = start();
@@ -337,7 +336,7 @@ async fn polls_fake_github_into(backend_env: &[(&str, String)]) {
     let query = query.replace(&first.0, &base);
     assert_eq!(probe_fake(&base, &query, repo).await.1, first.1);
     let started = Instant::now();
-    while fake.not_modified.load(Ordering::SeqCst) == 0 {
+    while fake.answered(304) == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "no conditional poll after the restart: {}",
@@ -609,7 +608,7 @@ async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
         "planted-url-user",
         "planted-url-password",
     ];
-    let fake = fake_github::start().await;
+    let fake = fake_github_serving_recorded_events().await;
     let kept = served_kept();
     for format in ["json", "text"] {
         let dir = tempfile::tempdir().unwrap();
@@ -625,7 +624,7 @@ async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
             )
             .env(
                 "GITHUB_API_URL",
-                fake.url
+                fake.url()
                     .replace("http://", &format!("http://{}:{}@", SECRETS[2], SECRETS[3])),
             )
             .env("DATA_DIR", dir.path().join("data"))
@@ -698,10 +697,7 @@ async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
         let polled = find("polled github events", None);
         assert!(!polled.is_empty(), "{log}");
         assert_eq!(polled[0]["level"], "INFO");
-        assert_eq!(
-            polled[0]["events"],
-            fake_github::served_events().len() as u64
-        );
+        assert_eq!(polled[0]["events"], served_events().len() as u64);
         assert_eq!(polled[0]["kept"], kept.len() as u64);
         let health = find("request", Some("/health"));
         assert!(!health.is_empty(), "{log}");
@@ -722,7 +718,8 @@ async fn json_logs_carry_the_fields_and_neither_format_logs_a_secret() {
         assert_eq!(configuration.len(), 1, "{log}");
         let shown = configuration[0]["config"].as_str().unwrap();
         assert!(shown.contains("<redacted>"), "{shown}");
-        let fake_host = fake.url.trim_start_matches("http://");
+        let fake_url = fake.url();
+        let fake_host = fake_url.trim_start_matches("http://");
         assert!(
             shown.contains(&format!("http://<redacted>@{fake_host}")),
             "{shown}"
@@ -862,16 +859,17 @@ fn a_clickhouse_port_alone_is_honoured_on_localhost() {
 async fn a_github_error_body_forges_no_log_line() {
     let forged = "boom\nFORGED 2026-01-01T00:00:00Z  INFO listening\r\u{1b}[31mred";
     let body = serde_json::to_vec(&serde_json::json!({ "message": forged })).unwrap();
-    let fake = fake_github::start_scripted(vec![fake_github::Reply {
-        status: 500,
-        headers: vec![("Content-Type", "application/json".to_owned())],
-        body,
-    }])
-    .await;
+    // The same error for every poll.
+    let fake = FakeGitHub::start(vec![]).await;
+    fake.set_fallback(
+        Reply::new(500)
+            .header("Content-Type", "application/json")
+            .body(body),
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut command = command();
     command
-        .env("GITHUB_API_URL", &fake.url)
+        .env("GITHUB_API_URL", fake.url())
         .env("DATA_DIR", dir.path().join("data"))
         .env("CLIENT_STATE_FILE", dir.path().join("state.json"));
     let server = Server::start(command);

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::binary::{Server, get_json, served_kept, wait_for};
-use crate::fake_github;
+use crate::helpers::fake_github_serving_recorded_events;
 
 const BIN: &str = env!("CARGO_BIN_EXE_github-stats-server");
 
@@ -302,11 +302,11 @@ async fn the_image_runs_as_its_user_and_writes_into_its_volumes() {
         assert_eq!((metadata.uid(), metadata.gid()), (runtime.uid, runtime.gid));
     }
 
-    let fake = fake_github::start().await;
+    let fake = fake_github_serving_recorded_events().await;
     let kept = served_kept();
     let mut command = entrypoint(&runtime, root.path());
     command
-        .env("GITHUB_API_URL", &fake.url)
+        .env("GITHUB_API_URL", fake.url())
         .env("SAVE_EVENTS_TO_FILES", "true");
     let server = Server::start(command);
     let base = server.base.clone();

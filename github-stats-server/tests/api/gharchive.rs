@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use github_stats_core::coverage::hour_floor;
 use github_stats_core::fake_gharchive::{Answer, FakeArchive, FakeHour, KeptEvent, RecordedHour};
 
-use crate::fake_github::{PER_PAGE, replaying_events_api};
+use github_stats_core::fake_github::{FakeGitHub, MAX_PER_PAGE};
 use github_stats_server::{Application, Config};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -126,10 +126,10 @@ async fn follow_the_archive_beside_the_poller(backend: Backend) {
         .iter()
         .flat_map(|&(h, step)| hours[h].kept().iter().step_by(step).cloned())
         .collect();
-    let events_api = replaying_events_api(replayed.clone(), PER_PAGE).await;
+    let events_api = FakeGitHub::start_replaying(replayed.clone(), MAX_PER_PAGE).await;
 
     // 1. The poller alone stores its part of the hours.
-    let app = start(dir.path(), &backend, &events_api.url, None).await;
+    let app = start(dir.path(), &backend, &events_api.url(), None).await;
     wait_for(&app.base, "the poller's events", async || {
         get(&app.base, "/debug/total-events").await["total_events"] == replayed.len() as u64
     })
@@ -141,7 +141,7 @@ async fn follow_the_archive_beside_the_poller(backend: Backend) {
     );
     app.stop().await;
     assert!(
-        events_api.served.lock().unwrap().len() == replayed.len(),
+        events_api.served_ids().len() == replayed.len(),
         "the fake served every replayed event"
     );
 
@@ -158,7 +158,7 @@ async fn follow_the_archive_beside_the_poller(backend: Backend) {
     let app = start(
         dir.path(),
         &backend,
-        &events_api.url,
+        &events_api.url(),
         Some((&archive.url(), first)),
     )
     .await;
@@ -191,7 +191,7 @@ async fn follow_the_archive_beside_the_poller(backend: Backend) {
     let app = start(
         dir.path(),
         &backend,
-        &events_api.url,
+        &events_api.url(),
         Some((&archive.url(), first)),
     )
     .await;

@@ -1,5 +1,6 @@
 //! Shared test helpers: a memory store loaded from the real recorded events, the application
-//! over it, and an independent brute-force reading of the same JSON for expectations.
+//! over it, an independent brute-force reading of the same JSON for expectations, and the fake
+//! GitHub of the end-to-end tests.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use github_stats_core::conformance::fixtures;
+use github_stats_core::fake_github::{FakeGitHub, Reply};
 use github_stats_core::parse::parse_document;
 use github_stats_core::{Event, EventStore, MemoryStore, ParseStats, SharedStore};
 use github_stats_server::api::{self, AppState};
@@ -201,4 +203,39 @@ pub fn json_time(value: &Value) -> DateTime<Utc> {
     at(value
         .as_str()
         .unwrap_or_else(|| panic!("not a time: {value}")))
+}
+
+/// The recorded Events API answers the end-to-end tests' fake GitHub serves, as one page.
+pub const SERVED_BODIES: &[&str] = &[
+    "api-responses/events-2020-04-25/01.body.json",
+    "api-responses/events-2017-12-29/01.body.json",
+];
+
+/// Every event of [`SERVED_BODIES`], as JSON.
+pub fn served_events() -> Vec<Value> {
+    SERVED_BODIES
+        .iter()
+        .flat_map(|b| fixtures::json_records(b))
+        .collect()
+}
+
+/// A fake GitHub answering every request with [`served_events`] and GitHub's headers (an ETag,
+/// `X-Poll-Interval: 1`, rate limits), and 304 to a poll sending that ETag back.
+pub async fn fake_github_serving_recorded_events() -> FakeGitHub {
+    let fake = FakeGitHub::start(vec![]).await;
+    fake.set_fallback(
+        Reply::events(&served_events(), "W/\"fake-etag-1\"")
+            .header("X-Poll-Interval", 1)
+            .rate(5000, 4990)
+            .conditional(),
+    );
+    fake
+}
+
+/// A 200 with the events of the recorded answer `body` (one of [`SERVED_BODIES`]), `etag`, a
+/// poll interval of 1 s and `remaining` requests of 5000 left.
+pub fn recorded_events_reply(body: &str, etag: &str, remaining: u64) -> Reply {
+    Reply::events(&fixtures::json_records(body), etag)
+        .rate(5000, remaining)
+        .header("X-Poll-Interval", 1)
 }

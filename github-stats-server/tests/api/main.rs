@@ -14,7 +14,6 @@ mod debug;
 mod dropped_database;
 mod errors;
 mod exposition;
-mod fake_github;
 mod gharchive;
 mod health;
 mod helpers;

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -15,8 +14,8 @@ use serde_json::Value;
 
 use crate::errors::{BrokenStore, Failure};
 use crate::exposition::{self, Exposition};
-use crate::fake_github::{self, BODIES, Reply};
-use crate::helpers::{KEPT, at, client_for, recorded_store};
+use crate::helpers::{KEPT, SERVED_BODIES, at, client_for, recorded_events_reply, recorded_store};
+use github_stats_core::fake_github::{FakeGitHub, Reply};
 
 /// Every counter of `/metrics` and where `/health` shows the same number.
 const SAME_AS_HEALTH: &[(&str, &str)] = &[
@@ -184,18 +183,20 @@ fn events_of(body: &str) -> Vec<Value> {
 async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
     // Two answers sharing no event (a gap), a failure, a rate limit, then a 304 that asks for
     // an hour's wait: the poller's state is then still while the test reads it.
-    let fake = fake_github::start_scripted(vec![
-        Reply::events(BODIES[0], "\"first\"", 4990),
-        Reply::events(BODIES[1], "\"second\"", 4989),
-        Reply::status(500).rate(5000, 4988),
-        Reply::status(429).rate(5000, 4987).header("Retry-After", 1),
-        Reply::status(304)
-            .rate(5000, 4321)
-            .header("X-Poll-Interval", 3600),
+    let wait_an_hour = Reply::new(304)
+        .rate(5000, 4321)
+        .header("X-Poll-Interval", 3600);
+    let fake = FakeGitHub::start(vec![
+        recorded_events_reply(SERVED_BODIES[0], "\"first\"", 4990),
+        recorded_events_reply(SERVED_BODIES[1], "\"second\"", 4989),
+        Reply::new(500).rate(5000, 4988),
+        Reply::new(429).rate(5000, 4987).header("Retry-After", 1),
+        wait_an_hour.clone(),
     ])
     .await;
+    fake.set_fallback(wait_an_hour);
     let dir = tempfile::tempdir().unwrap();
-    let app = Application::build(config(dir.path(), &fake.url))
+    let app = Application::build(config(dir.path(), &fake.url()))
         .await
         .unwrap();
     let base = format!("http://{}", app.address());
@@ -203,7 +204,7 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
     let running = tokio::spawn(app.run_until_stopped());
 
     // What the fake served, read with serde_json alone.
-    let (first, second) = (events_of(BODIES[0]), events_of(BODIES[1]));
+    let (first, second) = (events_of(SERVED_BODIES[0]), events_of(SERVED_BODIES[1]));
     let id = |e: &Value| e["id"].as_str().unwrap().to_owned();
     let first_ids: HashSet<String> = first.iter().map(id).collect();
     let second_ids: HashSet<String> = second.iter().map(id).collect();
@@ -242,7 +243,7 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(fake.requests.load(Ordering::SeqCst), 5, "{health}");
+    assert_eq!(fake.seen().len(), 5, "{health}");
 
     let metrics = scrape(&base).await;
     let scraped_at = chrono::Utc::now();

@@ -26,7 +26,7 @@ use github_stats_server::{Application, Config};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::fake_github::{ReplayingEventsApi, replaying_events_api};
+use github_stats_core::fake_github::FakeGitHub;
 
 /// One scenario at a time: each stops part of the shared cluster.
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -114,7 +114,7 @@ struct Scenario {
     cluster: Cluster,
     database: String,
     base: String,
-    fake: ReplayingEventsApi,
+    fake: FakeGitHub,
     events: Vec<KeptEvent>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), github_stats_server::startup::StartupError>>,
@@ -128,12 +128,12 @@ impl Scenario {
         }
         let hour = hour_floor(Utc::now()) - chrono::Duration::hours(3);
         let events = FakeHour::build(RecordedHour::Noon, hour).kept().to_vec();
-        let fake = replaying_events_api(events.clone(), PER_PAGE).await;
+        let fake = FakeGitHub::start_replaying(events.clone(), PER_PAGE).await;
         let state = tempfile::tempdir().unwrap();
         let args = vec![
             "github-stats-server".to_owned(),
             "--bind-address=127.0.0.1:0".to_owned(),
-            format!("--github-api-url={}", fake.url),
+            format!("--github-api-url={}", fake.url()),
             format!(
                 "--client-state-file={}",
                 state.path().join("client.json").display()
@@ -176,7 +176,7 @@ impl Scenario {
     }
 
     fn served(&self) -> HashSet<u64> {
-        self.fake.served.lock().unwrap().clone()
+        self.fake.served_ids()
     }
 
     /// Waits until `check` says yes, or fails after `limit` with `/health`.
