@@ -25,6 +25,7 @@ use crate::api::{self, AppState, ComponentStatus, HttpSettings};
 use crate::config::Config;
 use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
 use crate::prometheus::Exporter;
+use crate::store_monitor::{MonitorSettings, StoreMonitor};
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -107,7 +108,9 @@ impl Application {
             .cors_policy()
             .map_err(|e| StartupError::Unsupported(e.join("; ")))?;
         let store = open_store(&store_config).await?;
+        let checked = Instant::now();
         let health = store.health().await;
+        let took = checked.elapsed();
         tracing::info!(
             backend = store.backend_name(),
             total_events = health.total_events,
@@ -116,6 +119,14 @@ impl Application {
         );
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(store.clone());
+        // /health and /metrics read the store's health from here, never from the store itself.
+        state.store_health = StoreMonitor::with_settings(
+            store.clone(),
+            MonitorSettings::default(),
+            shutdown.clone(),
+        );
+        state.store_health.seed(health, took);
+        state.store_health.start();
         let mut exporter = Exporter::new();
         let mut background = Vec::new();
         // The sources: the poller, the GH Archive follower, both through one ingest loop.

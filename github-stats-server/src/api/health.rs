@@ -1,11 +1,11 @@
 //! `GET /health`: the store, and the poller and ingest loop when polling.
 
-use github_stats_core::SharedStore;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::time::UtcTime;
 use super::{ApiTags, AppState, StatusProbe};
+use crate::store_monitor::{StoreMonitor, StoreReading};
 
 /// The overall state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -15,7 +15,7 @@ pub enum HealthStatus {
     Ok,
     /// The store answers, but the poller or the ingest loop reports trouble (errors, backlog).
     Degraded,
-    /// The store cannot be reached.
+    /// The store cannot be reached, or its health check does not answer in time (`store.slow`).
     Unavailable,
 }
 
@@ -65,7 +65,7 @@ pub enum HealthResponse {
 
 /// Health.
 pub struct HealthApi {
-    store: SharedStore,
+    store_health: StoreMonitor,
     poller: Option<StatusProbe>,
     ingest: Option<StatusProbe>,
     archive: Option<StatusProbe>,
@@ -75,7 +75,7 @@ impl HealthApi {
     /// Health of `state`'s store and components.
     pub fn new(state: &AppState) -> HealthApi {
         HealthApi {
-            store: state.store.clone(),
+            store_health: state.store_health.clone(),
             poller: state.poller.clone(),
             ingest: state.ingest.clone(),
             archive: state.archive.clone(),
@@ -87,10 +87,18 @@ impl HealthApi {
 impl HealthApi {
     /// Health of the store and the poller
     ///
-    /// 200 while the store answers, 503 when it cannot be reached.
+    /// 200 while the store answers, 503 when it cannot be reached or its health check has not
+    /// answered within its timeout (`store.slow`). The store's part comes from the last check
+    /// that answered (`store.checked_at`), checked in the background: the answer never waits on
+    /// a slow store.
     #[oai(path = "/health", method = "get")]
     async fn health(&self) -> HealthResponse {
-        let store = self.store.health().await;
+        let reading = self.store_health.current().await;
+        if reading.panicked {
+            // A bug in the store, answered as every handler's panic is: a plain 500.
+            panic!("the store's health check panicked");
+        }
+        let store = reading.health();
         let poller = self.poller.as_ref().map(|probe| probe());
         let ingest = self.ingest.as_ref().map(|probe| probe());
         let archive = self.archive.as_ref().map(|probe| probe());
@@ -109,7 +117,12 @@ impl HealthApi {
             .as_deref()
             .map(|e| format!(": {e}"))
             .unwrap_or_default();
-        let (status, error) = if !store.connected {
+        let (status, error) = if reading.is_slow() {
+            (
+                HealthStatus::Unavailable,
+                Some(format!("the {} store is slow{reason}", store.backend)),
+            )
+        } else if !store.connected {
             (
                 HealthStatus::Unavailable,
                 Some(format!(
@@ -138,7 +151,7 @@ impl HealthApi {
             backend_type: store.backend,
             total_events: store.total_events,
             last_event_ts: store.last_event_at.map(UtcTime),
-            store: store_object(store.details, store.degraded, store.error),
+            store: store_object(&reading, store.details, store.degraded, store.error),
             poller: poller.map(|s| s.snapshot),
             ingest: ingest.map(|s| s.snapshot),
             archive: archive.map(|s| s.snapshot),
@@ -152,14 +165,28 @@ impl HealthApi {
     }
 }
 
-/// The `store` object of the answer: the backend's details with `degraded` and, when the store
-/// gave one, `error`.
+/// The `store` object of the answer: the backend's details with `degraded`, `slow`, when it was
+/// checked and, when the store gave one, `error`.
 fn store_object(
+    reading: &StoreReading,
     mut details: serde_json::Map<String, serde_json::Value>,
     degraded: bool,
     error: Option<String>,
 ) -> serde_json::Value {
     details.insert("degraded".into(), degraded.into());
+    details.insert("slow".into(), reading.is_slow().into());
+    details.insert(
+        "checked_at".into(),
+        reading
+            .last
+            .as_ref()
+            .map(|c| c.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .into(),
+    );
+    details.insert(
+        "check_age_seconds".into(),
+        reading.age().as_secs_f64().into(),
+    );
     if let Some(error) = error {
         details.insert("error".into(), error.into());
     }

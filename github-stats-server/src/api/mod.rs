@@ -34,6 +34,7 @@ pub mod visualization;
 pub use cors::CorsPolicy;
 
 use crate::prometheus::Exporter;
+use crate::store_monitor::StoreMonitor;
 
 /// The title of the generated spec.
 pub const API_TITLE: &str = "github-stats";
@@ -130,6 +131,8 @@ pub type StatusProbe = Arc<dyn Fn() -> ComponentStatus + Send + Sync>;
 pub struct AppState {
     /// The store behind every metric.
     pub store: SharedStore,
+    /// The store's health, checked in the background: what `/health` and `/metrics` show.
+    pub store_health: StoreMonitor,
     /// The poller's status, when polling.
     pub poller: Option<StatusProbe>,
     /// The ingest loop's status, when polling or following GH Archive.
@@ -144,6 +147,7 @@ impl AppState {
     /// A state with a store and no background components (`--no-poll`, tests).
     pub fn new(store: SharedStore) -> AppState {
         AppState {
+            store_health: StoreMonitor::new(store.clone()),
             store,
             poller: None,
             ingest: None,
