@@ -21,7 +21,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Response, Server};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, ComponentStatus, HttpSettings};
+use crate::api::{self, AppState, HttpSettings};
 use crate::config::Config;
 use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
 use crate::prometheus::Exporter;
@@ -138,13 +138,7 @@ impl Application {
                 Arc::new(GitHubPoller::new(github_config(&config)).map_err(StartupError::Poller)?);
             let poller_status = poller.status();
             exporter.register_poller(poller_status.clone(), chrono::Utc::now());
-            state.poller = Some(Arc::new(move || {
-                let snapshot = poller_status.snapshot();
-                ComponentStatus {
-                    degraded: snapshot.degraded,
-                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
-                }
-            }));
+            state.poller = Some(Arc::new(move || poller_status.snapshot()));
             tracing::info!(
                 api_url = %config.github_api_url,
                 authenticated = config.github_token.is_some(),
@@ -163,13 +157,7 @@ impl Application {
             );
             let follower_status = follower.status();
             exporter.register_archive_follower(follower_status.clone());
-            state.archive = Some(Arc::new(move || {
-                let snapshot = follower_status.snapshot();
-                ComponentStatus {
-                    degraded: snapshot.degraded,
-                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
-                }
-            }));
+            state.archive = Some(Arc::new(move || follower_status.snapshot()));
             sources.push(("gharchive".to_owned(), follower));
         }
         if sources.is_empty() {
@@ -187,13 +175,7 @@ impl Application {
             let ingest = Ingest::spawn(source, store.clone(), ingest_config, shutdown.clone());
             let ingest_status = ingest.status();
             exporter.register_ingest(ingest_status.clone());
-            state.ingest = Some(Arc::new(move || {
-                let snapshot = ingest_status.snapshot();
-                ComponentStatus {
-                    degraded: snapshot.degraded,
-                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
-                }
-            }));
+            state.ingest = Some(Arc::new(move || ingest_status.snapshot()));
             background.push((
                 "ingest",
                 tokio::spawn(async move {

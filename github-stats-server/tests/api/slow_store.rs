@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use github_stats_server::api::health::StoreDetails;
 use github_stats_server::{Application, Config};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -131,6 +132,11 @@ async fn a_slow_clickhouse_leaves_metrics_and_health_answering_in_time() {
     .unwrap();
     let app = Application::build(config).await.unwrap();
     load_recorded(app.store().as_ref()).await;
+    // Every key ClickHouse puts in its health details has a typed field in `/health`.
+    let health = app.store().health().await;
+    let details = StoreDetails::from_health(&health);
+    assert!(details.unknown_keys().is_empty(), "{:?}", health.details);
+    assert!(details.server_version.is_some() && details.race_checks.is_some());
     let base = format!("http://{}", app.address());
     let token = app.shutdown_token();
     let running = tokio::spawn(app.run_until_stopped());

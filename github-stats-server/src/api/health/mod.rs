@@ -1,11 +1,18 @@
-//! `GET /health`: the store, and the poller and ingest loop when polling.
+//! `GET /health`: the store, and the poller and ingest loop when polling. Every object of the
+//! answer is a type of this crate ([`store`], [`components`]), mapped from core's in one place.
 
+pub mod components;
+pub mod store;
+
+use github_stats_core::{ArchiveFollowerSnapshot, IngestSnapshot, PollerSnapshot};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::time::UtcTime;
 use super::{ApiTags, AppState, StatusProbe};
-use crate::store_monitor::{StoreMonitor, StoreReading};
+use crate::store_monitor::StoreMonitor;
+pub use components::{ArchiveHealth, IngestHealth, PollerHealth};
+pub use store::{StoreDetails, StoreStatus};
 
 /// The overall state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -32,21 +39,22 @@ pub struct HealthBody {
     pub total_events: u64,
     /// `created_at` of the newest stored event; `null` when empty.
     pub last_event_ts: Option<UtcTime>,
-    /// Backend details (data file, server version, cluster nodes, …), with `degraded` (part of
-    /// the store does not answer) and `error` (the store's words on what is wrong, when any).
-    pub store: serde_json::Value,
+    /// The store: `degraded` (part of it does not answer), `slow`, when it was last checked,
+    /// `error` (the store's words on what is wrong, when any) and the backend's own fields
+    /// (data file, server version, cluster nodes, …).
+    pub store: StoreStatus,
     /// The GitHub poller: last poll, poll interval, rate limit left, last error, coverage
     /// counters. Absent with `--no-poll`.
     #[oai(skip_serializing_if_is_none)]
-    pub poller: Option<serde_json::Value>,
+    pub poller: Option<PollerHealth>,
     /// The ingest loop: buffered events, inserts, store errors. Absent with `--no-poll` and no
     /// archive follower.
     #[oai(skip_serializing_if_is_none)]
-    pub ingest: Option<serde_json::Value>,
+    pub ingest: Option<IngestHealth>,
     /// The GH Archive follower: the next hour, hours behind, hours imported, missing and
     /// damaged, the last error. Absent unless `GHARCHIVE_FROM` is set.
     #[oai(skip_serializing_if_is_none)]
-    pub archive: Option<serde_json::Value>,
+    pub archive: Option<ArchiveHealth>,
     /// Why the status is not `ok`, when it is not.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
@@ -66,9 +74,9 @@ pub enum HealthResponse {
 /// Health.
 pub struct HealthApi {
     store_health: StoreMonitor,
-    poller: Option<StatusProbe>,
-    ingest: Option<StatusProbe>,
-    archive: Option<StatusProbe>,
+    poller: Option<StatusProbe<PollerSnapshot>>,
+    ingest: Option<StatusProbe<IngestSnapshot>>,
+    archive: Option<StatusProbe<ArchiveFollowerSnapshot>>,
 }
 
 impl HealthApi {
@@ -103,12 +111,15 @@ impl HealthApi {
         let ingest = self.ingest.as_ref().map(|probe| probe());
         let archive = self.archive.as_ref().map(|probe| probe());
         let troubled: Vec<&str> = [
-            ("poller", &poller),
-            ("ingest loop", &ingest),
-            ("archive follower", &archive),
+            ("poller", poller.as_ref().is_some_and(|s| s.degraded)),
+            ("ingest loop", ingest.as_ref().is_some_and(|s| s.degraded)),
+            (
+                "archive follower",
+                archive.as_ref().is_some_and(|s| s.degraded),
+            ),
         ]
         .into_iter()
-        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.degraded))
+        .filter(|(_, troubled)| *troubled)
         .map(|(name, _)| name)
         .collect();
         // The store's own words on what is wrong, when it gave any.
@@ -148,13 +159,13 @@ impl HealthApi {
         let body = HealthBody {
             status,
             is_connected: store.connected,
+            store: StoreStatus::new(&reading, &store),
             backend_type: store.backend,
             total_events: store.total_events,
             last_event_ts: store.last_event_at.map(UtcTime),
-            store: store_object(&reading, store.details, store.degraded, store.error),
-            poller: poller.map(|s| s.snapshot),
-            ingest: ingest.map(|s| s.snapshot),
-            archive: archive.map(|s| s.snapshot),
+            poller: poller.as_ref().map(PollerHealth::from),
+            ingest: ingest.as_ref().map(IngestHealth::from),
+            archive: archive.as_ref().map(ArchiveHealth::from),
             error,
         };
         if status == HealthStatus::Unavailable {
@@ -163,32 +174,4 @@ impl HealthApi {
             HealthResponse::Ok(Json(body))
         }
     }
-}
-
-/// The `store` object of the answer: the backend's details with `degraded`, `slow`, when it was
-/// checked and, when the store gave one, `error`.
-fn store_object(
-    reading: &StoreReading,
-    mut details: serde_json::Map<String, serde_json::Value>,
-    degraded: bool,
-    error: Option<String>,
-) -> serde_json::Value {
-    details.insert("degraded".into(), degraded.into());
-    details.insert("slow".into(), reading.is_slow().into());
-    details.insert(
-        "checked_at".into(),
-        reading
-            .last
-            .as_ref()
-            .map(|c| c.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-            .into(),
-    );
-    details.insert(
-        "check_age_seconds".into(),
-        reading.age().as_secs_f64().into(),
-    );
-    if let Some(error) = error {
-        details.insert("error".into(), error.into());
-    }
-    serde_json::Value::Object(details)
 }
