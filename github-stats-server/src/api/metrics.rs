@@ -152,16 +152,20 @@ impl MetricsApi {
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<PrAverageBody>, ApiError> {
         let repo = repository(&owner, &repo)?;
-        let (avg, window) = if since.0.is_none() && until.0.is_none() {
-            (self.store.pr_average(&repo).await?, None)
-        } else {
-            let window = params::span(since.0, until.0)?;
-            let avg = self.store.pr_average_in(&repo, window).await?;
-            let coverage = window_coverage(&self.store, window).await?;
-            (avg, Some((window, coverage)))
-        };
-        let run = self.store.complete_run().await?;
-        Ok(Json(PrAverageBody::new(avg, window, run)))
+        // The store's reads are independent: run together (ClickHouse answers them in parallel;
+        // the memory store in place, one after the other, at no cost).
+        if since.0.is_none() && until.0.is_none() {
+            let (avg, run) =
+                tokio::try_join!(self.store.pr_average(&repo), self.store.complete_run())?;
+            return Ok(Json(PrAverageBody::new(avg, None, run)));
+        }
+        let window = params::span(since.0, until.0)?;
+        let (avg, coverage, run) = tokio::try_join!(
+            self.store.pr_average_in(&repo, window),
+            window_coverage(&self.store, window),
+            self.store.complete_run(),
+        )?;
+        Ok(Json(PrAverageBody::new(avg, Some((window, coverage)), run)))
     }
 
     /// Events by type in the last N minutes
@@ -181,8 +185,10 @@ impl MetricsApi {
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<EventCountsBody>, ApiError> {
         let window = params::window(until.0, offset.0)?;
-        let counts = self.store.event_counts(window).await?;
-        let coverage = window_coverage(&self.store, window).await?;
+        let (counts, coverage) = tokio::try_join!(
+            self.store.event_counts(window),
+            window_coverage(&self.store, window),
+        )?;
         Ok(Json(EventCountsBody {
             offset_minutes: offset.0,
             since: counts.window.since.into(),
