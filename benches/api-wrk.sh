@@ -36,7 +36,8 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && b
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$bare_port/metrics/events" >/dev/null && break; sleep 0.1; done
 # A repository with many opened pull requests in the recorded hours.
 repo=${API_BENCH_REPO:-KSP-CKAN/NetKAN}
-paths=("/metrics/events?offset=60" "/metrics/pr-average/$repo")
+# /debug/total-events: the stack's own cost (a counter read, no coverage) for reference.
+paths=("/metrics/events?offset=60" "/metrics/pr-average/$repo" "/debug/total-events")
 for path in "${paths[@]}"; do
     echo "== GET $path"
     curl -sf "http://127.0.0.1:$port$path"; echo

@@ -1,6 +1,6 @@
 //! The API benchmark's yardstick (`benches/README.md`, section API): a bare poem server whose
-//! two handlers answer the JSON shapes of `GET /metrics/events` and
-//! `GET /metrics/pr-average/{owner}/{repo}` from constants, with no store, no validation, no
+//! handlers answer the JSON shapes of `GET /metrics/events`,
+//! `GET /metrics/pr-average/{owner}/{repo}` and `GET /debug/total-events` from constants, with no store, no validation, no
 //! middleware and no spec. What the server does beyond this is what the benchmark measures.
 //!
 //! ```text
@@ -74,6 +74,18 @@ fn events() -> Json<EventCountsBody> {
     })
 }
 
+#[derive(Serialize)]
+struct TotalEventsBody {
+    total_events: u64,
+}
+
+#[handler]
+fn total_events() -> Json<TotalEventsBody> {
+    Json(TotalEventsBody {
+        total_events: 1_000_000,
+    })
+}
+
 #[handler]
 fn pr_average(Path((owner, repo)): Path<(String, String)>) -> Json<PrAverageBody> {
     let first = DateTime::from_timestamp(1_420_113_600, 0).unwrap_or_default();
@@ -104,7 +116,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let app = Route::new()
             .at("/metrics/events", get(events))
-            .at("/metrics/pr-average/:owner/:repo", get(pr_average));
+            .at("/metrics/pr-average/:owner/:repo", get(pr_average))
+            .at("/debug/total-events", get(total_events));
         Server::new(TcpListener::bind(address))
             .run(app)
             .await

@@ -26,6 +26,7 @@ pub mod cors;
 pub mod coverage;
 pub mod debug;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod params;
