@@ -145,7 +145,13 @@ fn method_label(method: &Method) -> &'static str {
 /// the spec UI's); else [`UNMATCHED_ROUTE`]. The spec's own words come first because poem knows
 /// its routes under generated names (`/metrics/pr-average/:param0/:param1`).
 pub fn route_label(pattern: Option<&str>, path: &str, templates: &[String]) -> String {
-    if let Some(template) = templates.iter().find(|t| fits(t, path)) {
+    // Most requests name a route without parameters: a string comparison each, before the
+    // segment-by-segment fit (a literal route is also the one poem routes such a path to).
+    if let Some(template) = templates
+        .iter()
+        .find(|t| t.as_str() == path)
+        .or_else(|| templates.iter().find(|t| fits(t, path)))
+    {
         return template.clone();
     }
     match pattern.filter(|p| !p.is_empty()) {
