@@ -1,19 +1,30 @@
 //! A slow store: a real ClickHouse behind a TCP proxy that, once switched, holds every answer
-//! 40 s. `/metrics` and `/health` still answer within 2 s, from the last health check that
-//! answered, and say the store is slow; when the store answers again, so do they.
+//! 40 s (and, without ClickHouse, a memory store whose health check sleeps). `/metrics` and
+//! `/health` still answer within 2 s, from the last health check that answered, and say the
+//! store is slow; when the store answers again, so do they.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use clap::Parser;
+use github_stats_core::{
+    ArchiveHour, CompleteRun, Event, EventCounts, EventStore, InsertOutcome, MetricsQuery,
+    PrAverage, RepoEventCount, RepoEventCounts, RepoName, SharedStore, StoreError, StoreHealth,
+    TimeWindow, Timeline,
+};
+use github_stats_server::api::AppState;
 use github_stats_server::api::health::StoreDetails;
+use github_stats_server::store_monitor::{MonitorSettings, StoreMonitor};
 use github_stats_server::{Application, Config};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::load_recorded;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{client_with, get, load_recorded, recorded_store};
 
 /// How long the proxy holds each answer while delaying.
 const DELAY: Duration = Duration::from_secs(40);
@@ -243,4 +254,149 @@ async fn a_slow_clickhouse_leaves_metrics_and_health_answering_in_time() {
 
     token.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// The memory store, whose health check sleeps 40 s once `slow` is set: the same behaviour
+/// without a ClickHouse, with a 1 s check timeout.
+struct SleepyStore {
+    inner: SharedStore,
+    slow: AtomicBool,
+}
+
+#[async_trait]
+impl EventStore for SleepyStore {
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertOutcome, StoreError> {
+        self.inner.insert_events(events).await
+    }
+    async fn count_stored(&self, events: &[Event]) -> Result<u64, StoreError> {
+        self.inner.count_stored(events).await
+    }
+    async fn health(&self) -> StoreHealth {
+        if self.slow.load(Ordering::SeqCst) {
+            tokio::time::sleep(DELAY).await;
+        }
+        self.inner.health().await
+    }
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+    async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
+        self.inner.record_archive_hour(record).await
+    }
+}
+
+#[async_trait]
+impl MetricsQuery for SleepyStore {
+    async fn pr_average(&self, repo: &RepoName) -> Result<PrAverage, StoreError> {
+        self.inner.pr_average(repo).await
+    }
+    async fn pr_average_in(&self, repo: &RepoName, w: TimeWindow) -> Result<PrAverage, StoreError> {
+        self.inner.pr_average_in(repo, w).await
+    }
+    async fn event_counts(&self, w: TimeWindow) -> Result<EventCounts, StoreError> {
+        self.inner.event_counts(w).await
+    }
+    async fn timeline(&self, w: TimeWindow, bucket: i64) -> Result<Timeline, StoreError> {
+        self.inner.timeline(w, bucket).await
+    }
+    async fn repo_event_counts(&self, repo: &RepoName) -> Result<RepoEventCounts, StoreError> {
+        self.inner.repo_event_counts(repo).await
+    }
+    async fn total_events(&self) -> Result<u64, StoreError> {
+        self.inner.total_events().await
+    }
+    async fn top_repositories(&self, limit: usize) -> Result<Vec<RepoEventCount>, StoreError> {
+        self.inner.top_repositories(limit).await
+    }
+    async fn archive_hours(&self, w: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError> {
+        self.inner.archive_hours(w).await
+    }
+    async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError> {
+        self.inner.complete_run().await
+    }
+}
+
+#[tokio::test]
+async fn a_store_whose_health_check_hangs_is_slow_within_the_timeout() {
+    let sleepy = Arc::new(SleepyStore {
+        inner: recorded_store().await,
+        slow: AtomicBool::new(false),
+    });
+    let store: SharedStore = sleepy.clone();
+    let mut state = AppState::new(store.clone());
+    let settings = MonitorSettings {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
+        fresh_wait: Duration::from_millis(500),
+    };
+    state.store_health = StoreMonitor::with_settings(store, settings, CancellationToken::new());
+    let client = client_with(state, Duration::from_secs(30));
+    let ok = get(&client, "/health").await;
+    assert_eq!(ok.body["status"], "ok", "{}", ok.body);
+    let total = ok.body["total_events"].clone();
+
+    sleepy.slow.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let health = loop {
+        let asked = Instant::now();
+        let answer = get(&client, "/health").await;
+        assert!(
+            asked.elapsed() < ANSWER_WITHIN,
+            "took {:?}",
+            asked.elapsed()
+        );
+        if answer.body["store"]["slow"] == true {
+            assert_eq!(answer.status, 503, "{}", answer.body);
+            break answer.body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "slow before the timeout"
+    );
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(
+        health["total_events"], total,
+        "the last answer's figures: {health}"
+    );
+    assert!(
+        health["store"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("store health check has not answered for"),
+        "{health}"
+    );
+    let asked = Instant::now();
+    let scrape = client.get("/metrics").send().await.0;
+    let text = scrape.into_body().into_string().await.unwrap();
+    assert!(asked.elapsed() < ANSWER_WITHIN);
+    assert_eq!(sample(&text, "github_stats_store_up"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "github_stats_store_slow"),
+        Some(1.0),
+        "{text}"
+    );
+
+    // Answering again ends it.
+    sleepy.slow.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    loop {
+        let answer = get(&client, "/health").await;
+        if answer.body["status"] == "ok" {
+            assert_eq!(answer.body["store"]["slow"], false);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
