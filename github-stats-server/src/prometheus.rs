@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use github_stats_core::{
     ArchiveFollowerSnapshot, ArchiveFollowerStatus, DurationHistogram, IngestSnapshot,
-    IngestStatus, PollerSnapshot, PollerStatus, StoreHealth,
+    IngestStatus, PollerSnapshot, PollerStatus,
 };
 use poem::http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
@@ -31,6 +31,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::listener::OpenConnections;
+use crate::store_monitor::StoreReading;
 
 /// The `route` label of a request that matched no route (an unknown path): one value for all of
 /// them, so that random paths cannot create series.
@@ -144,7 +145,13 @@ fn method_label(method: &Method) -> &'static str {
 /// the spec UI's); else [`UNMATCHED_ROUTE`]. The spec's own words come first because poem knows
 /// its routes under generated names (`/metrics/pr-average/:param0/:param1`).
 pub fn route_label(pattern: Option<&str>, path: &str, templates: &[String]) -> String {
-    if let Some(template) = templates.iter().find(|t| fits(t, path)) {
+    // Most requests name a route without parameters: a string comparison each, before the
+    // segment-by-segment fit (a literal route is also the one poem routes such a path to).
+    if let Some(template) = templates
+        .iter()
+        .find(|t| t.as_str() == path)
+        .or_else(|| templates.iter().find(|t| fits(t, path)))
+    {
         return template.clone();
     }
     match pattern.filter(|p| !p.is_empty()) {
@@ -252,14 +259,14 @@ impl Exporter {
         self.registry.register_collector(collector);
     }
 
-    /// The text of a scrape: every registered metric, then the store's from `store` (read by
-    /// the caller, asynchronously, just before).
-    pub fn encode(&self, store: &StoreHealth) -> Result<String, fmt::Error> {
+    /// The text of a scrape: every registered metric, then the store's from `store` (the kept
+    /// result of its health checks).
+    pub fn encode(&self, store: &StoreReading) -> Result<String, fmt::Error> {
         let mut text = String::with_capacity(16 * 1024);
         prometheus_text::encode(&mut text, &self.registry)?;
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(StoreCollector {
-            health: store.clone(),
+            reading: store.clone(),
         }));
         prometheus_text::encode(&mut text, &scrape)?;
         Ok(text)
@@ -675,22 +682,25 @@ pub fn encode_archive_follower(
 
 #[derive(Debug)]
 struct StoreCollector {
-    health: StoreHealth,
+    reading: StoreReading,
 }
 
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        encode_store(&self.health, &mut encoder)
+        encode_store(&self.reading, &mut encoder)
     }
 }
 
-/// The store's metrics, from its health. Totals are left out while it cannot count them (down,
-/// or a shard down), rather than reported as 0.
-pub fn encode_store(health: &StoreHealth, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+/// The store's metrics, from the kept result of its health checks. Totals are those of the last
+/// check that answered (`github_stats_store_health_age_seconds` old), left out while it could
+/// not count them (down, or a shard down) rather than reported as 0.
+pub fn encode_store(reading: &StoreReading, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let health = reading.health();
     labelled_gauge(
         encoder,
         "github_stats_store_up",
-        "1 when the store answers, 0 when it cannot be reached; the backend in a label",
+        "1 when the store answers, 0 when it cannot be reached or its health check does not \
+         answer in time; the backend in a label",
         &[(
             [("backend", health.backend.as_str())],
             i64::from(health.connected),
@@ -702,16 +712,39 @@ pub fn encode_store(health: &StoreHealth, encoder: &mut DescriptorEncoder<'_>) -
         "1 when the store answers but part of it does not (a node of a ClickHouse cluster)",
         i64::from(health.degraded),
     )?;
+    gauge(
+        encoder,
+        "github_stats_store_slow",
+        "1 while the store's health check has not answered within its timeout",
+        i64::from(reading.is_slow()),
+    )?;
+    gauge(
+        encoder,
+        "github_stats_store_health_age_seconds",
+        "Seconds since the store last answered a health check (since the server started when it \
+         has not yet): the age of the store's figures",
+        reading.age().as_secs_f64(),
+    )?;
+    let Some(checked) = &reading.last else {
+        return Ok(());
+    };
+    gauge(
+        encoder,
+        "github_stats_store_health_check_duration_seconds",
+        "How long the store took to answer its last health check",
+        checked.took.as_secs_f64(),
+    )?;
     // Totals only when the store could count: a store down, or a cluster with a shard down,
     // reports 0, which is not the number of events stored.
-    if health.connected && health.error.is_none() {
+    let counted = &checked.health;
+    if counted.connected && counted.error.is_none() {
         gauge(
             encoder,
             "github_stats_store_events",
             "Distinct events stored",
-            health.total_events as i64,
+            counted.total_events as i64,
         )?;
-        if let Some(at) = health.last_event_at {
+        if let Some(at) = counted.last_event_at {
             gauge(
                 encoder,
                 "github_stats_store_newest_event_timestamp_seconds",
@@ -720,7 +753,7 @@ pub fn encode_store(health: &StoreHealth, encoder: &mut DescriptorEncoder<'_>) -
             )?;
         }
     }
-    let detail = |key: &str| health.details.get(key).and_then(|v| v.as_i64());
+    let detail = |key: &str| counted.details.get(key).and_then(|v| v.as_i64());
     if let (Some(total), Some(up)) = (detail("nodes_total"), detail("nodes_up")) {
         gauge(
             encoder,

@@ -21,10 +21,11 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Response, Server};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, ComponentStatus, HttpSettings};
+use crate::api::{self, AppState, HttpSettings};
 use crate::config::Config;
 use crate::listener::{ConnectionLimits, GuardedAcceptor, open_files_limit};
 use crate::prometheus::Exporter;
+use crate::store_monitor::{MonitorSettings, StoreMonitor};
 
 /// The whole shutdown, from the signal to the return of [`Application::run_until_stopped`].
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -107,7 +108,9 @@ impl Application {
             .cors_policy()
             .map_err(|e| StartupError::Unsupported(e.join("; ")))?;
         let store = open_store(&store_config).await?;
+        let checked = Instant::now();
         let health = store.health().await;
+        let took = checked.elapsed();
         tracing::info!(
             backend = store.backend_name(),
             total_events = health.total_events,
@@ -116,6 +119,14 @@ impl Application {
         );
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(store.clone());
+        // /health and /metrics read the store's health from here, never from the store itself.
+        state.store_health = StoreMonitor::with_settings(
+            store.clone(),
+            MonitorSettings::default(),
+            shutdown.clone(),
+        );
+        state.store_health.seed(health, took);
+        state.store_health.start();
         let mut exporter = Exporter::new();
         let mut background = Vec::new();
         // The sources: the poller, the GH Archive follower, both through one ingest loop.
@@ -130,13 +141,7 @@ impl Application {
             );
             let poller_status = poller.status();
             exporter.register_poller(poller_status.clone(), chrono::Utc::now());
-            state.poller = Some(Arc::new(move || {
-                let snapshot = poller_status.snapshot();
-                ComponentStatus {
-                    degraded: snapshot.degraded,
-                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
-                }
-            }));
+            state.poller = Some(Arc::new(move || poller_status.snapshot()));
             tracing::info!(
                 api_url = %config.github_api_url,
                 authenticated = config.github_token.is_some(),
@@ -157,13 +162,7 @@ impl Application {
             );
             let follower_status = follower.status();
             exporter.register_archive_follower(follower_status.clone());
-            state.archive = Some(Arc::new(move || {
-                let snapshot = follower_status.snapshot();
-                ComponentStatus {
-                    degraded: snapshot.degraded,
-                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
-                }
-            }));
+            state.archive = Some(Arc::new(move || follower_status.snapshot()));
             sources.push(("gharchive".to_owned(), follower));
         }
         if sources.is_empty() {
@@ -181,13 +180,7 @@ impl Application {
             let ingest = Ingest::spawn(source, store.clone(), ingest_config, shutdown.clone());
             let ingest_status = ingest.status();
             exporter.register_ingest(ingest_status.clone());
-            state.ingest = Some(Arc::new(move || {
-                let snapshot = ingest_status.snapshot();
-                ComponentStatus {
-                    degraded: snapshot.degraded,
-                    snapshot: serde_json::to_value(&snapshot).unwrap_or_default(),
-                }
-            }));
+            state.ingest = Some(Arc::new(move || ingest_status.snapshot()));
             background.push((
                 "ingest",
                 tokio::spawn(async move {

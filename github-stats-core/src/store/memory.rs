@@ -156,7 +156,7 @@ struct StoreState {
     data_dir: Option<PathBuf>,
     replay: ReplayReport,
     /// Archive-hour records (and their file, when persistent).
-    archive: Mutex<archive::ArchiveLedger>,
+    archive: archive::ArchiveLedger,
     _lock: Option<File>,
 }
 
@@ -183,7 +183,7 @@ impl MemoryStore {
             write_error: Mutex::new(None),
             data_dir: None,
             replay: ReplayReport::default(),
-            archive: Mutex::new(archive::ArchiveLedger::default()),
+            archive: archive::ArchiveLedger::default(),
             _lock: None,
         })
     }
@@ -267,7 +267,7 @@ impl MemoryStore {
             write_error: Mutex::new(None),
             data_dir: Some(dir.to_path_buf()),
             replay,
-            archive: Mutex::new(archive),
+            archive,
             _lock: Some(lock),
         }))
     }
@@ -492,14 +492,8 @@ impl EventStore for MemoryStore {
     async fn record_archive_hour(&self, record: &ArchiveHour) -> Result<(), StoreError> {
         // Appended and synced: file I/O, on the blocking pool.
         let record = record.clone();
-        self.blocking(move |shared| {
-            shared
-                .archive
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(record)
-        })
-        .await?
+        self.blocking(move |shared| shared.archive.record(record))
+            .await?
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -626,26 +620,20 @@ impl MetricsQuery for MemoryStore {
     }
 
     async fn archive_hours(&self, window: TimeWindow) -> Result<Vec<ArchiveHour>, StoreError> {
-        // The ledger's lock is held while a record is synced: waited for off the workers.
-        self.blocking(move |shared| {
-            shared
-                .archive
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .between(window.since_ts(), window.until_ts())
-        })
-        .await
+        // The ledger's readers never wait for its file: a day's records are read in place, a
+        // long span's (up to a year of hours) on the blocking pool.
+        let (since, until) = (window.since_ts(), window.until_ts());
+        let hours = (until - since).div_euclid(crate::coverage::HOUR_SECONDS) + 2;
+        if hours <= INLINE_ENTRIES as i64 {
+            Ok(self.shared.archive.between(since, until))
+        } else {
+            self.blocking(move |shared| shared.archive.between(since, until))
+                .await
+        }
     }
 
     async fn complete_run(&self) -> Result<Option<CompleteRun>, StoreError> {
-        self.blocking(|shared| {
-            shared
-                .archive
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .complete_run()
-        })
-        .await
+        Ok(self.shared.archive.complete_run())
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use github_stats_core::coverage::{HOUR_SECONDS, hour_floor, touched_hours};
 use github_stats_core::{
-    ArchiveHour, ArchiveStatus, CompleteRun, SharedStore, TimeWindow, WindowCoverage,
+    ArchiveHour, ArchiveStatus, CompleteRun, SharedStore, StoreError, TimeWindow, WindowCoverage,
 };
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -85,7 +85,7 @@ pub struct CoverageBody {
 pub async fn window_coverage(
     store: &SharedStore,
     window: TimeWindow,
-) -> Result<WindowCoverage, ApiError> {
+) -> Result<WindowCoverage, StoreError> {
     let records = store.archive_hours(touched_hours(&window)).await?;
     Ok(WindowCoverage::of(&window, &records))
 }
@@ -143,9 +143,12 @@ impl CoverageApi {
             )));
         }
         let hours = touched_hours(&window);
-        let records = self.store.archive_hours(hours).await?;
-        let stored = self.store.timeline(hours, HOUR_SECONDS).await?;
-        let run = self.store.complete_run().await?;
+        // Independent reads: a store that answers over the network serves them at once.
+        let (records, stored, run) = tokio::try_join!(
+            self.store.archive_hours(hours),
+            self.store.timeline(hours, HOUR_SECONDS),
+            self.store.complete_run(),
+        )?;
         Ok(Json(coverage_body(window, &records, &stored, run)))
     }
 }

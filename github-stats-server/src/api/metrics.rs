@@ -5,16 +5,17 @@ use github_stats_core::{
     CompleteRun, EventType, PrAverage, SharedStore, TimeWindow, TypeCounts, WindowCoverage,
 };
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use serde::Serialize;
 
 use super::coverage::{run_bounds, window_coverage};
+use super::json::DirectJson;
 use super::time::UtcTime;
 use super::{ApiError, ApiTags, AppState, params, repository};
 
 /// Average time between the opened pull requests of a repository, over all time or over the
 /// openings inside `[since, until)`.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct PrAverageBody {
     /// `owner/name`.
     pub repository: String,
@@ -70,16 +71,19 @@ impl PrAverageBody {
 }
 
 /// A count per event type; every type is present, zero included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Object)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Object, Serialize)]
 pub struct EventTypeCounts {
     /// Stars.
     #[oai(rename = "WatchEvent")]
+    #[serde(rename = "WatchEvent")]
     pub watch_event: u64,
     /// Pull request activity (every action).
     #[oai(rename = "PullRequestEvent")]
+    #[serde(rename = "PullRequestEvent")]
     pub pull_request_event: u64,
     /// Issue activity (every action).
     #[oai(rename = "IssuesEvent")]
+    #[serde(rename = "IssuesEvent")]
     pub issues_event: u64,
 }
 
@@ -94,7 +98,7 @@ impl From<TypeCounts> for EventTypeCounts {
 }
 
 /// Events by type in a window `[since, until)`.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct EventCountsBody {
     /// The window's length in minutes, as asked.
     pub offset_minutes: u32,
@@ -150,18 +154,26 @@ impl MetricsApi {
         /// Only openings before this time, RFC 3339 (encode `+` as `%2B`); default: now when
         /// `since` is given, else all time.
         until: Query<Option<DateTime<Utc>>>,
-    ) -> Result<Json<PrAverageBody>, ApiError> {
+    ) -> Result<DirectJson<PrAverageBody>, ApiError> {
         let repo = repository(&owner, &repo)?;
-        let (avg, window) = if since.0.is_none() && until.0.is_none() {
-            (self.store.pr_average(&repo).await?, None)
-        } else {
-            let window = params::span(since.0, until.0)?;
-            let avg = self.store.pr_average_in(&repo, window).await?;
-            let coverage = window_coverage(&self.store, window).await?;
-            (avg, Some((window, coverage)))
-        };
-        let run = self.store.complete_run().await?;
-        Ok(Json(PrAverageBody::new(avg, window, run)))
+        // The store's reads are independent: run together (ClickHouse answers them in parallel;
+        // the memory store in place, one after the other, at no cost).
+        if since.0.is_none() && until.0.is_none() {
+            let (avg, run) =
+                tokio::try_join!(self.store.pr_average(&repo), self.store.complete_run())?;
+            return Ok(DirectJson(PrAverageBody::new(avg, None, run)));
+        }
+        let window = params::span(since.0, until.0)?;
+        let (avg, coverage, run) = tokio::try_join!(
+            self.store.pr_average_in(&repo, window),
+            window_coverage(&self.store, window),
+            self.store.complete_run(),
+        )?;
+        Ok(DirectJson(PrAverageBody::new(
+            avg,
+            Some((window, coverage)),
+            run,
+        )))
     }
 
     /// Events by type in the last N minutes
@@ -179,11 +191,13 @@ impl MetricsApi {
         /// End of the window (exclusive), RFC 3339 such as `2026-01-25T12:00:00Z` (encode `+`
         /// as `%2B`); default: now.
         until: Query<Option<DateTime<Utc>>>,
-    ) -> Result<Json<EventCountsBody>, ApiError> {
+    ) -> Result<DirectJson<EventCountsBody>, ApiError> {
         let window = params::window(until.0, offset.0)?;
-        let counts = self.store.event_counts(window).await?;
-        let coverage = window_coverage(&self.store, window).await?;
-        Ok(Json(EventCountsBody {
+        let (counts, coverage) = tokio::try_join!(
+            self.store.event_counts(window),
+            window_coverage(&self.store, window),
+        )?;
+        Ok(DirectJson(EventCountsBody {
             offset_minutes: offset.0,
             since: counts.window.since.into(),
             until: counts.window.until.into(),

@@ -13,7 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use github_stats_core::{MemoryStore, RepoName, SharedStore, StoreError};
+use github_stats_core::{
+    ArchiveFollowerSnapshot, IngestSnapshot, MemoryStore, PollerSnapshot, RepoName, SharedStore,
+    StoreError,
+};
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::payload::Json;
@@ -23,6 +26,7 @@ pub mod cors;
 pub mod coverage;
 pub mod debug;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod params;
@@ -34,6 +38,7 @@ pub mod visualization;
 pub use cors::CorsPolicy;
 
 use crate::prometheus::Exporter;
+use crate::store_monitor::StoreMonitor;
 
 /// The title of the generated spec.
 pub const API_TITLE: &str = "github-stats";
@@ -115,29 +120,23 @@ pub enum ApiTags {
     Debug,
 }
 
-/// A status snapshot of a background component (the poller, the ingest loop), shown in `/health`.
-#[derive(Debug, Clone)]
-pub struct ComponentStatus {
-    /// The component's own status, as JSON.
-    pub snapshot: serde_json::Value,
-    /// Whether the component is in trouble (errors, backlog): `/health` says `degraded`.
-    pub degraded: bool,
-}
-
-/// Reads a component's current status.
-pub type StatusProbe = Arc<dyn Fn() -> ComponentStatus + Send + Sync>;
+/// Reads a background component's current status snapshot (the poller's, the ingest loop's,
+/// the archive follower's), shown in `/health` as the API's own types ([`health`]).
+pub type StatusProbe<T> = Arc<dyn Fn() -> T + Send + Sync>;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The store behind every metric.
     pub store: SharedStore,
+    /// The store's health, checked in the background: what `/health` and `/metrics` show.
+    pub store_health: StoreMonitor,
     /// The poller's status, when polling.
-    pub poller: Option<StatusProbe>,
+    pub poller: Option<StatusProbe<PollerSnapshot>>,
     /// The ingest loop's status, when polling or following GH Archive.
-    pub ingest: Option<StatusProbe>,
+    pub ingest: Option<StatusProbe<IngestSnapshot>>,
     /// The GH Archive follower's status, when following (`GHARCHIVE_FROM`).
-    pub archive: Option<StatusProbe>,
+    pub archive: Option<StatusProbe<ArchiveFollowerSnapshot>>,
     /// The metrics of `GET /metrics`: the HTTP layer's, and the components' it was given.
     pub exporter: Arc<Exporter>,
 }
@@ -146,6 +145,7 @@ impl AppState {
     /// A state with a store and no background components (`--no-poll`, tests).
     pub fn new(store: SharedStore) -> AppState {
         AppState {
+            store_health: StoreMonitor::new(store.clone()),
             store,
             poller: None,
             ingest: None,

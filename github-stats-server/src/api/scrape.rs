@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use github_stats_core::SharedStore;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::{ApiTags, AppState, ErrorBody};
 use crate::prometheus::Exporter;
+use crate::store_monitor::StoreMonitor;
 
 /// A scrape's answers.
 #[derive(Debug, ApiResponse)]
@@ -26,7 +26,7 @@ pub enum ScrapeResponse {
 
 /// The Prometheus endpoint.
 pub struct ScrapeApi {
-    store: SharedStore,
+    store_health: StoreMonitor,
     exporter: Arc<Exporter>,
 }
 
@@ -34,7 +34,7 @@ impl ScrapeApi {
     /// The metrics of `state`.
     pub fn new(state: &AppState) -> ScrapeApi {
         ScrapeApi {
-            store: state.store.clone(),
+            store_health: state.store_health.clone(),
             exporter: state.exporter.clone(),
         }
     }
@@ -46,11 +46,13 @@ impl ScrapeApi {
     ///
     /// The poller, the ingest loop, the store and the HTTP server, in Prometheus' text
     /// exposition format (names prefixed `github_stats_`; docs/operations.md lists them). Read
-    /// from the same state as `/health`, at the moment of the scrape. 200 even when the store
-    /// cannot be reached: `github_stats_store_up` is then 0.
+    /// from the same state as `/health`: the components' at the moment of the scrape, the
+    /// store's from its last health check (`github_stats_store_health_age_seconds` old), so a
+    /// scrape answers within 2 s however slow the store is. 200 even when the store cannot be
+    /// reached: `github_stats_store_up` is then 0.
     #[oai(path = "/metrics", method = "get")]
     async fn scrape(&self) -> ScrapeResponse {
-        let store = self.store.health().await;
+        let store = self.store_health.current().await;
         match self.exporter.encode(&store) {
             Ok(text) => ScrapeResponse::Ok(PlainText(text)),
             Err(e) => {

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use github_stats_server::api::{AppState, ComponentStatus};
+use github_stats_core::{IngestSnapshot, PollerSnapshot};
+use github_stats_server::api::AppState;
 use poem::http::StatusCode;
 
 use crate::helpers::{client_for, client_with, get, json_time, raw_events, recorded_store};
@@ -31,14 +32,15 @@ async fn health_reports_the_store() {
 #[tokio::test]
 async fn a_troubled_poller_makes_health_degraded_but_200() {
     let mut state = AppState::new(recorded_store().await);
-    state.poller = Some(Arc::new(|| ComponentStatus {
-        snapshot: serde_json::json!({ "last_error": "503 from GitHub", "polls": 3 }),
-        degraded: true,
+    state.poller = Some(Arc::new(|| {
+        let mut poller = PollerSnapshot::default();
+        poller.last_error = Some("503 from GitHub".into());
+        poller.counters.polls = 3;
+        poller.consecutive_failures = 1;
+        poller.degraded = true;
+        poller
     }));
-    state.ingest = Some(Arc::new(|| ComponentStatus {
-        snapshot: serde_json::json!({ "buffered": 0 }),
-        degraded: false,
-    }));
+    state.ingest = Some(Arc::new(IngestSnapshot::default));
     let client = client_with(state, std::time::Duration::from_secs(5));
     let answer = get(&client, "/health").await;
     assert_eq!(answer.status, StatusCode::OK);

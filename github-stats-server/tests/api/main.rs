@@ -22,4 +22,5 @@ mod metrics;
 mod observability;
 mod openapi;
 mod replicated;
+mod slow_store;
 mod visualization;

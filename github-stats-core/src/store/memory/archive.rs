@@ -8,11 +8,17 @@
 //! clean; a line that does not parse elsewhere is skipped with a warning, never fatal: the
 //! records are what the archive follower found, and a lost one only makes that hour pending
 //! again.
+//!
+//! Reads never wait for the disk: the records and the latest complete run are kept in memory
+//! behind their own lock, taken for a map lookup only, while the file has a lock of its own that
+//! a writer holds across its append and sync. A window answer's coverage is then a few map reads
+//! in place, as cheap as its counts.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 
 use chrono::DateTime;
 
@@ -25,10 +31,17 @@ const MAX_LINE: usize = 4096;
 /// Archive-hour records by hour start (seconds), with the file they persist to.
 #[derive(Debug, Default)]
 pub(super) struct ArchiveLedger {
+    /// What readers see; never held across I/O.
+    view: RwLock<ArchiveView>,
+    /// Serialises writers, held across the append and its sync.
+    file: Mutex<Option<(File, PathBuf)>>,
+}
+
+#[derive(Debug, Default)]
+struct ArchiveView {
     hours: BTreeMap<i64, ArchiveHour>,
     /// The latest unbroken run of imported hours, kept current on every record.
     run: Option<CompleteRun>,
-    file: Option<(File, PathBuf)>,
 }
 
 impl ArchiveLedger {
@@ -46,7 +59,7 @@ impl ArchiveLedger {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?;
-        let mut ledger = ArchiveLedger::default();
+        let mut ledger = ArchiveView::default();
         let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         for line in bytes[..whole].split(|&b| b == b'\n') {
             if line.trim_ascii().is_empty() {
@@ -73,13 +86,17 @@ impl ArchiveLedger {
                 .map_err(|e| StoreError::io(format!("cannot repair {}", path.display()), e))?;
         }
         ledger.refresh_run();
-        ledger.file = Some((file, path.to_path_buf()));
-        Ok(ledger)
+        Ok(ArchiveLedger {
+            view: RwLock::new(ledger),
+            file: Mutex::new(Some((file, path.to_path_buf()))),
+        })
     }
 
     /// Stores `record` (durably first, when persistent), replacing the hour's earlier one.
-    pub(super) fn record(&mut self, record: ArchiveHour) -> Result<(), StoreError> {
-        if let Some((file, path)) = &mut self.file {
+    /// Blocks on file I/O; readers go on meanwhile and see the record once it is synced.
+    pub(super) fn record(&self, record: ArchiveHour) -> Result<(), StoreError> {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((file, path)) = file.as_mut() {
             let mut line = serde_json::to_vec(&record).expect("a record serialises");
             line.push(b'\n');
             let len = file
@@ -96,8 +113,10 @@ impl ArchiveLedger {
                 ));
             }
         }
-        self.hours.insert(record.hour.timestamp(), record);
-        self.refresh_run();
+        // Still holding the file: records become visible in the order they were written.
+        let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
+        view.hours.insert(record.hour.timestamp(), record);
+        view.refresh_run();
         Ok(())
     }
 
@@ -106,16 +125,22 @@ impl ArchiveLedger {
         if since >= until {
             return Vec::new();
         }
-        self.hours
+        self.view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .hours
             .range(since..until)
             .map(|(_, r)| r.clone())
             .collect()
     }
 
+    /// The latest unbroken run of imported hours.
     pub(super) fn complete_run(&self) -> Option<CompleteRun> {
-        self.run
+        self.view.read().unwrap_or_else(|e| e.into_inner()).run
     }
+}
 
+impl ArchiveView {
     fn refresh_run(&mut self) {
         let mut imported = self
             .hours
@@ -136,6 +161,48 @@ impl ArchiveLedger {
                 from: DateTime::from_timestamp(first, 0)?,
                 until: DateTime::from_timestamp(last + HOUR_SECONDS, 0)?,
             })
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    /// A writer holds the file across its append and sync; readers must not wait for it.
+    #[test]
+    fn reads_do_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ArchiveLedger::open(&dir.path().join("archive-hours.jsonl")).unwrap();
+        let hour = DateTime::from_timestamp(1_764_655_200, 0).unwrap();
+        ledger
+            .record(ArchiveHour::new(
+                hour,
+                ArchiveStatus::Imported,
+                10,
+                3,
+                Utc::now(),
+            ))
+            .unwrap();
+        let writing = ledger.file.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let since = hour.timestamp();
+                tx.send((
+                    ledger.between(since, since + HOUR_SECONDS).len(),
+                    ledger.complete_run(),
+                ))
+                .unwrap();
+            });
+            let (records, run) = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("a read waited for the write in progress");
+            assert_eq!(records, 1);
+            assert_eq!(run.map(|r| r.from), Some(hour));
+            drop(writing);
         });
     }
 }
