@@ -74,15 +74,15 @@ pub struct Config {
     )]
     pub events_directory: PathBuf,
 
-    /// The poller's state across restarts (ETag, next poll time, counters).
+    /// The poller's state across restarts (ETag, next poll time, counters) [default:
+    /// DATA_DIR/client-state.json, beside the store's data it describes].
     #[arg(
         long,
         env = "CLIENT_STATE_FILE",
-        default_value = "state/client-state.json",
         value_name = "PATH",
         help_heading = "GitHub"
     )]
-    pub client_state_file: PathBuf,
+    pub client_state_file: Option<PathBuf>,
 
     /// Serve the API only: do not poll GitHub.
     #[arg(long, env = "NO_POLL", help_heading = "GitHub")]
@@ -134,15 +134,63 @@ pub struct Config {
     #[command(flatten)]
     pub archive: ArchiveArgs,
 
-    /// The archive follower's position across restarts (the next hour, the hour in progress).
+    /// The archive follower's position across restarts (the next hour, the hour in progress)
+    /// [default: DATA_DIR/gharchive-state.json].
     #[arg(
         long,
         env = "GHARCHIVE_STATE_FILE",
-        default_value = "state/gharchive-state.json",
         value_name = "PATH",
         help_heading = "GH Archive"
     )]
-    pub gharchive_state_file: PathBuf,
+    pub gharchive_state_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The poller's state file: `CLIENT_STATE_FILE`, else beside the store's data.
+    pub fn client_state_path(&self) -> PathBuf {
+        state_path(
+            self.client_state_file.as_ref(),
+            &self.store.data_dir,
+            "client-state.json",
+        )
+    }
+
+    /// The archive follower's state file: `GHARCHIVE_STATE_FILE`, else beside the store's data.
+    pub fn gharchive_state_path(&self) -> PathBuf {
+        state_path(
+            self.gharchive_state_file.as_ref(),
+            &self.store.data_dir,
+            "gharchive-state.json",
+        )
+    }
+}
+
+/// `configured`, else `data_dir/name`; a state file left at the working directory's
+/// `state/name` (the default before 0.1) is used where it is, with a warning, until moved.
+fn state_path(configured: Option<&PathBuf>, data_dir: &std::path::Path, name: &str) -> PathBuf {
+    state_path_in(configured, data_dir, std::path::Path::new("state"), name)
+}
+
+fn state_path_in(
+    configured: Option<&PathBuf>,
+    data_dir: &std::path::Path,
+    legacy_dir: &std::path::Path,
+    name: &str,
+) -> PathBuf {
+    if let Some(path) = configured {
+        return path.clone();
+    }
+    let beside_data = data_dir.join(name);
+    let legacy = legacy_dir.join(name);
+    if !beside_data.exists() && legacy.is_file() {
+        tracing::warn!(
+            state_file = %legacy.display(),
+            default = %beside_data.display(),
+            "using a state file at its old default place; move it beside the store's data"
+        );
+        return legacy;
+    }
+    beside_data
 }
 
 /// The largest `MAX_CONNECTIONS` accepted.
@@ -305,6 +353,35 @@ mod tests {
     use github_stats_cli::LogFormat;
 
     use super::*;
+
+    #[test]
+    fn state_files_default_beside_the_store_and_an_old_one_is_kept_until_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, legacy) = (dir.path().join("data"), dir.path().join("state"));
+        let configured = dir.path().join("elsewhere.json");
+        assert_eq!(
+            state_path_in(Some(&configured), &data, &legacy, "client-state.json"),
+            configured
+        );
+        assert_eq!(
+            state_path_in(None, &data, &legacy, "client-state.json"),
+            data.join("client-state.json")
+        );
+        // A state file at the old default, none beside the data: used where it is.
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("client-state.json"), b"{}").unwrap();
+        assert_eq!(
+            state_path_in(None, &data, &legacy, "client-state.json"),
+            legacy.join("client-state.json")
+        );
+        // Once one is beside the data, that one wins.
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("client-state.json"), b"{}").unwrap();
+        assert_eq!(
+            state_path_in(None, &data, &legacy, "client-state.json"),
+            data.join("client-state.json")
+        );
+    }
 
     fn parse(args: &[&str]) -> Config {
         let mut all = vec!["github-stats-server"];

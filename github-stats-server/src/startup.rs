@@ -368,7 +368,7 @@ fn archive_config(config: &Config) -> Result<Option<GhArchiveConfig>, StartupErr
     let from = parse_hour(from, Utc::now()).map_err(|e| invalid(format!("GHARCHIVE_FROM: {e}")))?;
     let mut archive = GhArchiveConfig::new(from).with_url(config.archive.url().map_err(invalid)?);
     archive.missing_after = config.archive.missing_after().map_err(invalid)?;
-    archive.state_file = Some(config.gharchive_state_file.clone());
+    archive.state_file = Some(config.gharchive_state_path());
     Ok(Some(archive))
 }
 
@@ -376,7 +376,7 @@ fn archive_config(config: &Config) -> Result<Option<GhArchiveConfig>, StartupErr
 fn github_config(config: &Config) -> GitHubConfig {
     let mut github = GitHubConfig::new(config.github_api_url.clone());
     github.token = config.github_token.clone();
-    github.state_file = Some(config.client_state_file.clone());
+    github.state_file = Some(config.client_state_path());
     github.events_dir = config
         .save_events_to_files
         .then(|| config.events_directory.clone());

@@ -950,3 +950,28 @@ fn a_data_file_that_is_a_link_is_refused_with_exit_1() {
         }
     }
 }
+
+/// With neither state file set, both live beside the store's data (DATA_DIR), not in the
+/// working directory: a new DATA_DIR starts with new state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_files_live_beside_the_store_by_default() {
+    let fake = fake_github_serving_recorded_events().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = command();
+    command
+        .current_dir(dir.path())
+        .env("GITHUB_API_URL", fake.url())
+        .env("DATA_DIR", dir.path().join("data"));
+    let server = Server::start(command);
+    let base = server.base.clone();
+    wait_for(
+        &format!("{base}/health"),
+        "/ingest/inserted",
+        served_kept().len() as u64,
+        &server,
+    )
+    .await;
+    let log = server.stop();
+    assert!(dir.path().join("data/client-state.json").is_file(), "{log}");
+    assert!(!dir.path().join("state").exists(), "{log}");
+}
