@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use github_stats_core::coverage::ArchiveStatus;
-use github_stats_core::ingest::{Ingest, IngestConfig};
+use github_stats_core::ingest::{Ingest, IngestConfig, IngestError, IngestReport};
 use github_stats_core::source::gharchive::{
-    DEFAULT_GHARCHIVE_URL, DEFAULT_MISSING_AFTER, GhArchiveConfig, GhArchiveSource, HourRange,
+    ArchiveFollowerStatus, DEFAULT_GHARCHIVE_URL, DEFAULT_MISSING_AFTER, GhArchiveConfig,
+    GhArchiveSource, HourRange,
 };
-use github_stats_core::{EventSource, EventStore, SecretUrl, TimeWindow};
+use github_stats_core::{EventSource, EventStore, SecretUrl, SharedStore, TimeWindow};
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::ArchiveProgress;
@@ -82,14 +83,7 @@ pub(crate) async fn run(
     let (store, clickhouse) = open_store(config).await?;
     summary.backend = store.backend_name();
 
-    let mut follow = GhArchiveConfig::backfill(archive.from, archive.until);
-    follow.base_url = archive.base_url.clone();
-    follow.missing_after = archive.missing_after;
-    follow.min_retry = archive.min_retry;
-    follow.max_retry = archive.max_retry;
-    follow.failures_before_damaged = archive.failures_before_damaged;
-    follow.parallel = config.jobs.clamp(1, MAX_PARALLEL_DOWNLOADS);
-    follow.chunk_bytes = config.chunk_bytes;
+    let follow = follower_config(config, archive);
     let parallel = follow.parallel;
     let source = GhArchiveSource::open(follow, &*store)
         .await
@@ -108,13 +102,57 @@ pub(crate) async fn run(
         "backfill of gh archive hours starting"
     );
 
+    let report = follow_hours(config, source, &status, &store, &cancel, hours).await;
+    let flushed = store.flush().await;
+    let report = report.context("the import loop")?;
+    record_ingest_report(&mut summary, &report, &cancel);
+    flushed.context("cannot flush the store")?;
+    if !report.completed && !summary.interrupted {
+        anyhow::bail!(
+            "the import stopped: {}",
+            report
+                .source_error_messages
+                .last()
+                .map_or("", String::as_str)
+        );
+    }
+
+    summary.archive = Some(hour_outcomes(&store, archive, &status, hours).await?);
+    summary.elapsed = started.elapsed();
+    recount_if_asked(config, clickhouse, &mut summary, started).await?;
+    Ok(summary)
+}
+
+/// The archive follower's settings: the command line's, over the backfill's defaults.
+fn follower_config(config: &Config, archive: &ArchiveImport) -> GhArchiveConfig {
+    let mut follow = GhArchiveConfig::backfill(archive.from, archive.until);
+    follow.base_url = archive.base_url.clone();
+    follow.missing_after = archive.missing_after;
+    follow.min_retry = archive.min_retry;
+    follow.max_retry = archive.max_retry;
+    follow.failures_before_damaged = archive.failures_before_damaged;
+    follow.parallel = config.jobs.clamp(1, MAX_PARALLEL_DOWNLOADS);
+    follow.chunk_bytes = config.chunk_bytes;
+    follow
+}
+
+/// Runs the follower through the ingest loop until the range is done or `cancel` fires,
+/// showing progress meanwhile; the loop's report.
+async fn follow_hours(
+    config: &Config,
+    source: GhArchiveSource,
+    status: &ArchiveFollowerStatus,
+    store: &SharedStore,
+    cancel: &CancellationToken,
+    hours: u64,
+) -> Result<IngestReport, IngestError> {
     let mut ingest = IngestConfig::default();
     ingest.max_insert_events = config.batch_size.max(1);
     ingest.buffer_capacity = config.batch_size.max(1).saturating_mul(2);
     ingest.warn_when_paused = false;
     let handle = Ingest::spawn(
         Arc::new(source) as Arc<dyn EventSource>,
-        Arc::clone(&store) as Arc<dyn EventStore>,
+        Arc::clone(store) as Arc<dyn EventStore>,
         ingest,
         cancel.clone(),
     );
@@ -131,9 +169,11 @@ pub(crate) async fn run(
         }
     };
     progress.finish();
-    let flushed = store.flush().await;
-    let report = report.context("the import loop")?;
+    report
+}
 
+/// What the ingest loop parsed and stored, and whether Ctrl-C stopped it.
+fn record_ingest_report(summary: &mut Summary, report: &IngestReport, cancel: &CancellationToken) {
     summary.stats = report.stats;
     summary.bytes = report.bytes;
     summary.inserted = report.inserted;
@@ -141,17 +181,16 @@ pub(crate) async fn run(
     summary.rejected = report.rejected;
     summary.batches = report.batches;
     summary.interrupted = !report.completed && cancel.is_cancelled();
-    flushed.context("cannot flush the store")?;
-    if !report.completed && !summary.interrupted {
-        anyhow::bail!(
-            "the import stopped: {}",
-            report
-                .source_error_messages
-                .last()
-                .map_or("", String::as_str)
-        );
-    }
+}
 
+/// What became of the range's hours: the store's records (so hours done by earlier runs count
+/// too), and the follower's counts and pending hours of this run.
+async fn hour_outcomes(
+    store: &SharedStore,
+    archive: &ArchiveImport,
+    status: &ArchiveFollowerStatus,
+    hours: u64,
+) -> anyhow::Result<ArchiveSummary> {
     let follower = status.snapshot();
     let records = store
         .archive_hours(TimeWindow::new(archive.from, archive.until).context("an empty range")?)
@@ -164,8 +203,8 @@ pub(crate) async fn run(
             .map(|r| r.hour)
             .collect()
     };
-    summary.archive = Some(ArchiveSummary {
-        range,
+    Ok(ArchiveSummary {
+        range: archive.range(),
         hours,
         imported: of(ArchiveStatus::Imported).len() as u64,
         imported_now: follower.counters.imported,
@@ -179,8 +218,5 @@ pub(crate) async fn run(
             .collect(),
         unfinished: hours
             .saturating_sub(records.len() as u64 + follower.pending_hours.len() as u64),
-    });
-    summary.elapsed = started.elapsed();
-    recount_if_asked(config, clickhouse, &mut summary, started).await?;
-    Ok(summary)
+    })
 }

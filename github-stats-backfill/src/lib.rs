@@ -23,7 +23,8 @@ use anyhow::Context;
 use github_stats_core::source::file::{DEFAULT_CHUNK_BYTES, collect_event_files};
 use github_stats_core::source::{EventBatch, EventSource, SourceError};
 use github_stats_core::{
-    ClickHouseStore, Event, EventStore, Ingest, IngestConfig, IngestStatus, ParseStats, SharedStore,
+    ClickHouseStore, Event, EventStore, Ingest, IngestConfig, IngestHandle, IngestReport,
+    IngestStatus, ParseStats, SharedStore,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -229,7 +230,7 @@ async fn import(
     cancel: &CancellationToken,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let mut progress = progress::Progress::new(config.progress, &files);
+    let progress = progress::Progress::new(config.progress, &files);
     let mut pipeline = pipeline::start(
         files.clone(),
         config.chunk_bytes,
@@ -237,6 +238,42 @@ async fn import(
         cancel.clone(),
     );
     let batch_size = config.batch_size.max(1);
+    // Not the user's Ctrl-C: what is parsed is stored after it; this one stops a store that
+    // keeps failing.
+    let give_up = CancellationToken::new();
+    let (batches, ingest) = spawn_ingest(store, batch_size, give_up.clone());
+    let feeder = Feeder {
+        batches: Some(batches),
+        status: ingest.status(),
+        give_up,
+        cancel: cancel.clone(),
+        checks: tokio::time::interval(STATUS_EVERY),
+    };
+    let mut ticks = tokio::time::interval(progress.tick_every());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut import = FileImport {
+        outcomes: FileOutcomes::new(files.len()),
+        files,
+        batch_size,
+        batch: Vec::with_capacity(batch_size.min(1 << 20)),
+        feeder,
+        progress,
+        ticks,
+    };
+
+    let cancelled = import.read_files(&mut pipeline, cancel, summary).await;
+    import.send_last_batch(summary).await;
+    let report = import.wait_for_ingest(ingest, summary).await?;
+    import.finish(&report, cancelled, summary)
+}
+
+/// Core's ingest loop set for bulk inserts of `batch_size` events, pulling from the returned
+/// sender until it is dropped.
+fn spawn_ingest(
+    store: &SharedStore,
+    batch_size: usize,
+    give_up: CancellationToken,
+) -> (tokio::sync::mpsc::Sender<EventBatch>, IngestHandle) {
     let (batches, batches_rx) = tokio::sync::mpsc::channel(1);
     let mut ingest_config = IngestConfig::default();
     // One batch being inserted while the next waits: the overlap of parsing and inserting.
@@ -247,147 +284,231 @@ async fn import(
     ingest_config.warn_when_paused = false;
     // Only used when giving up: what is buffered then is not going to be stored.
     ingest_config.shutdown_timeout = Duration::from_secs(1);
-    // Not the user's Ctrl-C: what is parsed is stored after it; this one stops a store that
-    // keeps failing.
-    let give_up = CancellationToken::new();
     let ingest = Ingest::spawn(
         Arc::new(ParsedBatches {
             rx: tokio::sync::Mutex::new(batches_rx),
         }),
         Arc::clone(store) as Arc<dyn EventStore>,
         ingest_config,
-        give_up.clone(),
-    );
-    let mut feeder = Feeder {
-        batches: Some(batches),
-        status: ingest.status(),
         give_up,
-        cancel: cancel.clone(),
-        checks: tokio::time::interval(STATUS_EVERY),
-    };
-    let mut batch: Vec<Event> = Vec::with_capacity(batch_size.min(1 << 20));
-    let mut finished = vec![false; files.len()];
-    // Bad lines and invalid events of each file, for the summary's list.
-    let mut skipped = vec![(0u64, 0u64); files.len()];
-    let mut started = vec![false; files.len()];
-    let mut cancelled = false;
+    );
+    (batches, ingest)
+}
 
-    let mut ticks = tokio::time::interval(progress.tick_every());
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => { cancelled = true; break; }
-            item = pipeline.next() => item,
-            _ = ticks.tick() => {
-                feeder.read_status(summary);
-                progress.tick(summary);
-                continue;
-            }
-        };
-        let Some(item) = item else { break };
-        match item {
-            pipeline::Item::Chunk {
-                file,
-                events,
-                stats,
-                bytes,
-            } => {
-                started[file] = true;
-                skipped[file].0 += stats.malformed;
-                skipped[file].1 += stats.invalid;
-                summary.stats.merge(&stats);
-                summary.bytes += bytes;
-                progress.chunk(file, bytes, summary);
-                if batch.is_empty() {
-                    batch = events;
-                } else {
-                    batch.extend(events);
-                }
-                if batch.len() >= batch_size {
-                    let full =
-                        std::mem::replace(&mut batch, Vec::with_capacity(batch_size.min(1 << 20)));
-                    if !feeder.send(full, &mut ticks, &mut progress, summary).await {
-                        break;
-                    }
-                }
-            }
-            pipeline::Item::FileDone { file } => {
-                finished[file] = true;
-                summary.files_read += 1;
-                summary.file_bytes += std::fs::metadata(&files[file]).map_or(0, |m| m.len());
-                progress.file_done(file, summary);
-            }
-            pipeline::Item::FileFailed { file, error } => {
-                finished[file] = true;
-                progress.suspend(|| {
-                    tracing::warn!(file = %files[file].display(), error = %error, "cannot read file, skipped")
-                });
-                summary.failed.push(FileFailure {
-                    path: files[file].clone(),
-                    error,
-                });
-            }
+/// What became of each input file, by its place in the list.
+struct FileOutcomes {
+    finished: Vec<bool>,
+    started: Vec<bool>,
+    /// Bad lines and invalid events, for the summary's list.
+    skipped: Vec<(u64, u64)>,
+}
+
+impl FileOutcomes {
+    fn new(files: usize) -> FileOutcomes {
+        FileOutcomes {
+            finished: vec![false; files],
+            started: vec![false; files],
+            skipped: vec![(0, 0); files],
         }
     }
-    // The current batch: what is parsed is stored, also after Ctrl-C.
-    if !batch.is_empty() && !feeder.give_up.is_cancelled() {
-        feeder.send(batch, &mut ticks, &mut progress, summary).await;
-    }
-    // The source is exhausted once the loop has taken every batch.
-    feeder.batches = None;
-    let join = ingest.join();
-    tokio::pin!(join);
-    let report = loop {
-        tokio::select! {
-            report = &mut join => break report.context("the ingest loop failed")?,
-            _ = ticks.tick() => {
-                feeder.read_status(summary);
-                progress.tick(summary);
-            }
-            _ = feeder.checks.tick() => feeder.check(),
-        }
-    };
-    let snapshot = feeder.status.snapshot();
-    summary.inserted = report.inserted;
-    summary.duplicates = report.duplicates;
-    summary.rejected = report.rejected;
-    summary.batches = report.batches;
-    summary.insert_time = Duration::from_secs_f64(snapshot.insert_duration.sum_seconds);
-    progress.finish();
-    summary.bad_records = files
-        .iter()
-        .zip(&skipped)
-        .filter(|(_, (malformed, invalid))| malformed + invalid > 0)
-        .map(|(path, &(malformed, invalid))| BadRecords {
-            path: path.clone(),
-            malformed,
-            invalid,
-        })
-        .collect();
-    if feeder.give_up.is_cancelled() || report.unflushed > 0 {
-        anyhow::bail!(
-            "cannot store the events ({}); run the same command again to complete the import",
-            snapshot
-                .last_store_error
-                .as_deref()
-                .unwrap_or("the store failed")
-        );
-    }
-    if cancelled {
-        summary.interrupted = true;
-        summary.unfinished = files
+
+    /// The files with bad lines or invalid events, in input order.
+    fn bad_records(&self, files: &[PathBuf]) -> Vec<BadRecords> {
+        files
             .iter()
-            .zip(finished.iter().zip(&started))
+            .zip(&self.skipped)
+            .filter(|(_, (malformed, invalid))| malformed + invalid > 0)
+            .map(|(path, &(malformed, invalid))| BadRecords {
+                path: path.clone(),
+                malformed,
+                invalid,
+            })
+            .collect()
+    }
+
+    /// The files not finished, and whether each was started.
+    fn unfinished(&self, files: &[PathBuf]) -> Vec<(PathBuf, bool)> {
+        files
+            .iter()
+            .zip(self.finished.iter().zip(&self.started))
             .filter(|(_, (finished, _))| !**finished)
             .map(|(path, (_, started))| (path.clone(), *started))
-            .collect();
-        tracing::warn!(
-            unfinished_files = summary.unfinished.len(),
-            "interrupted: stopped after the current batch; run the same command again to complete the import"
-        );
+            .collect()
     }
-    Ok(())
+}
+
+/// An import of files under way: the batch filling, the ingest loop's end, the progress.
+struct FileImport {
+    files: Vec<PathBuf>,
+    outcomes: FileOutcomes,
+    batch_size: usize,
+    batch: Vec<Event>,
+    feeder: Feeder,
+    progress: progress::Progress,
+    /// When to show progress.
+    ticks: tokio::time::Interval,
+}
+
+impl FileImport {
+    /// Takes what the pipeline yields until the end of the input, an ingest loop that stopped,
+    /// or Ctrl-C; whether it was Ctrl-C.
+    async fn read_files(
+        &mut self,
+        pipeline: &mut pipeline::Pipeline,
+        cancel: &CancellationToken,
+        summary: &mut Summary,
+    ) -> bool {
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return true,
+                item = pipeline.next() => item,
+                _ = self.ticks.tick() => {
+                    self.feeder.read_status(summary);
+                    self.progress.tick(summary);
+                    continue;
+                }
+            };
+            let Some(item) = item else { return false };
+            match item {
+                pipeline::Item::Chunk {
+                    file,
+                    events,
+                    stats,
+                    bytes,
+                } => {
+                    if !self.add_chunk(file, events, &stats, bytes, summary).await {
+                        return false;
+                    }
+                }
+                pipeline::Item::FileDone { file } => self.file_done(file, summary),
+                pipeline::Item::FileFailed { file, error } => {
+                    self.file_failed(file, error, summary);
+                }
+            }
+        }
+    }
+
+    /// Adds a parsed chunk of `file` to the batch, and hands the batch over once full; `false`
+    /// when the ingest loop stopped.
+    async fn add_chunk(
+        &mut self,
+        file: usize,
+        events: Vec<Event>,
+        stats: &ParseStats,
+        bytes: u64,
+        summary: &mut Summary,
+    ) -> bool {
+        self.outcomes.started[file] = true;
+        self.outcomes.skipped[file].0 += stats.malformed;
+        self.outcomes.skipped[file].1 += stats.invalid;
+        summary.stats.merge(stats);
+        summary.bytes += bytes;
+        self.progress.chunk(file, bytes, summary);
+        if self.batch.is_empty() {
+            self.batch = events;
+        } else {
+            self.batch.extend(events);
+        }
+        if self.batch.len() < self.batch_size {
+            return true;
+        }
+        let full = std::mem::replace(
+            &mut self.batch,
+            Vec::with_capacity(self.batch_size.min(1 << 20)),
+        );
+        self.feeder
+            .send(full, &mut self.ticks, &mut self.progress, summary)
+            .await
+    }
+
+    fn file_done(&mut self, file: usize, summary: &mut Summary) {
+        self.outcomes.finished[file] = true;
+        summary.files_read += 1;
+        summary.file_bytes += std::fs::metadata(&self.files[file]).map_or(0, |m| m.len());
+        self.progress.file_done(file, summary);
+    }
+
+    fn file_failed(&mut self, file: usize, error: String, summary: &mut Summary) {
+        self.outcomes.finished[file] = true;
+        let path = &self.files[file];
+        self.progress.suspend(
+            || tracing::warn!(file = %path.display(), error = %error, "cannot read file, skipped"),
+        );
+        summary.failed.push(FileFailure {
+            path: path.clone(),
+            error,
+        });
+    }
+
+    /// Hands over the batch being filled: what is parsed is stored, also after Ctrl-C.
+    async fn send_last_batch(&mut self, summary: &mut Summary) {
+        if !self.batch.is_empty() && !self.feeder.give_up.is_cancelled() {
+            let batch = std::mem::take(&mut self.batch);
+            self.feeder
+                .send(batch, &mut self.ticks, &mut self.progress, summary)
+                .await;
+        }
+    }
+
+    /// Lets the ingest loop store what it was handed, showing progress meanwhile (and giving
+    /// up on a store that keeps failing); its report.
+    async fn wait_for_ingest(
+        &mut self,
+        ingest: IngestHandle,
+        summary: &mut Summary,
+    ) -> anyhow::Result<IngestReport> {
+        // The source is exhausted once the loop has taken every batch.
+        self.feeder.batches = None;
+        let join = ingest.join();
+        tokio::pin!(join);
+        loop {
+            tokio::select! {
+                report = &mut join => return report.context("the ingest loop failed"),
+                _ = self.ticks.tick() => {
+                    self.feeder.read_status(summary);
+                    self.progress.tick(summary);
+                }
+                _ = self.feeder.checks.tick() => self.feeder.check(),
+            }
+        }
+    }
+
+    /// Puts the ingest loop's report and the files' outcomes in the summary; an error when
+    /// the store failed for good.
+    fn finish(
+        self,
+        report: &IngestReport,
+        cancelled: bool,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let snapshot = self.feeder.status.snapshot();
+        summary.inserted = report.inserted;
+        summary.duplicates = report.duplicates;
+        summary.rejected = report.rejected;
+        summary.batches = report.batches;
+        summary.insert_time = Duration::from_secs_f64(snapshot.insert_duration.sum_seconds);
+        self.progress.finish();
+        summary.bad_records = self.outcomes.bad_records(&self.files);
+        if self.feeder.give_up.is_cancelled() || report.unflushed > 0 {
+            anyhow::bail!(
+                "cannot store the events ({}); run the same command again to complete the import",
+                snapshot
+                    .last_store_error
+                    .as_deref()
+                    .unwrap_or("the store failed")
+            );
+        }
+        if cancelled {
+            summary.interrupted = true;
+            summary.unfinished = self.outcomes.unfinished(&self.files);
+            tracing::warn!(
+                unfinished_files = summary.unfinished.len(),
+                "interrupted: stopped after the current batch; run the same command again to complete the import"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The import's end of the ingest loop: hands it batches, and stops it when the store keeps

@@ -171,7 +171,34 @@ pub(crate) fn thousands(n: u64) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.stats;
+        self.write_headline(f)?;
+        match &self.archive {
+            Some(archive) => write_archive_input(f, archive, self.bytes)?,
+            None => self.write_file_input(f)?,
+        }
+        self.write_records(f)?;
+        self.write_storing(f)?;
+        self.write_throughput(f)?;
+        self.write_bad_records(f)?;
+        self.write_failed_files(f)?;
+        if let Some(archive) = &self.archive {
+            write_archive_hour_lists(f, archive)?;
+        }
+        if self.recounted {
+            write!(f, "\ncount tables recounted from the merged events")?;
+        }
+        if self.interrupted {
+            self.write_interruption(f)?;
+        }
+        Ok(())
+    }
+}
+
+// The report's sections, in their order. The table's lines end with a newline, up to the
+// throughput line; the lists after it start with one, so the report ends without one.
+impl Summary {
+    /// How the import ended, how long it took and where it wrote.
+    fn write_headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.interrupted {
             "interrupted"
         } else {
@@ -186,46 +213,34 @@ impl fmt::Display for Summary {
             f,
             "backfill {state} in {:.2} s ({mode})",
             self.elapsed.as_secs_f64()
+        )
+    }
+
+    /// The files read and the bytes they held.
+    fn write_file_input(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  files       {} of {} read, {} failed{}",
+            self.files_read,
+            self.files,
+            self.failed.len(),
+            if self.interrupted {
+                format!(", {} not finished", self.unfinished.len())
+            } else {
+                String::new()
+            }
         )?;
-        if let Some(a) = &self.archive {
-            writeln!(
-                f,
-                "  hours       {} in {}: {} imported ({} now, {} skipped as recorded), {} missing, {} damaged, {} pending{}",
-                a.hours,
-                a.range,
-                a.imported,
-                a.imported_now,
-                a.skipped,
-                a.missing.len(),
-                a.damaged.len(),
-                a.pending.len(),
-                if a.unfinished > 0 {
-                    format!(", {} not reached", a.unfinished)
-                } else {
-                    String::new()
-                }
-            )?;
-            writeln!(f, "  input       {:.1} MB parsed", self.bytes as f64 / 1e6)?;
-        } else {
-            writeln!(
-                f,
-                "  files       {} of {} read, {} failed{}",
-                self.files_read,
-                self.files,
-                self.failed.len(),
-                if self.interrupted {
-                    format!(", {} not finished", self.unfinished.len())
-                } else {
-                    String::new()
-                }
-            )?;
-            writeln!(
-                f,
-                "  input       {:.1} MB parsed ({:.1} MB on disk)",
-                self.bytes as f64 / 1e6,
-                self.file_bytes as f64 / 1e6
-            )?;
-        }
+        writeln!(
+            f,
+            "  input       {:.1} MB parsed ({:.1} MB on disk)",
+            self.bytes as f64 / 1e6,
+            self.file_bytes as f64 / 1e6
+        )
+    }
+
+    /// What the records were: every line, then the kept events by type.
+    fn write_records(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
         writeln!(
             f,
             "  lines       {} ({} of other types, {} bad lines, {} invalid events, {} unsupported pre-2015 events)",
@@ -244,7 +259,11 @@ impl fmt::Display for Summary {
             "  kept        {}: {}",
             thousands(s.kept_total()),
             by_type.join(", ")
-        )?;
+        )
+    }
+
+    /// What the store did with the kept events and, for files, what the inserts cost.
+    fn write_storing(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "  stored      {} new, {} duplicates skipped{}",
@@ -265,88 +284,135 @@ impl fmt::Display for Summary {
                 thousands(per_second(self.stats.kept_total() as f64, self.insert_time) as u64)
             )?;
         }
+        Ok(())
+    }
+
+    fn write_throughput(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "  throughput  {:.1} MB/s, {} lines/s, {} kept events/s",
             self.megabytes_per_second(),
             thousands(self.records_per_second() as u64),
             thousands(self.kept_per_second() as u64)
+        )
+    }
+
+    /// The files with records skipped, with their counts.
+    fn write_bad_records(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.bad_records.is_empty() {
+            return Ok(());
+        }
+        write!(
+            f,
+            "\nfiles with skipped records (the rest of each was imported):"
         )?;
-        if !self.bad_records.is_empty() {
+        for file in &self.bad_records {
             write!(
                 f,
-                "\nfiles with skipped records (the rest of each was imported):"
+                "\n  {}: {} bad lines, {} invalid events",
+                escape_control(&file.path.to_string_lossy()),
+                thousands(file.malformed),
+                thousands(file.invalid)
             )?;
-            for file in &self.bad_records {
-                write!(
-                    f,
-                    "\n  {}: {} bad lines, {} invalid events",
-                    escape_control(&file.path.to_string_lossy()),
-                    thousands(file.malformed),
-                    thousands(file.invalid)
-                )?;
-            }
-        }
-        if !self.failed.is_empty() {
-            write!(
-                f,
-                "\nfiles not read to their end (the whole records before a break were imported; exit code 1):"
-            )?;
-            for failure in &self.failed {
-                // File names and errors come from outside: one line each, no escape sequences.
-                write!(
-                    f,
-                    "\n  {}: {}",
-                    escape_control(&failure.path.to_string_lossy()),
-                    escape_control(&failure.error)
-                )?;
-            }
-        }
-        if let Some(a) = &self.archive {
-            if !a.missing.is_empty() {
-                write!(
-                    f,
-                    "\nmissing hours (the archive has no file for them; not asked again):"
-                )?;
-                for hour in &a.missing {
-                    write!(f, "\n  {}", show_hour(hour))?;
-                }
-            }
-            if !a.damaged.is_empty() {
-                write!(
-                    f,
-                    "\ndamaged hours (could not be read whole; what was read is stored; a re-run tries again; exit code 1):"
-                )?;
-                for hour in &a.damaged {
-                    write!(f, "\n  {}", show_hour(hour))?;
-                }
-            }
-            if !a.pending.is_empty() {
-                write!(f, "\npending hours (a later run takes them):")?;
-                for (hour, reason, _) in &a.pending {
-                    write!(f, "\n  {}: {}", show_hour(hour), escape_control(reason))?;
-                }
-            }
-        }
-        if self.recounted {
-            write!(f, "\ncount tables recounted from the merged events")?;
-        }
-        if self.interrupted {
-            match &self.archive {
-                Some(a) => write!(
-                    f,
-                    "\ninterrupted: {} hours not reached; run the same command again to complete the import",
-                    a.unfinished
-                )?,
-                None => write!(
-                    f,
-                    "\ninterrupted: {} files not finished; run the same command again to complete the import",
-                    self.unfinished.len()
-                )?,
-            }
         }
         Ok(())
     }
+
+    /// The files not read to their end, with why.
+    fn write_failed_files(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        write!(
+            f,
+            "\nfiles not read to their end (the whole records before a break were imported; exit code 1):"
+        )?;
+        for failure in &self.failed {
+            // File names and errors come from outside: one line each, no escape sequences.
+            write!(
+                f,
+                "\n  {}: {}",
+                escape_control(&failure.path.to_string_lossy()),
+                escape_control(&failure.error)
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What is left, and how to finish it.
+    fn write_interruption(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.archive {
+            Some(a) => write!(
+                f,
+                "\ninterrupted: {} hours not reached; run the same command again to complete the import",
+                a.unfinished
+            ),
+            None => write!(
+                f,
+                "\ninterrupted: {} files not finished; run the same command again to complete the import",
+                self.unfinished.len()
+            ),
+        }
+    }
+}
+
+/// What became of the range's hours, and the bytes parsed (a download has no size on disk).
+fn write_archive_input(f: &mut fmt::Formatter<'_>, a: &ArchiveSummary, bytes: u64) -> fmt::Result {
+    writeln!(
+        f,
+        "  hours       {} in {}: {} imported ({} now, {} skipped as recorded), {} missing, {} damaged, {} pending{}",
+        a.hours,
+        a.range,
+        a.imported,
+        a.imported_now,
+        a.skipped,
+        a.missing.len(),
+        a.damaged.len(),
+        a.pending.len(),
+        if a.unfinished > 0 {
+            format!(", {} not reached", a.unfinished)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(f, "  input       {:.1} MB parsed", bytes as f64 / 1e6)
+}
+
+/// The missing, damaged and pending hours, each list under its heading.
+fn write_archive_hour_lists(f: &mut fmt::Formatter<'_>, a: &ArchiveSummary) -> fmt::Result {
+    write_hour_list(
+        f,
+        "missing hours (the archive has no file for them; not asked again):",
+        &a.missing,
+    )?;
+    write_hour_list(
+        f,
+        "damaged hours (could not be read whole; what was read is stored; a re-run tries again; exit code 1):",
+        &a.damaged,
+    )?;
+    if !a.pending.is_empty() {
+        write!(f, "\npending hours (a later run takes them):")?;
+        for (hour, reason, _) in &a.pending {
+            write!(f, "\n  {}: {}", show_hour(hour), escape_control(reason))?;
+        }
+    }
+    Ok(())
+}
+
+/// `heading` and one line per hour; nothing when there is no hour.
+fn write_hour_list(
+    f: &mut fmt::Formatter<'_>,
+    heading: &str,
+    hours: &[DateTime<Utc>],
+) -> fmt::Result {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    write!(f, "\n{heading}")?;
+    for hour in hours {
+        write!(f, "\n  {}", show_hour(hour))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -96,43 +96,122 @@ const FONT: &str = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 
 /// Renders `timeline` as a standalone SVG document.
 pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
-    let width = f64::from(options.width.max(320));
-    let height = f64::from(options.height.max(200));
-    let plot_left = MARGIN_LEFT;
-    let plot_right = width - MARGIN_RIGHT;
-    let plot_top = MARGIN_TOP;
-    let plot_bottom = height - MARGIN_BOTTOM;
-
-    let bucket = timeline.bucket_seconds.max(1);
-    let starts: Vec<i64> = timeline
-        .bucket_starts
-        .iter()
-        .map(DateTime::timestamp)
+    let layout = Layout::new(timeline, options);
+    let totals: Vec<(EventType, u64)> = EventType::ALL
+        .into_iter()
+        .map(|t| (t, timeline.counts[t.index()].iter().sum()))
         .collect();
-    let x0 = starts
-        .first()
-        .copied()
-        .unwrap_or_else(|| timeline.window.since_ts());
-    let x1 = starts
-        .last()
-        .map(|s| s + bucket)
-        .unwrap_or_else(|| timeline.window.until_ts())
-        .max(x0 + 1);
-    let x_of = |t: f64| plot_left + (t - x0 as f64) / (x1 - x0) as f64 * (plot_right - plot_left);
 
-    let max_count = timeline
-        .counts
-        .iter()
-        .flat_map(|c| c.iter().copied())
-        .max()
-        .unwrap_or(0);
-    let y_step = nice_step(max_count, 5);
-    let y_max = max_count
-        .div_ceil(y_step)
-        .saturating_mul(y_step)
-        .max(y_step);
-    let y_of = |v: u64| plot_bottom - v as f64 / y_max as f64 * (plot_bottom - plot_top);
+    let mut svg = String::with_capacity(8192 + layout.starts.len() * 3 * 48);
+    write_header(&mut svg, &layout, timeline, options, &totals);
+    write_legend(&mut svg, &layout, &totals);
+    write_count_axis(&mut svg, &layout, timeline.bucket_seconds);
+    write_time_axis(&mut svg, &layout);
+    write_series(&mut svg, &layout, timeline);
+    if layout.max_count == 0 {
+        write_empty_notice(&mut svg, &layout);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
 
+/// Where everything goes: the plot area in pixels, and the time and count ranges it maps.
+struct Layout {
+    width: f64,
+    height: f64,
+    plot_left: f64,
+    plot_right: f64,
+    plot_top: f64,
+    plot_bottom: f64,
+    /// Bucket length in seconds, at least 1.
+    bucket: i64,
+    /// Bucket starts, Unix seconds.
+    starts: Vec<i64>,
+    /// The time range of the x axis, Unix seconds; `x1 > x0`.
+    x0: i64,
+    x1: i64,
+    max_count: u64,
+    y_step: u64,
+    /// The top of the count axis: a multiple of `y_step`, at least `y_step`.
+    y_max: u64,
+}
+
+impl Layout {
+    fn new(timeline: &Timeline, options: &ChartOptions) -> Self {
+        let width = f64::from(options.width.max(320));
+        let height = f64::from(options.height.max(200));
+
+        let bucket = timeline.bucket_seconds.max(1);
+        let starts: Vec<i64> = timeline
+            .bucket_starts
+            .iter()
+            .map(DateTime::timestamp)
+            .collect();
+        let x0 = starts
+            .first()
+            .copied()
+            .unwrap_or_else(|| timeline.window.since_ts());
+        let x1 = starts
+            .last()
+            .map(|s| s + bucket)
+            .unwrap_or_else(|| timeline.window.until_ts())
+            .max(x0 + 1);
+
+        let max_count = timeline
+            .counts
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .max()
+            .unwrap_or(0);
+        let y_step = nice_step(max_count, 5);
+        let y_max = max_count
+            .div_ceil(y_step)
+            .saturating_mul(y_step)
+            .max(y_step);
+
+        Layout {
+            width,
+            height,
+            plot_left: MARGIN_LEFT,
+            plot_right: width - MARGIN_RIGHT,
+            plot_top: MARGIN_TOP,
+            plot_bottom: height - MARGIN_BOTTOM,
+            bucket,
+            starts,
+            x0,
+            x1,
+            max_count,
+            y_step,
+            y_max,
+        }
+    }
+
+    /// The x pixel of time `t` (Unix seconds).
+    fn x_of(&self, t: f64) -> f64 {
+        self.plot_left
+            + (t - self.x0 as f64) / (self.x1 - self.x0) as f64 * (self.plot_right - self.plot_left)
+    }
+
+    /// The y pixel of count `v`.
+    fn y_of(&self, v: u64) -> f64 {
+        self.plot_bottom - v as f64 / self.y_max as f64 * (self.plot_bottom - self.plot_top)
+    }
+
+    /// The x pixel of the middle of the bucket starting at `start`, where its point goes.
+    fn bucket_middle_x(&self, start: i64) -> f64 {
+        self.x_of(start as f64 + self.bucket as f64 / 2.0)
+    }
+}
+
+/// The document's opening: the `<svg>` element, its accessible title and description, the
+/// background, the drawn title and subtitle.
+fn write_header(
+    svg: &mut String,
+    layout: &Layout,
+    timeline: &Timeline,
+    options: &ChartOptions,
+    totals: &[(EventType, u64)],
+) {
     let title = options.title.clone().unwrap_or_else(|| {
         format!(
             "GitHub events per {}",
@@ -144,10 +223,6 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
         format_time(timeline.window.since, "%Y-%m-%d %H:%M:%S"),
         format_time(timeline.window.until, "%Y-%m-%d %H:%M:%S"),
     );
-    let totals: Vec<(EventType, u64)> = EventType::ALL
-        .into_iter()
-        .map(|t| (t, timeline.counts[t.index()].iter().sum()))
-        .collect();
     let description = format!(
         "{subtitle}: {}",
         totals
@@ -156,8 +231,6 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-
-    let mut svg = String::with_capacity(8192 + starts.len() * 3 * 48);
     // `write!` into a String cannot fail.
     let _ = write!(
         svg,
@@ -169,16 +242,20 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
 <text class="title" x="{plot_left}" y="26" font-size="17" font-weight="600" fill="#1f2328">{title}</text>
 <text class="subtitle" x="{plot_left}" y="46" fill="#59636e">{subtitle}</text>
 "##,
-        w = width,
-        h = height,
+        w = layout.width,
+        h = layout.height,
+        plot_left = layout.plot_left,
         font = escape(FONT),
         title = escape(&title),
         desc = escape(&description),
         subtitle = escape(&subtitle),
     );
+}
 
-    // Legend, right-aligned on the subtitle's line: a swatch, the type and its total.
-    let mut legend_x = plot_right;
+/// The legend, right-aligned on the subtitle's line: per type a swatch, its name and its total.
+fn write_legend(svg: &mut String, layout: &Layout, totals: &[(EventType, u64)]) {
+    // Laid out from the right edge, so the last type is placed first.
+    let mut legend_x = layout.plot_right;
     let mut legend = Vec::new();
     for (event_type, total) in totals.iter().rev() {
         let label = format!("{event_type} ({total})");
@@ -201,12 +278,15 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
         );
     }
     svg.push_str("</g>\n");
+}
 
-    // Horizontal grid lines and count labels.
+/// The count axis: horizontal grid lines with their counts, and the axis label.
+fn write_count_axis(svg: &mut String, layout: &Layout, bucket_seconds: i64) {
+    let (plot_left, plot_right) = (layout.plot_left, layout.plot_right);
     svg.push_str("<g class=\"y-axis\" fill=\"#59636e\" text-anchor=\"end\">\n");
     let mut next = Some(0u64);
-    while let Some(v) = next.filter(|&v| v <= y_max) {
-        let y = y_of(v);
+    while let Some(v) = next.filter(|&v| v <= layout.y_max) {
+        let y = layout.y_of(v);
         let _ = writeln!(
             svg,
             r##"<line x1="{plot_left}" y1="{y:.1}" x2="{plot_right}" y2="{y:.1}" stroke="{stroke}" stroke-width="1"/><text x="{tx}" y="{ty:.1}">{v}</text>"##,
@@ -214,22 +294,25 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
             tx = plot_left - 8.0,
             ty = y + 4.0,
         );
-        next = v.checked_add(y_step);
+        next = v.checked_add(layout.y_step);
     }
     let _ = writeln!(
         svg,
         r#"<text class="axis-label" transform="translate(16 {cy:.1}) rotate(-90)" text-anchor="middle">events per {bucket}</text>"#,
-        cy = (plot_top + plot_bottom) / 2.0,
-        bucket = escape(&per_duration(timeline.bucket_seconds)),
+        cy = (layout.plot_top + layout.plot_bottom) / 2.0,
+        bucket = escape(&per_duration(bucket_seconds)),
     );
     svg.push_str("</g>\n");
+}
 
-    // Time ticks and labels.
+/// The time axis: ticks with their times (and the date where the day changes), and the axis
+/// label.
+fn write_time_axis(svg: &mut String, layout: &Layout) {
+    let plot_bottom = layout.plot_bottom;
     svg.push_str("<g class=\"x-axis\" fill=\"#59636e\" text-anchor=\"middle\">\n");
-    let ticks = time_ticks(x0, x1);
     let mut previous_day = None;
-    for &(t, step) in &ticks {
-        let x = x_of(t as f64);
+    for (t, step) in time_ticks(layout.x0, layout.x1) {
+        let x = layout.x_of(t as f64);
         let Some(time) = DateTime::<Utc>::from_timestamp(t, 0) else {
             continue;
         };
@@ -262,13 +345,16 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
     let _ = writeln!(
         svg,
         r#"<text class="axis-label" x="{cx:.1}" y="{ty}">time (UTC)</text>"#,
-        cx = (plot_left + plot_right) / 2.0,
-        ty = height - 6.0,
+        cx = (layout.plot_left + layout.plot_right) / 2.0,
+        ty = layout.height - 6.0,
     );
     svg.push_str("</g>\n");
+}
 
-    // One line per type, points at the middle of their bucket.
-    let marked = starts.len() <= MAX_MARKED_BUCKETS;
+/// One line per type, its points at the middle of their bucket; with few enough buckets, a
+/// marker with a tooltip on each point.
+fn write_series(svg: &mut String, layout: &Layout, timeline: &Timeline) {
+    let marked = layout.starts.len() <= MAX_MARKED_BUCKETS;
     svg.push_str("<g class=\"series\" fill=\"none\" stroke-width=\"2\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n");
     for event_type in EventType::ALL {
         let counts = &timeline.counts[event_type.index()];
@@ -279,49 +365,59 @@ pub fn render_svg(timeline: &Timeline, options: &ChartOptions) -> String {
             ty = event_type.as_str(),
             total = counts.iter().sum::<u64>(),
         );
-        for (i, (&start, &count)) in starts.iter().zip(counts).enumerate() {
-            if i > 0 {
-                svg.push(' ');
-            }
-            let _ = write!(
-                svg,
-                "{:.1},{:.1}",
-                x_of(start as f64 + bucket as f64 / 2.0),
-                y_of(count)
-            );
-        }
+        write_polyline_points(svg, layout, counts);
         svg.push_str("\"/>");
         if marked {
-            for (&start, &count) in starts.iter().zip(counts) {
-                let tooltip = format!(
-                    "{}: {count} {event_type}",
-                    DateTime::<Utc>::from_timestamp(start, 0)
-                        .map(|t| format_time(t, "%Y-%m-%d %H:%M"))
-                        .unwrap_or_default()
-                );
-                let _ = write!(
-                    svg,
-                    r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}" stroke="none"><title>{}</title></circle>"##,
-                    x_of(start as f64 + bucket as f64 / 2.0),
-                    y_of(count),
-                    escape(&tooltip),
-                );
-            }
+            write_point_markers(svg, layout, event_type, counts);
         }
         svg.push_str("</g>\n");
     }
     svg.push_str("</g>\n");
+}
 
-    if max_count == 0 {
-        let _ = writeln!(
+/// The `points` attribute's value of one type's line.
+fn write_polyline_points(svg: &mut String, layout: &Layout, counts: &[u64]) {
+    for (i, (&start, &count)) in layout.starts.iter().zip(counts).enumerate() {
+        if i > 0 {
+            svg.push(' ');
+        }
+        let _ = write!(
             svg,
-            r##"<text class="empty" x="{cx:.1}" y="{cy:.1}" text-anchor="middle" font-size="15" fill="#59636e">no events in this window</text>"##,
-            cx = (plot_left + plot_right) / 2.0,
-            cy = (plot_top + plot_bottom) / 2.0,
+            "{:.1},{:.1}",
+            layout.bucket_middle_x(start),
+            layout.y_of(count)
         );
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+/// A circle per point of one type's line, titled with its bucket's time and count.
+fn write_point_markers(svg: &mut String, layout: &Layout, event_type: EventType, counts: &[u64]) {
+    let colour = series_colour(event_type);
+    for (&start, &count) in layout.starts.iter().zip(counts) {
+        let tooltip = format!(
+            "{}: {count} {event_type}",
+            DateTime::<Utc>::from_timestamp(start, 0)
+                .map(|t| format_time(t, "%Y-%m-%d %H:%M"))
+                .unwrap_or_default()
+        );
+        let _ = write!(
+            svg,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}" stroke="none"><title>{}</title></circle>"##,
+            layout.bucket_middle_x(start),
+            layout.y_of(count),
+            escape(&tooltip),
+        );
+    }
+}
+
+/// The notice drawn over an empty plot, so a flat line at zero is not taken for a bug.
+fn write_empty_notice(svg: &mut String, layout: &Layout) {
+    let _ = writeln!(
+        svg,
+        r##"<text class="empty" x="{cx:.1}" y="{cy:.1}" text-anchor="middle" font-size="15" fill="#59636e">no events in this window</text>"##,
+        cx = (layout.plot_left + layout.plot_right) / 2.0,
+        cy = (layout.plot_top + layout.plot_bottom) / 2.0,
+    );
 }
 
 fn format_time(time: DateTime<Utc>, format: &str) -> String {

@@ -84,6 +84,25 @@ enum AttemptError {
     Gone,
 }
 
+/// What follows an attempt that did not read the hour.
+enum AfterAttempt {
+    /// Another attempt, after this wait.
+    RetryIn(Duration),
+    /// The hour ends so; `None` when nobody takes its events any more.
+    End(Option<HourEnd>),
+}
+
+/// The attempts at one hour so far.
+#[derive(Debug, Default)]
+struct Tries {
+    /// Attempts made, the current one included.
+    attempt: u32,
+    /// Attempts that failed.
+    failures: u32,
+    /// Attempts that found no file, or one holding no event.
+    unpublished: u32,
+}
+
 enum Location {
     Http(Url),
     Dir(PathBuf),
@@ -199,15 +218,8 @@ impl Fetcher {
     ) -> Option<HourEnd> {
         let name = hour_name(hour);
         self.status.fetch(hour, |f| f.state = FetchState::Checking);
-        if let Some(status) = self.recorded(hour) {
-            let skip = match status {
-                ArchiveStatus::Imported | ArchiveStatus::Missing => true,
-                ArchiveStatus::Damaged => !self.config.retry_damaged,
-            };
-            if skip {
-                debug!(hour = %name, status = %status, "gh archive hour already recorded, skipped");
-                return Some(HourEnd::Recorded(status));
-            }
+        if let Some(end) = self.skip_if_recorded(hour, &name) {
+            return Some(end);
         }
         let hour_end = hour + chrono::Duration::seconds(HOUR_SECONDS);
         let due = after(hour_end, self.config.publish_delay);
@@ -222,123 +234,180 @@ impl Fetcher {
             self.wait(hour, instant_at(due)).await;
         }
 
-        let mut attempt = 0u32;
-        let mut failures = 0u32;
-        let mut unpublished = 0u32;
+        let mut tries = Tries::default();
         loop {
-            attempt += 1;
+            tries.attempt += 1;
             self.status.fetch(hour, |f| {
                 f.state = FetchState::Downloading;
-                f.attempts = attempt;
+                f.attempts = tries.attempt;
                 f.bytes_received = 0;
                 f.next_attempt_at = None;
             });
             let result = self.attempt(hour, tx).await;
             let past_grace = Utc::now() >= grace_end;
-            let wait = match result {
+            let next = match result {
                 Ok(()) => {
                     self.status.update(|s| s.consecutive_failures = 0);
                     return Some(HourEnd::Complete);
                 }
                 Err(AttemptError::Gone) => return None,
                 Err(AttemptError::NotPublished(reason)) => {
-                    unpublished += 1;
-                    // Past the grace period, a second answer a few seconds later confirms the
-                    // hole: a missing record is never fetched again.
-                    if past_grace && unpublished >= 2 {
-                        info!(hour = %name, attempt, reason = %reason, "gh archive hour missing, skipped");
-                        return Some(HourEnd::Missing);
-                    }
-                    if !past_grace && !self.config.wait_for_publication {
-                        return Some(HourEnd::Pending {
-                            reason: format!("not published yet ({reason})"),
-                            failed: false,
-                        });
-                    }
-                    let wait = if past_grace {
-                        self.config.min_retry
-                    } else {
-                        backoff(
-                            self.config.unpublished_retry,
-                            self.config.max_unpublished_retry,
-                            unpublished,
-                        )
-                    };
-                    info!(
-                        hour = %name,
-                        attempt,
-                        retry_in_s = wait.as_secs(),
-                        reason = %reason,
-                        "gh archive hour not published yet"
-                    );
-                    wait
+                    self.after_not_published(&name, &mut tries, past_grace, reason)
                 }
                 Err(AttemptError::Empty(error)) => {
-                    unpublished += 1;
-                    self.status.error(format!("{name}: {error}"));
-                    if past_grace && unpublished >= 2 {
-                        warn!(hour = %name, attempt, error = %error, "gh archive hour holds no event, recorded as damaged");
-                        return Some(HourEnd::Damaged { error });
-                    }
-                    if !past_grace && !self.config.wait_for_publication {
-                        return Some(HourEnd::Pending {
-                            reason: format!("no event in the file yet ({error})"),
-                            failed: false,
-                        });
-                    }
-                    let wait = if past_grace {
-                        self.config.min_retry
-                    } else {
-                        backoff(
-                            self.config.unpublished_retry,
-                            self.config.max_unpublished_retry,
-                            unpublished,
-                        )
-                    };
-                    info!(
-                        hour = %name,
-                        attempt,
-                        retry_in_s = wait.as_secs(),
-                        error = %error,
-                        "gh archive hour holds no event, retrying"
-                    );
-                    wait
+                    self.after_empty(&name, &mut tries, past_grace, error)
                 }
                 Err(AttemptError::Failed(error)) => {
-                    failures += 1;
-                    self.status.update(|s| {
-                        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-                        s.failed_downloads += 1;
-                    });
-                    self.status.fetch(hour, |f| f.failures = failures);
-                    self.status.error(format!("{name}: {error}"));
-                    if tx.send(HourItem::Restart).await.is_err() {
-                        return None;
-                    }
-                    if failures >= self.config.failures_before_damaged.max(1) {
-                        if past_grace {
-                            warn!(hour = %name, attempt, error = %error, "gh archive hour damaged, keeping what was read");
-                            return Some(HourEnd::Damaged { error });
-                        }
-                        if !self.config.wait_for_publication {
-                            return Some(HourEnd::Pending {
-                                reason: format!("failed {failures} times: {error}"),
-                                failed: true,
-                            });
-                        }
-                    }
-                    let wait = backoff(self.config.min_retry, self.config.max_retry, failures);
-                    warn!(
-                        hour = %name,
-                        attempt,
-                        retry_in_s = wait.as_secs(),
-                        error = %error,
-                        "gh archive download failed, retrying"
-                    );
-                    wait
+                    self.after_failure(hour, &name, &mut tries, past_grace, error, tx)
+                        .await
                 }
             };
-            self.wait(hour, Instant::now() + wait).await;
+            match next {
+                AfterAttempt::RetryIn(wait) => self.wait(hour, Instant::now() + wait).await,
+                AfterAttempt::End(end) => return end,
+            }
+        }
+    }
+
+    /// How the hour ends without a download when the store records it already (a damaged
+    /// hour is fetched again when `retry_damaged`).
+    fn skip_if_recorded(&self, hour: DateTime<Utc>, name: &str) -> Option<HourEnd> {
+        let status = self.recorded(hour)?;
+        let skip = match status {
+            ArchiveStatus::Imported | ArchiveStatus::Missing => true,
+            ArchiveStatus::Damaged => !self.config.retry_damaged,
+        };
+        if !skip {
+            return None;
+        }
+        debug!(hour = %name, status = %status, "gh archive hour already recorded, skipped");
+        Some(HourEnd::Recorded(status))
+    }
+
+    /// An attempt found no file: missing once confirmed past the grace period, pending for a
+    /// backfill, else tried again.
+    fn after_not_published(
+        &self,
+        name: &str,
+        tries: &mut Tries,
+        past_grace: bool,
+        reason: String,
+    ) -> AfterAttempt {
+        tries.unpublished += 1;
+        let attempt = tries.attempt;
+        // Past the grace period, a second answer a few seconds later confirms the hole: a
+        // missing record is never fetched again.
+        if past_grace && tries.unpublished >= 2 {
+            info!(hour = %name, attempt, reason = %reason, "gh archive hour missing, skipped");
+            return AfterAttempt::End(Some(HourEnd::Missing));
+        }
+        if !past_grace && !self.config.wait_for_publication {
+            return AfterAttempt::End(Some(HourEnd::Pending {
+                reason: format!("not published yet ({reason})"),
+                failed: false,
+            }));
+        }
+        let wait = self.unpublished_retry(past_grace, tries.unpublished);
+        info!(
+            hour = %name,
+            attempt,
+            retry_in_s = wait.as_secs(),
+            reason = %reason,
+            "gh archive hour not published yet"
+        );
+        AfterAttempt::RetryIn(wait)
+    }
+
+    /// An attempt read a file holding no event: treated like an unpublished hour, but
+    /// damaged, not missing, past the grace period.
+    fn after_empty(
+        &self,
+        name: &str,
+        tries: &mut Tries,
+        past_grace: bool,
+        error: String,
+    ) -> AfterAttempt {
+        tries.unpublished += 1;
+        let attempt = tries.attempt;
+        self.status.error(format!("{name}: {error}"));
+        if past_grace && tries.unpublished >= 2 {
+            warn!(hour = %name, attempt, error = %error, "gh archive hour holds no event, recorded as damaged");
+            return AfterAttempt::End(Some(HourEnd::Damaged { error }));
+        }
+        if !past_grace && !self.config.wait_for_publication {
+            return AfterAttempt::End(Some(HourEnd::Pending {
+                reason: format!("no event in the file yet ({error})"),
+                failed: false,
+            }));
+        }
+        let wait = self.unpublished_retry(past_grace, tries.unpublished);
+        info!(
+            hour = %name,
+            attempt,
+            retry_in_s = wait.as_secs(),
+            error = %error,
+            "gh archive hour holds no event, retrying"
+        );
+        AfterAttempt::RetryIn(wait)
+    }
+
+    /// An attempt failed: the events sent so far are taken back, and after
+    /// `failures_before_damaged` failures the hour is damaged (past the grace period) or
+    /// pending (a backfill); else tried again with backoff.
+    async fn after_failure(
+        &self,
+        hour: DateTime<Utc>,
+        name: &str,
+        tries: &mut Tries,
+        past_grace: bool,
+        error: String,
+        tx: &mpsc::Sender<HourItem>,
+    ) -> AfterAttempt {
+        tries.failures += 1;
+        let (attempt, failures) = (tries.attempt, tries.failures);
+        self.status.update(|s| {
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            s.failed_downloads += 1;
+        });
+        self.status.fetch(hour, |f| f.failures = failures);
+        self.status.error(format!("{name}: {error}"));
+        if tx.send(HourItem::Restart).await.is_err() {
+            return AfterAttempt::End(None);
+        }
+        if failures >= self.config.failures_before_damaged.max(1) {
+            if past_grace {
+                warn!(hour = %name, attempt, error = %error, "gh archive hour damaged, keeping what was read");
+                return AfterAttempt::End(Some(HourEnd::Damaged { error }));
+            }
+            if !self.config.wait_for_publication {
+                return AfterAttempt::End(Some(HourEnd::Pending {
+                    reason: format!("failed {failures} times: {error}"),
+                    failed: true,
+                }));
+            }
+        }
+        let wait = backoff(self.config.min_retry, self.config.max_retry, failures);
+        warn!(
+            hour = %name,
+            attempt,
+            retry_in_s = wait.as_secs(),
+            error = %error,
+            "gh archive download failed, retrying"
+        );
+        AfterAttempt::RetryIn(wait)
+    }
+
+    /// The wait before asking again for an hour not there (or empty): short past the grace
+    /// period, where only a confirmation is wanted; growing before it.
+    fn unpublished_retry(&self, past_grace: bool, unpublished: u32) -> Duration {
+        if past_grace {
+            self.config.min_retry
+        } else {
+            backoff(
+                self.config.unpublished_retry,
+                self.config.max_unpublished_retry,
+                unpublished,
+            )
         }
     }
 
@@ -409,8 +478,35 @@ impl Fetcher {
         hour: DateTime<Utc>,
         settings: Decode,
     ) -> Result<(), AttemptError> {
+        let response = self.request(url).await?;
+        let (byte_tx, byte_rx) = mpsc::channel::<Result<Bytes, String>>(BYTE_CHANNEL_CHUNKS);
+        let parser = tokio::task::spawn_blocking(move || {
+            settings.run(ChannelReader {
+                rx: byte_rx,
+                current: Bytes::new(),
+            })
+        });
+        let transfer_error = self.receive_body(response, hour, &byte_tx).await;
+        if let Some(error) = &transfer_error {
+            // The parser must see a failure, not an end: a file cut between two gzip members
+            // would otherwise look whole.
+            let _ = byte_tx.send(Err(error.clone())).await;
+        }
+        drop(byte_tx);
+        let parsed = parser
+            .await
+            .unwrap_or_else(|e| Err(AttemptError::Failed(format!("parser task failed: {e}"))));
+        match (parsed, transfer_error) {
+            (Err(AttemptError::Gone), _) => Err(AttemptError::Gone),
+            (_, Some(error)) => Err(AttemptError::Failed(error)),
+            (parsed, None) => parsed,
+        }
+    }
+
+    /// The answer to a GET of `url` when it is `200 OK`, its body not read yet.
+    async fn request(&self, url: Url) -> Result<reqwest::Response, AttemptError> {
         let stall = self.config.stall_timeout;
-        let mut response = match tokio::time::timeout(stall, self.client.get(url).send()).await {
+        let response = match tokio::time::timeout(stall, self.client.get(url).send()).await {
             Err(_) => {
                 return Err(AttemptError::Failed(format!(
                     "no answer within {} s",
@@ -427,26 +523,28 @@ impl Fetcher {
             Ok(Ok(response)) => response,
         };
         match response.status() {
-            StatusCode::OK => {}
+            StatusCode::OK => Ok(response),
             s @ (StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) => {
-                return Err(AttemptError::NotPublished(format!("HTTP {}", s.as_u16())));
+                Err(AttemptError::NotPublished(format!("HTTP {}", s.as_u16())))
             }
-            s if s.is_redirection() => {
-                return Err(AttemptError::Failed(format!(
-                    "HTTP {} redirecting to another host, not followed",
-                    s.as_u16()
-                )));
-            }
-            s => return Err(AttemptError::Failed(format!("HTTP {}", s.as_u16()))),
+            s if s.is_redirection() => Err(AttemptError::Failed(format!(
+                "HTTP {} redirecting to another host, not followed",
+                s.as_u16()
+            ))),
+            s => Err(AttemptError::Failed(format!("HTTP {}", s.as_u16()))),
         }
+    }
 
-        let (byte_tx, byte_rx) = mpsc::channel::<Result<Bytes, String>>(BYTE_CHANNEL_CHUNKS);
-        let parser = tokio::task::spawn_blocking(move || {
-            settings.run(ChannelReader {
-                rx: byte_rx,
-                current: Bytes::new(),
-            })
-        });
+    /// Passes the body's chunks to the parser as they arrive (waiting while it is paused),
+    /// counting them in the hour's status, until the end, a parser that stopped, or a transfer
+    /// error, which it returns. The response is closed when it returns.
+    async fn receive_body(
+        &self,
+        mut response: reqwest::Response,
+        hour: DateTime<Utc>,
+        byte_tx: &mpsc::Sender<Result<Bytes, String>>,
+    ) -> Option<String> {
+        let stall = self.config.stall_timeout;
         let mut transfer_error = None;
         let mut unreported = 0u64;
         loop {
@@ -478,20 +576,7 @@ impl Fetcher {
         }
         self.status.fetch(hour, |f| f.bytes_received += unreported);
         drop(response);
-        if let Some(error) = &transfer_error {
-            // The parser must see a failure, not an end: a file cut between two gzip members
-            // would otherwise look whole.
-            let _ = byte_tx.send(Err(error.clone())).await;
-        }
-        drop(byte_tx);
-        let parsed = parser
-            .await
-            .unwrap_or_else(|e| Err(AttemptError::Failed(format!("parser task failed: {e}"))));
-        match (parsed, transfer_error) {
-            (Err(AttemptError::Gone), _) => Err(AttemptError::Gone),
-            (_, Some(error)) => Err(AttemptError::Failed(error)),
-            (parsed, None) => parsed,
-        }
+        transfer_error
     }
 }
 

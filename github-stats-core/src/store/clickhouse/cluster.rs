@@ -55,6 +55,25 @@ impl ClickHouseStore {
         cluster: &str,
         config: &ClickHouseConfig,
     ) -> Result<(), StoreError> {
+        let rows = self.cluster_rows(cluster).await?;
+        let urls = node_http_urls(&rows, cluster, config)?;
+        let (settings, sync) = self.cluster_settings().await?;
+        for (name, value) in &settings {
+            self.client = self.client.clone().with_setting(*name, value.as_str());
+        }
+        self.add_nodes(rows, urls)?;
+        tracing::info!(
+            cluster,
+            nodes = self.nodes.len(),
+            insert_distributed_sync = sync,
+            replicated = self.schema.is_replicated(),
+            "clickhouse cluster mode"
+        );
+        Ok(())
+    }
+
+    /// The cluster's nodes as `system.clusters` lists them; an error when it lists none.
+    async fn cluster_rows(&self, cluster: &str) -> Result<Vec<ClusterRow>, StoreError> {
         let rows = self
             .run(
                 self.schema
@@ -69,34 +88,17 @@ impl ClickHouseStore {
                 self.origin
             )));
         }
-        let urls: Vec<SecretUrl> = if config.cluster_nodes.is_empty() {
-            let scheme = reqwest::Url::parse(config.url.expose_secret())
-                .map(|u| u.scheme().to_owned())
-                .unwrap_or_else(|_| "http".to_owned());
-            rows.iter()
-                .map(|r| {
-                    SecretUrl::from(if r.host.contains(':') {
-                        format!("{scheme}://[{}]:8123", r.host)
-                    } else {
-                        format!("{scheme}://{}:8123", r.host)
-                    })
-                })
-                .collect()
-        } else if config.cluster_nodes.len() == rows.len() {
-            config.cluster_nodes.clone()
-        } else {
-            return Err(StoreError::Config(format!(
-                "CLICKHOUSE_CLUSTER_NODES lists {} URLs but cluster {cluster:?} has {} nodes \
-                 in system.clusters: give one HTTP URL per node, by shard then replica",
-                config.cluster_nodes.len(),
-                rows.len()
-            )));
-        };
+        Ok(rows)
+    }
+
+    /// The query settings of cluster mode, and whether inserts through `Distributed` are
+    /// synchronous (the server has `insert_distributed_sync`).
+    async fn cluster_settings(&self) -> Result<(Vec<(&'static str, String)>, bool), StoreError> {
         // Bounded failures: a shard that does not answer fails a query within about the
         // request timeout instead of the default five minutes. Both settings exist in 18.16
         // and current releases.
         let seconds = self.timeout.as_secs().max(1).to_string();
-        let mut options = vec![
+        let mut settings = vec![
             ("receive_timeout", seconds.clone()),
             ("send_timeout", seconds),
         ];
@@ -112,7 +114,7 @@ impl ClickHouseStore {
             .await?
             > 0;
         if sync {
-            options.push(("insert_distributed_sync", "1".to_owned()));
+            settings.push(("insert_distributed_sync", "1".to_owned()));
         } else {
             tracing::warn!(
                 origin = %self.origin,
@@ -126,22 +128,24 @@ impl ClickHouseStore {
             // (`in_order`; the node the store talks to uses its own replica for its shard),
             // and reads avoid a replica more than a few seconds behind its shard (one that
             // was down and is catching up) while another one is up to date.
-            options.push(("load_balancing", "in_order".to_owned()));
-            options.push((
+            settings.push(("load_balancing", "in_order".to_owned()));
+            settings.push((
                 "max_replica_delay_for_distributed_queries",
                 MAX_REPLICA_DELAY.as_secs().to_string(),
             ));
         }
-        for (name, value) in &options {
-            self.client = self.client.clone().with_setting(*name, value.as_str());
-        }
+        Ok((settings, sync))
+    }
+
+    /// One [`Node`] per row, each with a copy of the main client (credentials, settings) for
+    /// its URL.
+    fn add_nodes(&mut self, rows: Vec<ClusterRow>, urls: Vec<SecretUrl>) -> Result<(), StoreError> {
         for (row, url) in rows.into_iter().zip(urls) {
             let parsed = reqwest::Url::parse(url.expose_secret()).map_err(|e| {
                 StoreError::Config(format!(
                     "CLICKHOUSE_CLUSTER_NODES entry '{url}' is not a URL: {e}"
                 ))
             })?;
-            // A copy of the main client (credentials, settings) for this node.
             let client = self.client.clone().with_url(url.expose_secret());
             self.nodes.push(Node {
                 shard: row.shard,
@@ -152,13 +156,6 @@ impl ClickHouseStore {
                 client,
             });
         }
-        tracing::info!(
-            cluster,
-            nodes = self.nodes.len(),
-            insert_distributed_sync = sync,
-            replicated = self.schema.is_replicated(),
-            "clickhouse cluster mode"
-        );
         Ok(())
     }
 
@@ -275,5 +272,38 @@ impl ClickHouseStore {
             out.push(entry);
         }
         out
+    }
+}
+
+/// The HTTP URL of each node of `rows`: `CLICKHOUSE_CLUSTER_NODES` when given (one per node),
+/// else each node's host on port 8123 with the main URL's scheme.
+fn node_http_urls(
+    rows: &[ClusterRow],
+    cluster: &str,
+    config: &ClickHouseConfig,
+) -> Result<Vec<SecretUrl>, StoreError> {
+    if config.cluster_nodes.is_empty() {
+        let scheme = reqwest::Url::parse(config.url.expose_secret())
+            .map(|u| u.scheme().to_owned())
+            .unwrap_or_else(|_| "http".to_owned());
+        Ok(rows
+            .iter()
+            .map(|r| {
+                SecretUrl::from(if r.host.contains(':') {
+                    format!("{scheme}://[{}]:8123", r.host)
+                } else {
+                    format!("{scheme}://{}:8123", r.host)
+                })
+            })
+            .collect())
+    } else if config.cluster_nodes.len() == rows.len() {
+        Ok(config.cluster_nodes.clone())
+    } else {
+        Err(StoreError::Config(format!(
+            "CLICKHOUSE_CLUSTER_NODES lists {} URLs but cluster {cluster:?} has {} nodes \
+             in system.clusters: give one HTTP URL per node, by shard then replica",
+            config.cluster_nodes.len(),
+            rows.len()
+        )))
     }
 }
