@@ -36,15 +36,20 @@ use crate::id_set::{IdSet, RecentIds};
 use crate::parse::{ParseStats, RecordOutcome, parse_record};
 use crate::source::{describe_http_error, same_host_redirects};
 
+pub mod capture;
 mod config;
+pub mod hour_files;
 mod state;
 mod status;
 
 use super::state_file::StateFile;
+use capture::CaptureEstimator;
+pub use capture::CaptureSnapshot;
 pub use config::{
-    DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT,
-    GitHubConfig, MAX_HEADER_WAIT_SECS,
+    DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MIN_POLL_INTERVAL, DEFAULT_POLL_INTERVAL_SECS,
+    DEFAULT_USER_AGENT, GitHubConfig, MAX_HEADER_WAIT_SECS, PollMode, SaveFormat,
 };
+use hour_files::HourFiles;
 use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 
@@ -56,6 +61,15 @@ const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
 /// longer one (a proxy's, a hostile server's) could make every later request too large to be
 /// accepted (`431`), and would stick in the state file across restarts.
 pub const MAX_ETAG_BYTES: usize = 512;
+
+/// In adaptive mode, after this many gaps in a row the next poll comes sooner (half the pace,
+/// then a quarter, an eighth): a poll that overlaps again measures the stream's rate, without
+/// which a gap's loss cannot be estimated. Its cost, a few percent of the budget, is bounded by
+/// how rarely it happens.
+const PROBE_AFTER_GAPS: u32 = 8;
+
+/// The window the adaptive pace assumes when `X-RateLimit-Reset` is past or too far ahead.
+const FALLBACK_WINDOW_SECS: f64 = 3600.0;
 
 /// Polls GitHub's public events. Implements [`EventSource`]; share it as `Arc<GitHubPoller>`
 /// and read its [`status`](GitHubPoller::status) for `/health`.
@@ -71,7 +85,11 @@ pub struct GitHubPoller {
     status: PollerStatus,
     /// Whether an ETag over [`MAX_ETAG_BYTES`] was reported already (once is enough).
     etag_warned: std::sync::atomic::AtomicBool,
+    /// Whether headers that cannot be true (or none) were reported already (once is enough).
+    rate_headers_warned: std::sync::atomic::AtomicBool,
     state_file: Option<StateFile<PollState>>,
+    /// Where time is counted from for the capture estimator.
+    origin: Instant,
 }
 
 impl std::fmt::Debug for GitHubPoller {
@@ -91,6 +109,13 @@ struct PollLoop {
     recent: RecentIds,
     /// Every event id of the last poll answered 200, for gap detection.
     previous_poll_ids: IdSet,
+    /// When the last successful poll's page 1 was sent (its snapshot of the stream).
+    previous_poll_at: Option<Instant>,
+    /// Polls in a row that shared no event with the previous one.
+    gaps_in_row: u32,
+    capture: CaptureEstimator,
+    /// `SAVE_EVENTS_FORMAT=gharchive`: the hour files (taken out while a write runs).
+    hour_files: Option<HourFiles>,
 }
 
 /// What is persisted.
@@ -231,12 +256,28 @@ impl GitHubPoller {
                 s.last_error_at = Some(Utc::now());
             }
         });
+        let hour_files = match (&config.events_dir, config.save_format) {
+            (Some(dir), SaveFormat::GhArchive) => Some(HourFiles::open(dir, Utc::now()).map_err(
+                |source| SourceError::File {
+                    path: dir.clone(),
+                    source,
+                },
+            )?),
+            _ => None,
+        };
+        status.update(|s| {
+            s.capture.mode = config.mode.as_str().to_owned();
+        });
         let poll = PollLoop {
             next_poll_at,
             consecutive_failures: 0,
             etag: persisted.etag.clone(),
             recent,
             previous_poll_ids: persisted.last_poll_event_ids.iter().copied().collect(),
+            previous_poll_at: None,
+            gaps_in_row: 0,
+            capture: CaptureEstimator::default(),
+            hour_files,
         };
         let poller = GitHubPoller {
             config,
@@ -247,7 +288,9 @@ impl GitHubPoller {
             shared: Mutex::new(Shared { persisted }),
             status,
             etag_warned: std::sync::atomic::AtomicBool::new(false),
+            rate_headers_warned: std::sync::atomic::AtomicBool::new(false),
             state_file,
+            origin: Instant::now(),
         };
         if replace_corrupt
             && let Some(file) = &poller.state_file
@@ -412,17 +455,128 @@ impl GitHubPoller {
             s.rate_limit_reset_at = reset_at;
         });
         match rate.remaining {
-            Some(remaining) if remaining < self.config.rate_limit_threshold => {
+            Some(remaining) if remaining < self.rate_floor(rate) => {
                 let wait = self.until_reset(rate);
-                warn!(
-                    remaining,
-                    reset_in_s = wait.map(|w| w.as_secs()),
-                    "rate limit low, waiting for the reset"
-                );
+                if self.config.mode == PollMode::Adaptive {
+                    // The pace ends each window at the reserve: reaching it is the plan.
+                    debug!(
+                        remaining,
+                        reset_in_s = wait.map(|w| w.as_secs()),
+                        "poll budget spent, waiting for the reset"
+                    );
+                } else {
+                    warn!(
+                        remaining,
+                        reset_in_s = wait.map(|w| w.as_secs()),
+                        "rate limit low, waiting for the reset"
+                    );
+                }
                 wait
             }
             _ => None,
         }
+    }
+
+    /// Requests of the rate limit adaptive mode leaves for others.
+    fn reserve(&self, rate: RateLimit) -> u64 {
+        self.config
+            .reserve
+            .unwrap_or_else(|| rate.limit.or(rate.remaining).unwrap_or(0) / 10)
+    }
+
+    /// The remaining requests under which no more are sent until the reset.
+    fn rate_floor(&self, rate: RateLimit) -> u64 {
+        match self.config.mode {
+            PollMode::Interval => self.config.rate_limit_threshold,
+            PollMode::Adaptive => self.reserve(rate).saturating_add(1),
+        }
+    }
+
+    fn warn_rate_headers(&self, problem: &'static str, rate: RateLimit) {
+        if !self
+            .rate_headers_warned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!(
+                problem,
+                limit = rate.limit,
+                remaining = rate.remaining,
+                reset = rate.reset,
+                "github's rate-limit headers cannot be true, pacing on bounded values"
+            );
+        }
+    }
+
+    /// The adaptive wait after a poll that spent `requests` requests: the requests left above
+    /// the reserve spread evenly until the reset (so each poll waits its own cost's share),
+    /// never under the minimum interval. `None` without rate-limit headers.
+    fn adaptive_pace(&self, rate: RateLimit, requests: u32, gaps_in_row: u32) -> Option<Duration> {
+        let (Some(mut remaining), Some(reset)) = (rate.remaining, rate.reset) else {
+            self.warn_rate_headers("no X-RateLimit-Remaining or -Reset", rate);
+            return None;
+        };
+        if let Some(limit) = rate.limit
+            && remaining > limit
+        {
+            self.warn_rate_headers("remaining above limit", rate);
+            remaining = limit;
+        }
+        let now = Utc::now();
+        let mut window =
+            (reset - now.timestamp()) as f64 - f64::from(now.timestamp_subsec_millis()) / 1000.0;
+        if !(-1.0..=MAX_HEADER_WAIT_SECS).contains(&window) {
+            self.warn_rate_headers("reset in the past or too far ahead", rate);
+            window = FALLBACK_WINDOW_SECS;
+        }
+        let window = window.max(0.0);
+        let available = remaining.saturating_sub(self.reserve(rate)).max(1) as f64;
+        let mut pace = window * f64::from(requests.max(1)) / available;
+        if gaps_in_row > 0 && gaps_in_row.is_multiple_of(PROBE_AFTER_GAPS) {
+            pace /= f64::from(1u32 << (gaps_in_row / PROBE_AFTER_GAPS).min(3));
+        }
+        let min = self.config.min_poll_interval.as_secs_f64();
+        Some(self.config.seconds(pace.max(min)))
+    }
+
+    /// The wait after a successful poll: `X-Poll-Interval`, or the adaptive pace; never before
+    /// a rate-limit wait.
+    fn next_delay(
+        &self,
+        interval: Duration,
+        rate_wait: Option<Duration>,
+        rate: RateLimit,
+        requests: u32,
+        gaps_in_row: u32,
+    ) -> Duration {
+        let pace = match self.config.mode {
+            PollMode::Interval => interval,
+            PollMode::Adaptive => self
+                .adaptive_pace(rate, requests, gaps_in_row)
+                .unwrap_or(interval),
+        };
+        rate_wait.map_or(pace, |w| w.max(pace))
+    }
+
+    /// Feeds the capture estimator with a poll whose page 1 was sent at `sent`, and publishes
+    /// its figures.
+    fn record_capture(
+        &self,
+        poll: &mut PollLoop,
+        sent: Instant,
+        new: u64,
+        overlapped: Option<bool>,
+    ) {
+        let unit = self.config.time_unit.as_secs_f64();
+        let github_secs = |d: Duration| d.as_secs_f64() / unit;
+        let since = poll
+            .previous_poll_at
+            .map(|previous| github_secs(sent.saturating_duration_since(previous)));
+        let at = github_secs(sent.saturating_duration_since(self.origin));
+        poll.capture.record(at, since, new, overlapped);
+        poll.previous_poll_at = Some(sent);
+        let mut snapshot = poll.capture.snapshot(at);
+        snapshot.mode = self.config.mode.as_str().to_owned();
+        self.status.update(|s| s.capture = snapshot);
     }
 
     /// The wait until `X-RateLimit-Reset`, plus a second of margin (the header has second
@@ -541,6 +695,7 @@ impl GitHubPoller {
     /// One poll: page 1, then the following pages.
     async fn poll_once(&self, poll: &mut PollLoop) -> PollOutcome {
         let polled_at = Utc::now();
+        let sent = Instant::now();
         let first = match self.fetch(&self.events_url, poll.etag.as_deref()).await {
             Ok(answer) => answer,
             Err(message) => return self.fail(poll, message, None).await,
@@ -549,8 +704,13 @@ impl GitHubPoller {
         match first.status {
             StatusCode::NOT_MODIFIED => {
                 let interval = self.set_interval(first.poll_interval);
-                let delay = rate_wait.map_or(interval, |w| w.max(interval));
+                let delay = self.next_delay(interval, rate_wait, first.rate, 1, poll.gaps_in_row);
                 poll.consecutive_failures = 0;
+                // Nothing new since the previous poll: a sample of the rate, of no event.
+                if !poll.previous_poll_ids.is_empty() {
+                    self.record_capture(poll, sent, 0, Some(true));
+                }
+                self.write_hour_files(poll, polled_at, &[]).await;
                 self.schedule(poll, delay);
                 let counters = {
                     let mut shared = self.lock_shared();
@@ -570,7 +730,10 @@ impl GitHubPoller {
                 self.save_state_logged().await;
                 PollOutcome::NotModified
             }
-            StatusCode::OK => self.read_pages(poll, first, rate_wait, polled_at).await,
+            StatusCode::OK => {
+                self.read_pages(poll, first, rate_wait, polled_at, sent)
+                    .await
+            }
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
                 if first.retry_after.is_some() || first.rate.remaining == Some(0) =>
             {
@@ -609,6 +772,7 @@ impl GitHubPoller {
         first: Answer,
         mut rate_wait: Option<Duration>,
         polled_at: DateTime<Utc>,
+        sent: Instant,
     ) -> PollOutcome {
         // Each page is parsed once: into the byte ranges of its elements, kept beside it.
         let first_elements = match crate::parse::json_array_elements(&first.body) {
@@ -624,12 +788,23 @@ impl GitHubPoller {
             }
         };
         let interval = self.set_interval(first.poll_interval);
+        let mut rate = first.rate;
         let etag = first.etag.clone();
         let mut next = first.next.clone();
         let mut bodies = vec![first.body];
         let mut ranges = vec![first_elements];
         let mut page_error = None;
         while bodies.len() < self.config.max_pages.max(1) as usize && rate_wait.is_none() {
+            if self.config.mode == PollMode::Adaptive
+                && page_overlaps(
+                    &bodies[bodies.len() - 1],
+                    &ranges[ranges.len() - 1],
+                    &poll.previous_poll_ids,
+                )
+            {
+                // The events after this page were read by the previous poll.
+                break;
+            }
             let Some(url) = next.take() else { break };
             if url.origin() != self.events_url.origin() {
                 page_error = Some(format!(
@@ -646,6 +821,9 @@ impl GitHubPoller {
                 }
             };
             rate_wait = self.note_rate_limit(answer.rate);
+            if answer.rate.remaining.is_some() {
+                rate = answer.rate;
+            }
             if answer.status.is_redirection() {
                 page_error = Some(format!(
                     "page {}: GitHub answered HTTP {} redirecting to another host, not followed",
@@ -692,7 +870,9 @@ impl GitHubPoller {
             .collect();
         let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
 
-        if let Some(dir) = &self.config.events_dir {
+        if let Some(dir) = &self.config.events_dir
+            && self.config.save_format == SaveFormat::Poll
+        {
             let mut json = String::with_capacity(bytes as usize + 2);
             json.push('[');
             for (i, e) in elements.iter().enumerate() {
@@ -722,6 +902,7 @@ impl GitHubPoller {
         let mut ids = Vec::with_capacity(elements.len());
         let mut new_events = 0u64;
         let mut duplicates = 0u64;
+        let mut new_elements = Vec::new();
         for element in &elements {
             let id = event_id(element);
             if let Some(id) = id {
@@ -732,6 +913,9 @@ impl GitHubPoller {
                 }
             }
             new_events += 1;
+            if poll.hour_files.is_some() {
+                new_elements.push(*element);
+            }
             let outcome = parse_record(element.as_bytes());
             if let RecordOutcome::Invalid(reason) = &outcome {
                 warn!(id, error = %reason, "github sent an event no store may hold, skipped");
@@ -754,7 +938,18 @@ impl GitHubPoller {
         }
         poll.consecutive_failures = 0;
         poll.etag = etag.clone();
-        let delay = rate_wait.map_or(interval, |w| w.max(interval));
+        poll.gaps_in_row = match overlaps {
+            Some(false) => poll.gaps_in_row.saturating_add(1),
+            _ => 0,
+        };
+        self.record_capture(poll, sent, new_events, overlaps);
+        let delay = self.next_delay(
+            interval,
+            rate_wait,
+            rate,
+            bodies.len() as u32,
+            poll.gaps_in_row,
+        );
         self.schedule(poll, delay);
         let counters = {
             let mut shared = self.lock_shared();
@@ -788,6 +983,7 @@ impl GitHubPoller {
             next_in_ms = delay.as_millis() as u64,
             "polled github events"
         );
+        self.write_hour_files(poll, polled_at, &new_elements).await;
         self.save_state_logged().await;
         let mut batch = EventBatch::new(
             events,
@@ -798,6 +994,46 @@ impl GitHubPoller {
         batch.bytes = bytes;
         PollOutcome::Batch(batch)
     }
+}
+
+impl GitHubPoller {
+    /// Appends a poll's new events to the hour files, on the blocking pool.
+    async fn write_hour_files(&self, poll: &mut PollLoop, at: DateTime<Utc>, events: &[&str]) {
+        let Some(mut files) = poll.hour_files.take() else {
+            return;
+        };
+        let owned: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            let events: Vec<&str> = owned.iter().map(String::as_str).collect();
+            let result = files.write(at, &events);
+            (files, result)
+        })
+        .await;
+        match joined {
+            Ok((files, result)) => {
+                poll.hour_files = Some(files);
+                if let Err(e) = result {
+                    warn!(error = %e, "cannot write the hour file of received events");
+                    self.record_error(format!("cannot write hour file: {e}"));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "hour file writer failed, saving no more events");
+                self.record_error(format!("hour file writer failed: {e}"));
+            }
+        }
+    }
+}
+
+/// Whether a page (its body and elements' byte ranges) holds an event of `previous`.
+fn page_overlaps(body: &[u8], ranges: &[std::ops::Range<usize>], previous: &IdSet) -> bool {
+    !previous.is_empty()
+        && ranges.iter().any(|r| {
+            std::str::from_utf8(&body[r.clone()])
+                .ok()
+                .and_then(event_id)
+                .is_some_and(|id| previous.contains(&id))
+        })
 }
 
 #[async_trait]
