@@ -18,6 +18,7 @@
 //! waits for the next poll. A failed poll is returned as an error after scheduling the retry, so
 //! the next call waits for the backoff. See `docs/poller.md`.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -66,7 +67,7 @@ pub const MAX_ETAG_BYTES: usize = 512;
 /// then a quarter, an eighth): a poll that overlaps again measures the stream's rate, without
 /// which a gap's loss cannot be estimated. Its cost, a few percent of the budget, is bounded by
 /// how rarely it happens.
-const PROBE_AFTER_GAPS: u32 = 8;
+const PROBE_AFTER_GAPS: u32 = 16;
 
 /// The window the adaptive pace assumes when `X-RateLimit-Reset` is past or too far ahead.
 const FALLBACK_WINDOW_SECS: f64 = 3600.0;
@@ -114,6 +115,8 @@ struct PollLoop {
     /// Polls in a row that shared no event with the previous one.
     gaps_in_row: u32,
     capture: CaptureEstimator,
+    /// The rate limit of the last answer.
+    last_rate: RateLimit,
     /// `SAVE_EVENTS_FORMAT=gharchive`: the hour files (taken out while a write runs).
     hour_files: Option<HourFiles>,
 }
@@ -276,7 +279,8 @@ impl GitHubPoller {
             previous_poll_ids: persisted.last_poll_event_ids.iter().copied().collect(),
             previous_poll_at: None,
             gaps_in_row: 0,
-            capture: CaptureEstimator::default(),
+            capture: CaptureEstimator::new(u64::from(config.max_pages.max(1) * config.per_page)),
+            last_rate: RateLimit::default(),
             hour_files,
         };
         let poller = GitHubPoller {
@@ -507,10 +511,22 @@ impl GitHubPoller {
         }
     }
 
-    /// The adaptive wait after a poll that spent `requests` requests: the requests left above
-    /// the reserve spread evenly until the reset (so each poll waits its own cost's share),
-    /// never under the minimum interval. `None` without rate-limit headers.
-    fn adaptive_pace(&self, rate: RateLimit, requests: u32, gaps_in_row: u32) -> Option<Duration> {
+    /// The adaptive wait after a poll: the requests left above the reserve spread evenly until
+    /// the reset, each poll waiting the share of the requests it is expected to spend, never
+    /// under the minimum interval. `None` without rate-limit headers.
+    ///
+    /// A poll is expected to spend one request when the stream (`stream_rate`, events a second)
+    /// fills less than 90% of a page between two requests at this pace: page 1 then overlaps.
+    /// A faster stream outruns the budget: each poll reads every page (a page of new events
+    /// per request, the most a request can read) and waits for all of them. Before the rate is
+    /// known, one request: a slow stream is then read at the budget's full pace from the start,
+    /// and a fast one is soon measured (its first polls overlap on page 2 or 3).
+    fn adaptive_pace(
+        &self,
+        rate: RateLimit,
+        stream_rate: Option<f64>,
+        gaps_in_row: u32,
+    ) -> Option<Duration> {
         let (Some(mut remaining), Some(reset)) = (rate.remaining, rate.reset) else {
             self.warn_rate_headers("no X-RateLimit-Remaining or -Reset", rate);
             return None;
@@ -530,31 +546,78 @@ impl GitHubPoller {
         }
         let window = window.max(0.0);
         let available = remaining.saturating_sub(self.reserve(rate)).max(1) as f64;
-        let mut pace = window * f64::from(requests.max(1)) / available;
+        let per_request = window / available;
+        let cost = match stream_rate {
+            Some(r) if r * per_request <= 0.9 * f64::from(self.config.per_page) => 1,
+            Some(_) => self.config.max_pages.max(1),
+            None => 1,
+        };
+        let mut pace = per_request * f64::from(cost);
         if gaps_in_row > 0 && gaps_in_row.is_multiple_of(PROBE_AFTER_GAPS) {
-            pace /= f64::from(1u32 << (gaps_in_row / PROBE_AFTER_GAPS).min(3));
+            // Soon enough for half the pages to reach the previous poll at the rate last
+            // measured (a sample far from the depth, see `capture`, even if that rate is well
+            // under the truth), or, without one, a half, a quarter, an eighth of the pace.
+            let depth = f64::from(self.config.max_pages.max(1) * self.config.per_page);
+            pace = match stream_rate {
+                Some(r) if r > 0.0 => pace.min(0.5 * depth / r),
+                _ => pace / f64::from(1u32 << (gaps_in_row / PROBE_AFTER_GAPS).min(3)),
+            };
         }
         let min = self.config.min_poll_interval.as_secs_f64();
         Some(self.config.seconds(pace.max(min)))
     }
 
-    /// The wait after a successful poll: `X-Poll-Interval`, or the adaptive pace; never before
-    /// a rate-limit wait.
+    /// The wait from now after a successful poll whose page 1 was sent at `sent`:
+    /// `X-Poll-Interval` from now, or the adaptive pace from `sent` (the pace is the time
+    /// between requests; the poll's own time is part of it); never before a rate-limit wait.
+    #[allow(clippy::too_many_arguments)]
     fn next_delay(
         &self,
+        sent: Instant,
         interval: Duration,
         rate_wait: Option<Duration>,
         rate: RateLimit,
-        requests: u32,
+        stream_rate: Option<f64>,
         gaps_in_row: u32,
     ) -> Duration {
         let pace = match self.config.mode {
             PollMode::Interval => interval,
-            PollMode::Adaptive => self
-                .adaptive_pace(rate, requests, gaps_in_row)
-                .unwrap_or(interval),
+            PollMode::Adaptive => match self.adaptive_pace(rate, stream_rate, gaps_in_row) {
+                Some(pace) => pace.saturating_sub(sent.elapsed()),
+                None => interval,
+            },
         };
         rate_wait.map_or(pace, |w| w.max(pace))
+    }
+
+    /// How many pages after page 1 this poll fetches at once with it (adaptive mode): all of
+    /// them when the stream's rate says more events came since the previous poll than the
+    /// pages hold (a gap, in which every page is read anyway) and the budget has room. Fetched
+    /// one after another, each page would find the stream moved on by the time of a request,
+    /// and repeat that many events of the page before: at 200 events a second and 300 ms a
+    /// request, a fifth of each page.
+    fn pages_to_prefetch(&self, poll: &PollLoop, sent: Instant) -> u32 {
+        let extra = self.config.max_pages.saturating_sub(1).min(2);
+        if self.config.mode != PollMode::Adaptive || extra == 0 || poll.previous_poll_ids.is_empty()
+        {
+            return 0;
+        }
+        let (Some(rate), Some(previous), Some(remaining)) = (
+            poll.capture.rate(),
+            poll.previous_poll_at,
+            poll.last_rate.remaining,
+        ) else {
+            return 0;
+        };
+        let since = sent.saturating_duration_since(previous).as_secs_f64()
+            / self.config.time_unit.as_secs_f64();
+        let depth = f64::from(self.config.max_pages * self.config.per_page);
+        let room = remaining.saturating_sub(self.reserve(poll.last_rate));
+        if rate * since > depth && room > u64::from(extra) {
+            extra
+        } else {
+            0
+        }
     }
 
     /// Feeds the capture estimator with a poll whose page 1 was sent at `sent`, and publishes
@@ -696,15 +759,45 @@ impl GitHubPoller {
     async fn poll_once(&self, poll: &mut PollLoop) -> PollOutcome {
         let polled_at = Utc::now();
         let sent = Instant::now();
-        let first = match self.fetch(&self.events_url, poll.etag.as_deref()).await {
+        let etag = poll.etag.as_deref();
+        let (first, prefetched) = match self.pages_to_prefetch(poll, sent) {
+            0 => (self.fetch(&self.events_url, etag).await, VecDeque::new()),
+            1 => {
+                let second = page_url(&self.events_url, 2);
+                let (first, second) = tokio::join!(
+                    self.fetch(&self.events_url, etag),
+                    self.fetch(&second, None)
+                );
+                (first, VecDeque::from([second]))
+            }
+            _ => {
+                let (second, third) =
+                    (page_url(&self.events_url, 2), page_url(&self.events_url, 3));
+                let (first, second, third) = tokio::join!(
+                    self.fetch(&self.events_url, etag),
+                    self.fetch(&second, None),
+                    self.fetch(&third, None)
+                );
+                (first, VecDeque::from([second, third]))
+            }
+        };
+        let first = match first {
             Ok(answer) => answer,
             Err(message) => return self.fail(poll, message, None).await,
         };
+        poll.last_rate = first.rate;
         let rate_wait = self.note_rate_limit(first.rate);
         match first.status {
             StatusCode::NOT_MODIFIED => {
                 let interval = self.set_interval(first.poll_interval);
-                let delay = self.next_delay(interval, rate_wait, first.rate, 1, poll.gaps_in_row);
+                let delay = self.next_delay(
+                    sent,
+                    interval,
+                    rate_wait,
+                    first.rate,
+                    poll.capture.rate(),
+                    poll.gaps_in_row,
+                );
                 poll.consecutive_failures = 0;
                 // Nothing new since the previous poll: a sample of the rate, of no event.
                 if !poll.previous_poll_ids.is_empty() {
@@ -731,7 +824,7 @@ impl GitHubPoller {
                 PollOutcome::NotModified
             }
             StatusCode::OK => {
-                self.read_pages(poll, first, rate_wait, polled_at, sent)
+                self.read_pages(poll, first, prefetched, rate_wait, polled_at, sent)
                     .await
             }
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
@@ -770,6 +863,7 @@ impl GitHubPoller {
         &self,
         poll: &mut PollLoop,
         first: Answer,
+        mut prefetched: VecDeque<Result<Answer, String>>,
         mut rate_wait: Option<Duration>,
         polled_at: DateTime<Utc>,
         sent: Instant,
@@ -806,14 +900,18 @@ impl GitHubPoller {
                 break;
             }
             let Some(url) = next.take() else { break };
-            if url.origin() != self.events_url.origin() {
-                page_error = Some(format!(
-                    "not following a next page on another origin ({})",
-                    url.origin().ascii_serialization()
-                ));
-                break;
-            }
-            let answer = match self.fetch(&url, None).await {
+            let fetched = match prefetched.pop_front() {
+                Some(fetched) => fetched,
+                None if url.origin() != self.events_url.origin() => {
+                    page_error = Some(format!(
+                        "not following a next page on another origin ({})",
+                        url.origin().ascii_serialization()
+                    ));
+                    break;
+                }
+                None => self.fetch(&url, None).await,
+            };
+            let answer = match fetched {
                 Ok(answer) => answer,
                 Err(e) => {
                     page_error = Some(format!("page {}: {e}", bodies.len() + 1));
@@ -823,6 +921,7 @@ impl GitHubPoller {
             rate_wait = self.note_rate_limit(answer.rate);
             if answer.rate.remaining.is_some() {
                 rate = answer.rate;
+                poll.last_rate = answer.rate;
             }
             if answer.status.is_redirection() {
                 page_error = Some(format!(
@@ -944,10 +1043,11 @@ impl GitHubPoller {
         };
         self.record_capture(poll, sent, new_events, overlaps);
         let delay = self.next_delay(
+            sent,
             interval,
             rate_wait,
             rate,
-            bodies.len() as u32,
+            poll.capture.rate(),
             poll.gaps_in_row,
         );
         self.schedule(poll, delay);
@@ -1023,6 +1123,13 @@ impl GitHubPoller {
             }
         }
     }
+}
+
+/// `events_url` asking for page `n` (GitHub's `page` parameter, as its `Link`s do).
+fn page_url(events_url: &Url, n: u32) -> Url {
+    let mut url = events_url.clone();
+    url.query_pairs_mut().append_pair("page", &n.to_string());
+    url
 }
 
 /// Whether a page (its body and elements' byte ranges) holds an event of `previous`.

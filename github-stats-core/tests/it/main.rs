@@ -1,5 +1,6 @@
 //! Integration tests of github-stats-core: one binary, a module per area.
 
+mod adaptive;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 #[cfg(feature = "clickhouse")]
@@ -9,6 +10,7 @@ mod cluster;
 #[cfg(unix)]
 mod damaged_files;
 mod fake_github;
+mod fake_stream;
 mod gharchive;
 mod ingest;
 mod memory;

@@ -6,7 +6,14 @@
 //! poll that shares nothing (a gap) read `n` new events of the `rate × elapsed` published: the
 //! rest, `rate × elapsed − n`, is its estimated loss. The rate is the ratio of the last
 //! [`RATE_SAMPLES`] samples' sums (events over seconds), so it follows the day's changes within
-//! minutes; gaps seen before any sample wait for the first one.
+//! minutes; gaps seen before any sample wait for the first one, and until it comes the share is
+//! unknown (`None`), not a guess.
+//!
+//! A poll overlaps when fewer events than its pages hold (`depth`, 300) came since the one
+//! before. Near that bound, whether it overlapped depends on the noise of the two polls'
+//! timing, so the polls that did are those that happened to see fewer events: a sample there
+//! would bias the rate low. Only overlapping polls that read under [`SAMPLE_SHARE`] of the
+//! depth are samples.
 
 use std::collections::VecDeque;
 
@@ -14,6 +21,9 @@ use serde::Serialize;
 
 /// Overlapping polls the stream's rate is measured over.
 pub const RATE_SAMPLES: usize = 32;
+
+/// The share of the pages' depth under which an overlapping poll is a sample of the rate.
+pub const SAMPLE_SHARE: f64 = 0.9;
 
 /// Seconds in the window of [`CaptureSnapshot::seen_share_last_hour`].
 const HOUR_SECS: f64 = 3600.0;
@@ -30,7 +40,8 @@ pub struct CaptureSnapshot {
     /// The stream's estimated rate, in events a second; `null` until two polls overlapped.
     pub stream_rate: Option<f64>,
     /// Estimated share of the stream read since the process started (0 to 1); `null` before
-    /// anything was read.
+    /// anything was read, and while gaps wait for a first measure of the rate (a poller that
+    /// never overlaps cannot tell how much it misses).
     pub seen_share: Option<f64>,
     /// The same over the last hour.
     pub seen_share_last_hour: Option<f64>,
@@ -50,17 +61,32 @@ struct Bucket {
 
 /// The estimator. Times are in seconds of GitHub's clock (scaled in tests), counted from any
 /// fixed origin.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CaptureEstimator {
+    /// Events the pages of a poll hold.
+    depth: f64,
     samples: VecDeque<(f64, f64)>,
     seen: f64,
     missed: f64,
-    /// Gaps before the first rate sample: their elapsed seconds and events read.
-    pending: Vec<(f64, f64, f64)>,
+    /// Gaps before the first rate sample: their seconds and events read, summed (a poller
+    /// that never overlaps keeps one entry, not one a gap).
+    pending: Option<(f64, f64)>,
     hour: VecDeque<Bucket>,
 }
 
 impl CaptureEstimator {
+    /// An estimator for polls that read at most `depth` events.
+    pub fn new(depth: u64) -> CaptureEstimator {
+        CaptureEstimator {
+            depth: depth as f64,
+            samples: VecDeque::new(),
+            seen: 0.0,
+            missed: 0.0,
+            pending: None,
+            hour: VecDeque::new(),
+        }
+    }
+
     /// Records a poll at `at` that read `new` events not seen before. `since_previous` is the
     /// time since the previous poll (`None` for the first); `overlapped` whether it shared an
     /// event with it (`None` when either read nothing, which says nothing).
@@ -77,12 +103,13 @@ impl CaptureEstimator {
             return;
         };
         match overlapped {
+            Some(true) if new >= SAMPLE_SHARE * self.depth => {}
             Some(true) => {
                 self.samples.push_back((new, elapsed));
                 if self.samples.len() > RATE_SAMPLES {
                     self.samples.pop_front();
                 }
-                for (at, elapsed, read) in std::mem::take(&mut self.pending) {
+                if let Some((elapsed, read)) = self.pending.take() {
                     self.gap(at, elapsed, read);
                 }
             }
@@ -90,7 +117,9 @@ impl CaptureEstimator {
                 if self.rate().is_some() {
                     self.gap(at, elapsed, new);
                 } else {
-                    self.pending.push((at, elapsed, new));
+                    let (e, r) = self.pending.get_or_insert((0.0, 0.0));
+                    *e += elapsed;
+                    *r += new;
                 }
             }
             None => {}
@@ -135,7 +164,9 @@ impl CaptureEstimator {
 
     /// The figures, as of `now` (for the last hour).
     pub fn snapshot(&self, now: f64) -> CaptureSnapshot {
-        let share = |seen: f64, missed: f64| (seen + missed > 0.0).then(|| seen / (seen + missed));
+        let known = self.pending.is_none();
+        let share =
+            |seen: f64, missed: f64| (known && seen + missed > 0.0).then(|| seen / (seen + missed));
         let oldest = (now / BUCKET_SECS).floor() as i64 - (HOUR_SECS / BUCKET_SECS) as i64;
         let (seen, missed) = self
             .hour
@@ -163,25 +194,26 @@ mod tests {
 
     #[test]
     fn the_rate_is_new_events_over_time_of_overlapping_polls_only() {
-        let mut c = CaptureEstimator::default();
+        let mut c = CaptureEstimator::new(300);
         c.record(0.0, None, 300, None);
         assert_eq!(c.rate(), None);
         c.record(1.0, Some(1.0), 100, Some(true));
-        c.record(3.0, Some(2.0), 300, Some(true));
+        c.record(3.0, Some(2.0), 200, Some(true));
+        // Near the depth, an overlap says little of the rate either.
+        c.record(4.0, Some(1.0), 280, Some(true));
         // A gap's events say nothing of the rate.
-        c.record(10.0, Some(7.0), 300, Some(false));
-        assert!(close(c.rate().unwrap(), 400.0 / 3.0));
-        let s = c.snapshot(10.0);
-        assert!(close(s.stream_rate.unwrap(), 400.0 / 3.0));
-        // The gap: 7 s at 133.3/s, 300 read.
-        let missed: f64 = 7.0 * 400.0 / 3.0 - 300.0;
-        assert_eq!(s.missed_estimate, missed.round() as u64);
-        assert!(close(s.seen_share.unwrap(), 1000.0 / (1000.0 + missed)));
+        c.record(11.0, Some(7.0), 300, Some(false));
+        assert!(close(c.rate().unwrap(), 100.0));
+        let s = c.snapshot(11.0);
+        assert!(close(s.stream_rate.unwrap(), 100.0));
+        // The gap: 7 s at 100/s, 300 read.
+        assert_eq!(s.missed_estimate, 400);
+        assert!(close(s.seen_share.unwrap(), 1180.0 / 1580.0));
     }
 
     #[test]
     fn old_samples_leave_the_rate() {
-        let mut c = CaptureEstimator::default();
+        let mut c = CaptureEstimator::new(300);
         c.record(0.0, None, 10, None);
         for i in 0..RATE_SAMPLES {
             c.record(1.0 + i as f64, Some(1.0), 10, Some(true));
@@ -195,11 +227,11 @@ mod tests {
 
     #[test]
     fn gaps_before_the_first_sample_are_counted_once_it_comes() {
-        let mut c = CaptureEstimator::default();
+        let mut c = CaptureEstimator::new(300);
         c.record(0.0, None, 300, None);
         c.record(5.0, Some(5.0), 300, Some(false));
         assert_eq!(c.snapshot(5.0).missed_estimate, 0);
-        assert_eq!(c.snapshot(5.0).seen_share, Some(1.0));
+        assert_eq!(c.snapshot(5.0).seen_share, None, "unknown, not 100%");
         c.record(6.0, Some(1.0), 100, Some(true));
         let s = c.snapshot(6.0);
         assert_eq!(s.missed_estimate, 200);
@@ -211,7 +243,7 @@ mod tests {
 
     #[test]
     fn the_last_hour_forgets_older_minutes() {
-        let mut c = CaptureEstimator::default();
+        let mut c = CaptureEstimator::new(300);
         c.record(0.0, None, 100, None);
         c.record(1.0, Some(1.0), 100, Some(true));
         c.record(11.0, Some(10.0), 100, Some(false)); // 900 missed
@@ -229,7 +261,7 @@ mod tests {
 
     #[test]
     fn polls_without_elapsed_time_or_overlap_only_add_what_they_read() {
-        let mut c = CaptureEstimator::default();
+        let mut c = CaptureEstimator::new(300);
         c.record(0.0, None, 5, None);
         c.record(1.0, Some(0.0), 5, Some(false));
         c.record(2.0, Some(1.0), 0, None);
