@@ -799,10 +799,8 @@ impl GitHubPoller {
                     poll.gaps_in_row,
                 );
                 poll.consecutive_failures = 0;
-                // Nothing new since the previous poll: a sample of the rate, of no event.
-                if !poll.previous_poll_ids.is_empty() {
-                    self.record_capture(poll, sent, 0, Some(true));
-                }
+                // Not a sample of the rate: GitHub's answer is the one of the previous poll,
+                // and the next 200 measures from that poll, across this one.
                 self.write_hour_files(poll, polled_at, &[]).await;
                 self.schedule(poll, delay);
                 let counters = {

@@ -5,8 +5,21 @@
 
 use std::time::Duration;
 
-use github_stats_core::source::github::{CaptureSnapshot, PollMode};
-use github_stats_core::{EventSource, GitHubConfig, GitHubPoller};
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use github_stats_core::ingest::{Ingest, IngestConfig};
+use github_stats_core::source::file::collect_event_files;
+use github_stats_core::source::gharchive::{GhArchiveConfig, GhArchiveSource};
+use github_stats_core::source::github::hour_files::HourFiles;
+use github_stats_core::source::github::{CaptureSnapshot, PollMode, SaveFormat};
+use github_stats_core::{
+    ArchiveStatus, EventSource, FileSource, GitHubConfig, GitHubPoller, MemoryStore, MetricsQuery,
+    TimeWindow,
+};
+use tokio_util::sync::CancellationToken;
 
 use crate::fake_stream::{FakeStream, PAGE, Served, StreamSpec};
 
@@ -200,4 +213,127 @@ async fn interval_mode_still_waits_the_poll_interval() {
     assert_eq!(run.capture.mode, "interval");
     assert_eq!(run.capture.stream_rate, None);
     assert_eq!(run.capture.seen_share, None);
+}
+
+/// The hour a `YYYY-MM-DD-H.json.gz` name stands for.
+fn hour_of(name: &str) -> DateTime<Utc> {
+    let stem = name.strip_suffix(".json.gz").expect("an hour file");
+    let (day, hour) = stem.rsplit_once('-').unwrap();
+    assert!(
+        hour == "0" || !hour.starts_with('0'),
+        "a zero-padded hour: {name}"
+    );
+    let hour: u32 = hour.parse().unwrap();
+    NaiveDateTime::parse_from_str(&format!("{day} {hour:02}:00"), "%Y-%m-%d %H:%M")
+        .unwrap()
+        .and_utc()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gharchive_mirror_holds_every_event_once_and_reads_back_as_gh_archive() {
+    let fake = FakeStream::start(spec(100.0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let events_dir = dir.path().join("mirror");
+    let mut config = config(&fake.url, PollMode::Adaptive);
+    config.events_dir = Some(events_dir.clone());
+    config.save_format = SaveFormat::GhArchive;
+    let poller = GitHubPoller::new(config).unwrap();
+    let mut polls = 0;
+    while polls < 12 {
+        poller.next_batch().await.unwrap();
+        polls += 1;
+    }
+    let served = fake.served_ids();
+    drop(poller);
+    // The process is gone; the next one starts after the hour: it finishes the hour's file.
+    drop(HourFiles::open(&events_dir, Utc::now() + chrono::Duration::hours(2)).unwrap());
+
+    let mut names: Vec<String> = std::fs::read_dir(&events_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    let mut lines = Vec::new();
+    for name in &names {
+        // Only finished hour files, named as GH Archive names them.
+        let hour = hour_of(name);
+        assert_eq!(
+            github_stats_core::source::github::hour_files::hour_file_name(hour),
+            *name
+        );
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(events_dir.join(name)).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    // Every event served, of every type, once, as the fake sent it.
+    let mut ids = HashSet::new();
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id: u64 = event["id"].as_str().unwrap().parse().unwrap();
+        assert!(ids.insert(id), "event {id} written twice");
+        assert_eq!(*line, fake.event_text(id));
+    }
+    assert_eq!(ids, served);
+    let types: HashSet<&str> = lines
+        .iter()
+        .map(|l| {
+            let at = l.find("\"type\":\"").unwrap() + 8;
+            &l[at..at + l[at..].find('"').unwrap()]
+        })
+        .collect();
+    assert!(
+        types.contains("PushEvent") && types.contains("WatchEvent"),
+        "{types:?}"
+    );
+
+    // The backfill reads the directory…
+    let (files, errors) = collect_event_files(std::slice::from_ref(&events_dir));
+    assert!(errors.is_empty(), "{errors:?}");
+    let backfilled = Arc::new(MemoryStore::new());
+    let report = Ingest::run(
+        Arc::new(FileSource::new(files)),
+        backfilled.clone(),
+        IngestConfig::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(report.completed, "{report:?}");
+    let kept = backfilled.total_events().await.unwrap();
+    assert!(kept > 0);
+
+    // … and so does the follower, as GH Archive, hour by hour. It reads only hours over and
+    // published, so the files are moved three days back, bytes untouched.
+    let back = chrono::Duration::days(3);
+    let archive_dir = dir.path().join("archive");
+    std::fs::create_dir(&archive_dir).unwrap();
+    for name in &names {
+        let moved =
+            github_stats_core::source::github::hour_files::hour_file_name(hour_of(name) - back);
+        std::fs::copy(events_dir.join(name), archive_dir.join(moved)).unwrap();
+    }
+    let first = hour_of(&names[0]) - back;
+    let last = hour_of(names.last().unwrap()) - back;
+    let mut archive = GhArchiveConfig::backfill(first, last + chrono::Duration::hours(1));
+    archive.base_url = format!("file://{}", archive_dir.display()).into();
+    let followed = Arc::new(MemoryStore::new());
+    let source = Arc::new(GhArchiveSource::open(archive, &*followed).await.unwrap());
+    let report = Ingest::run(
+        source,
+        followed.clone(),
+        IngestConfig::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(report.completed, "{report:?}");
+    assert_eq!(followed.total_events().await.unwrap(), kept);
+    let window = TimeWindow::new(first, last + chrono::Duration::hours(1)).unwrap();
+    let hours = followed.archive_hours(window).await.unwrap();
+    assert_eq!(hours.len(), names.len(), "{hours:?}");
+    assert!(
+        hours.iter().all(|h| h.status == ArchiveStatus::Imported),
+        "{hours:?}"
+    );
 }

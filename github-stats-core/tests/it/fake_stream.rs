@@ -136,6 +136,16 @@ impl FakeStream {
         self.state.lock().unwrap().log.clone()
     }
 
+    /// The ids of the events served so far.
+    pub fn served_ids(&self) -> HashSet<u64> {
+        self.state.lock().unwrap().served_ids.clone()
+    }
+
+    /// The JSON text the fake serves for the event `id`.
+    pub fn event_text(&self, id: u64) -> String {
+        self.state.lock().unwrap().event(id - FIRST_ID)
+    }
+
     /// Distinct events served so far.
     pub fn served_events(&self) -> u64 {
         self.state.lock().unwrap().served_ids.len() as u64

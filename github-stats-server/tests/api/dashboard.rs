@@ -341,6 +341,9 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
         attribute(opening_tag(&dom, "status-pill"), "data-status").as_deref(),
         health["status"].as_str()
     );
+    // No poller (--no-poll): no share of the stream to show.
+    assert!(health.get("poller").is_none());
+    assert!(opening_tag(&dom, "stream-share").contains(" hidden"));
 
     // The live view (no `until`): a window ending now, empty here, still without a console
     // message.

@@ -182,11 +182,13 @@ impl HourFiles {
         let path = self.dir.join(&open.name);
         if path.exists() {
             // A finished file of the same hour (a clock step back): never overwrite it.
+            // Still an event file (`….again-N.json.gz`), which the backfill reads.
+            let stem = open.name.strip_suffix(".json.gz").unwrap_or(&open.name);
             let mut n = 1;
-            let mut other = self.dir.join(format!("{}.{n}", open.name));
+            let mut other = self.dir.join(format!("{stem}.again-{n}.json.gz"));
             while other.exists() {
                 n += 1;
-                other = self.dir.join(format!("{}.{n}", open.name));
+                other = self.dir.join(format!("{stem}.again-{n}.json.gz"));
             }
             warn!(file = %open.name, kept_as = %other.display(), "hour file exists already, keeping both");
             std::fs::rename(&open.partial, &other)?;
