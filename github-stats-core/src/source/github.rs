@@ -1385,6 +1385,131 @@ mod tests {
         }
     }
 
+    /// How many warnings `f` logs whose message contains `needle`.
+    fn warnings_of(needle: &'static str, f: impl FnOnce()) -> usize {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        struct Count(&'static str, Arc<AtomicUsize>);
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let mut message = Message(String::new());
+                event.record(&mut message);
+                if *event.metadata().level() == tracing::Level::WARN && message.0.contains(self.0) {
+                    self.1.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(needle, Arc::clone(&count)));
+        tracing::subscriber::with_default(subscriber, f);
+        count.load(Ordering::SeqCst)
+    }
+
+    fn rate(limit: u64, remaining: u64, reset_in: i64) -> RateLimit {
+        RateLimit {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset: Some(Utc::now().timestamp() + reset_in),
+        }
+    }
+
+    fn near(pace: Duration, secs: f64) -> bool {
+        (pace.as_secs_f64() - secs).abs() < 0.02
+    }
+
+    #[test]
+    fn the_adaptive_pace_spreads_the_budget_and_follows_its_size() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.mode = PollMode::Adaptive;
+        config.min_poll_interval = Duration::from_millis(10);
+        let poller = GitHubPoller::new(config.clone()).unwrap();
+        // 4,500 requests above the reserve (10% of 5,000) over an hour: one each 0.8 s.
+        let pace = poller
+            .adaptive_pace(rate(5000, 5000, 3600), None, 0)
+            .unwrap();
+        assert!(near(pace, 0.8), "{pace:?}");
+        // A budget three times larger paces three times faster.
+        let pace = poller
+            .adaptive_pace(rate(15000, 15000, 3600), None, 0)
+            .unwrap();
+        assert!(near(pace, 0.8 / 3.0), "{pace:?}");
+        // A stream that fills a page between two requests: each poll waits for three.
+        let pace = poller
+            .adaptive_pace(rate(5000, 5000, 3600), Some(200.0), 0)
+            .unwrap();
+        assert!(near(pace, 2.4), "{pace:?}");
+        // After 16 gaps in a row, a poll soon enough to overlap: half the pages at 200/s.
+        let pace = poller
+            .adaptive_pace(rate(5000, 5000, 3600), Some(200.0), 16)
+            .unwrap();
+        assert!(near(pace, 0.75), "{pace:?}");
+        // At the reserve, or with no header, there is no pace: the reset or the interval.
+        let at_reserve = poller
+            .adaptive_pace(rate(5000, 500, 3600), None, 0)
+            .unwrap();
+        assert!(
+            (3598.0..=3600.0).contains(&at_reserve.as_secs_f64()),
+            "{at_reserve:?}"
+        );
+        let no_headers = RateLimit::default();
+        assert!(poller.adaptive_pace(no_headers, None, 0).is_none());
+        // Never under the minimum interval.
+        config.min_poll_interval = DEFAULT_MIN_POLL_INTERVAL;
+        let poller = GitHubPoller::new(config).unwrap();
+        let pace = poller
+            .adaptive_pace(rate(15000, 15000, 3600), None, 0)
+            .unwrap();
+        assert_eq!(pace, DEFAULT_MIN_POLL_INTERVAL);
+    }
+
+    #[test]
+    fn rate_headers_that_lie_give_a_bounded_pace_and_one_warning() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.mode = PollMode::Adaptive;
+        config.min_poll_interval = Duration::from_millis(10);
+        let poller = GitHubPoller::new(config).unwrap();
+        let warnings = warnings_of("cannot be true", || {
+            for _ in 0..3 {
+                // Remaining above the limit: the limit's worth, 4,500 over an hour.
+                let pace = poller
+                    .adaptive_pace(rate(5000, 1_000_000, 3600), None, 0)
+                    .unwrap();
+                assert!(near(pace, 0.8), "{pace:?}");
+                // A reset in the past, or years ahead: taken as an hour away.
+                let pace = poller
+                    .adaptive_pace(rate(5000, 4000, -600), None, 0)
+                    .unwrap();
+                assert!(near(pace, 3600.0 / 3500.0), "{pace:?}");
+                let years = 10 * 365 * 86_400;
+                let pace = poller
+                    .adaptive_pace(rate(5000, 4000, years), None, 0)
+                    .unwrap();
+                assert!(near(pace, 3600.0 / 3500.0), "{pace:?}");
+                // Headers stating no budget at all.
+                assert!(
+                    poller
+                        .adaptive_pace(RateLimit::default(), None, 0)
+                        .is_none()
+                );
+            }
+        });
+        assert_eq!(warnings, 1);
+    }
+
     #[test]
     fn the_token_is_never_shown() {
         let config = GitHubConfig {
