@@ -69,6 +69,9 @@ pub const MAX_ETAG_BYTES: usize = 512;
 /// how rarely it happens.
 const PROBE_AFTER_GAPS: u32 = 16;
 
+/// Resets this many seconds apart or less belong to the same rate-limit window.
+const SAME_WINDOW_SECS: i64 = 5;
+
 /// The window the adaptive pace assumes when `X-RateLimit-Reset` is past or too far ahead.
 const FALLBACK_WINDOW_SECS: f64 = 3600.0;
 
@@ -157,6 +160,33 @@ struct RateLimit {
     limit: Option<u64>,
     remaining: Option<u64>,
     reset: Option<i64>,
+}
+
+impl RateLimit {
+    /// The later state of the budget of two answers of one poll: the later window's, or, in
+    /// the same window, the one with fewer requests left. Pages fetched at once may be answered
+    /// in any order; the last one read is not always the last one counted.
+    fn latest(self, other: RateLimit) -> RateLimit {
+        if self.remaining.is_none() {
+            return other;
+        }
+        if other.remaining.is_none() {
+            return self;
+        }
+        // Resets a few seconds apart are one window (a reset computed and rounded per answer).
+        let (a, b) = (self.reset.unwrap_or(0), other.reset.unwrap_or(0));
+        if b.saturating_sub(a) > SAME_WINDOW_SECS {
+            return other;
+        }
+        if a.saturating_sub(b) > SAME_WINDOW_SECS {
+            return self;
+        }
+        if other.remaining < self.remaining {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 impl GitHubPoller {
@@ -916,11 +946,11 @@ impl GitHubPoller {
                     break;
                 }
             };
-            rate_wait = self.note_rate_limit(answer.rate);
             if answer.rate.remaining.is_some() {
-                rate = answer.rate;
-                poll.last_rate = answer.rate;
+                rate = rate.latest(answer.rate);
+                poll.last_rate = rate;
             }
+            rate_wait = self.note_rate_limit(rate);
             if answer.status.is_redirection() {
                 page_error = Some(format!(
                     "page {}: GitHub answered HTTP {} redirecting to another host, not followed",
@@ -1474,6 +1504,27 @@ mod tests {
             .adaptive_pace(rate(15000, 15000, 3600), None, 0)
             .unwrap();
         assert_eq!(pace, DEFAULT_MIN_POLL_INTERVAL);
+    }
+
+    #[test]
+    fn pages_answered_out_of_order_leave_the_lowest_budget() {
+        let page = |remaining, reset| RateLimit {
+            limit: Some(5000),
+            remaining: Some(remaining),
+            reset: Some(reset),
+        };
+        // Page 3 counted before page 2, read after it.
+        let merged = page(10, 100).latest(page(8, 100)).latest(page(9, 100));
+        assert_eq!(merged.remaining, Some(8));
+        // A reset a second off is the same window.
+        assert_eq!(page(9, 100).latest(page(8, 101)).remaining, Some(8));
+        assert_eq!(page(8, 101).latest(page(9, 100)).remaining, Some(8));
+        // A new window is the newer state, however much it has left.
+        let merged = page(2, 100).latest(page(4999, 3700));
+        assert_eq!((merged.remaining, merged.reset), (Some(4999), Some(3700)));
+        assert_eq!(page(3, 3700).latest(page(1, 100)).remaining, Some(3));
+        assert_eq!(RateLimit::default().latest(page(7, 1)).remaining, Some(7));
+        assert_eq!(page(7, 1).latest(RateLimit::default()).remaining, Some(7));
     }
 
     #[test]
