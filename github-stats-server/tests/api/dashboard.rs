@@ -411,3 +411,86 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// The share of the stream the poller reads, from `/health`, in the browser: two polls of a
+/// fake GitHub that overlap measure the stream's rate, so the share is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_share_of_the_stream_the_poller_reads() {
+    use crate::fake_github::{BODIES, Reply, start_scripted};
+    let events = github_stats_core::conformance::fixtures::json_records(BODIES[0]);
+    let answer = |from: usize, etag: &str| {
+        let mut reply = Reply::events(BODIES[0], etag, 4990);
+        reply.body = serde_json::to_vec(&events[from..from + 20]).unwrap();
+        reply
+    };
+    // The second answer shares 15 events with the first; then nothing new for an hour.
+    let fake = start_scripted(vec![
+        answer(5, "\"first\""),
+        answer(0, "\"second\""),
+        Reply::status(304)
+            .rate(5000, 4321)
+            .header("X-Poll-Interval", 3600),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let state_file = dir.path().join("state.json");
+    let config = Config::load_from([
+        "github-stats-server".as_ref(),
+        "--database-backend=memory".as_ref(),
+        "--bind-address=127.0.0.1:0".as_ref(),
+        std::ffi::OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+        std::ffi::OsStr::new("--client-state-file"),
+        state_file.as_os_str(),
+        std::ffi::OsStr::new("--github-api-url"),
+        fake.url.as_ref(),
+    ])
+    .unwrap();
+    let app = Application::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let capture = loop {
+        let health = get(&client, &base, "/health").await;
+        let capture = health["poller"]["capture"].clone();
+        if capture["seen_share"].is_number() {
+            break capture;
+        }
+        assert!(Instant::now() < deadline, "no share measured: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(capture["mode"], "interval");
+
+    let profile = dir.path().join("profile-share");
+    let url = format!("{base}/");
+    let (dom, stderr) = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &profile,
+            &[
+                "--dump-dom".to_owned(),
+                "--virtual-time-budget=3000".to_owned(),
+            ],
+            &url,
+        )
+    })
+    .await
+    .unwrap();
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "{}", console.join("\n"));
+    let tag = opening_tag(&dom, "stream-share");
+    assert!(!tag.contains(" hidden"), "{tag}");
+    let shown: f64 = attribute(tag, "data-seen-share").unwrap().parse().unwrap();
+    assert_eq!(shown, capture["seen_share"].as_f64().unwrap());
+    let text = text_of(&dom, "stream-share");
+    let percent = format!("{}%", (shown * 1000.0).round() / 10.0);
+    assert!(
+        text.starts_with("The poller reads about ") && text.contains(&percent),
+        "{text}"
+    );
+    assert!(text.contains("interval mode"), "{text}");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
