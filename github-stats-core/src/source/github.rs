@@ -290,12 +290,12 @@ impl GitHubPoller {
             }
         });
         let hour_files = match (&config.events_dir, config.save_format) {
-            (Some(dir), SaveFormat::GhArchive) => Some(HourFiles::open(dir, Utc::now()).map_err(
-                |source| SourceError::File {
+            (Some(dir), SaveFormat::GhArchive) => {
+                Some(HourFiles::new(dir).map_err(|source| SourceError::File {
                     path: dir.clone(),
                     source,
-                },
-            )?),
+                })?)
+            }
             _ => None,
         };
         status.update(|s| {
@@ -730,6 +730,8 @@ impl GitHubPoller {
             retry_in_ms = delay.as_millis() as u64,
             "poll failed, backing off"
         );
+        // An hour over is finished even while GitHub does not answer.
+        self.write_hour_files(poll, Utc::now(), &[]).await;
         self.record_failure(poll, counters, message).await
     }
 
@@ -782,6 +784,7 @@ impl GitHubPoller {
             wait_ms = wait.as_millis() as u64,
             "rate limited, waiting as github says"
         );
+        self.write_hour_files(poll, Utc::now(), &[]).await;
         self.record_failure(poll, counters, message).await
     }
 

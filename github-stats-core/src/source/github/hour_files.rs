@@ -46,6 +46,8 @@ struct OpenHour {
 pub struct HourFiles {
     dir: PathBuf,
     open: Option<OpenHour>,
+    /// Whether the partial files of an earlier run were dealt with.
+    recovered: bool,
 }
 
 impl std::fmt::Debug for HourFiles {
@@ -58,16 +60,30 @@ impl std::fmt::Debug for HourFiles {
 }
 
 impl HourFiles {
-    /// The writer of `dir`. Partial files left by an earlier run are recovered: an hour still
-    /// going on (by `now`) is reopened, an hour over is finished.
-    pub fn open(dir: &Path, now: DateTime<Utc>) -> std::io::Result<HourFiles> {
+    /// The writer of `dir`, created if missing. The partial files of an earlier run are
+    /// recovered by the first [`write`](HourFiles::write): copying an hour's worth takes a few
+    /// seconds, which is the blocking pool's work, not the caller's.
+    pub fn new(dir: &Path) -> std::io::Result<HourFiles> {
         std::fs::create_dir_all(dir)?;
-        let mut files = HourFiles {
+        Ok(HourFiles {
             dir: dir.to_owned(),
             open: None,
-        };
+            recovered: false,
+        })
+    }
+
+    /// [`HourFiles::new`], recovering the partial files left by an earlier run now: an hour
+    /// still going on (by `now`) is reopened, an hour over is finished.
+    pub fn open(dir: &Path, now: DateTime<Utc>) -> std::io::Result<HourFiles> {
+        let mut files = HourFiles::new(dir)?;
+        files.recover(now)?;
+        Ok(files)
+    }
+
+    fn recover(&mut self, now: DateTime<Utc>) -> std::io::Result<()> {
+        self.recovered = true;
         let current = hour_file_name(now);
-        let mut partials: Vec<PathBuf> = std::fs::read_dir(dir)?
+        let mut partials: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| {
@@ -84,13 +100,13 @@ impl HourFiles {
                 .and_then(|n| n.strip_suffix(PARTIAL_SUFFIX))
                 .unwrap_or_default()
                 .to_owned();
-            let lines = files.reopen(&name, &partial)?;
+            let lines = self.reopen(&name, &partial)?;
             info!(file = %name, lines, "recovered a partial hour file");
             if name != current {
-                files.finish()?;
+                self.finish()?;
             }
         }
-        Ok(files)
+        Ok(())
     }
 
     /// Copies the whole lines of `partial` into a new partial file of `name`, left open.
@@ -141,6 +157,9 @@ impl HourFiles {
     /// finishing the previous hour's first when `at` is in a later one. Called for every poll,
     /// events or not, so an hour is finished soon after it ends.
     pub fn write(&mut self, at: DateTime<Utc>, events: &[&str]) -> std::io::Result<()> {
+        if !self.recovered {
+            self.recover(at)?;
+        }
         let name = hour_file_name(at);
         if self.open.as_ref().is_some_and(|o| o.name != name) {
             self.finish()?;
@@ -249,8 +268,8 @@ mod tests {
         let mut bytes = std::fs::read(&partial).unwrap();
         bytes.extend_from_slice(&[0x1f, 0x8b, 0x08, 0, 1, 2]);
         std::fs::write(&partial, bytes).unwrap();
-        // Restarted within the hour: the hour goes on.
-        let mut files = HourFiles::open(dir.path(), h6).unwrap();
+        // Restarted within the hour: the first write recovers the partial file and goes on.
+        let mut files = HourFiles::new(dir.path()).unwrap();
         files.write(h6, &[r#"{"id":"4"}"#]).unwrap();
         files.finish().unwrap();
         assert_eq!(
