@@ -16,7 +16,9 @@
 //! page 1 (with `If-None-Match`), then pages 2 and 3 through `Link: rel="next"`, and returns the
 //! new events of the kept types as one batch. A `304 Not Modified` is not a batch: the call
 //! waits for the next poll. A failed poll is returned as an error after scheduling the retry, so
-//! the next call waits for the backoff. See `docs/poller.md`.
+//! the next call waits for the backoff. With [`PollMode::Adaptive`] polls come as often as the
+//! rate limit allows and pages 2 and 3 only when the page before shares nothing with the
+//! previous poll; [`capture`] estimates the share of the stream read. See `docs/poller.md`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,8 @@ pub struct GitHubPoller {
     etag_warned: std::sync::atomic::AtomicBool,
     /// Whether headers that cannot be true (or none) were reported already (once is enough).
     rate_headers_warned: std::sync::atomic::AtomicBool,
+    /// Whether a reserve leaving no request for polling was reported already.
+    reserve_warned: std::sync::atomic::AtomicBool,
     state_file: Option<StateFile<PollState>>,
     /// Where time is counted from for the capture estimator.
     origin: Instant,
@@ -323,6 +327,7 @@ impl GitHubPoller {
             status,
             etag_warned: std::sync::atomic::AtomicBool::new(false),
             rate_headers_warned: std::sync::atomic::AtomicBool::new(false),
+            reserve_warned: std::sync::atomic::AtomicBool::new(false),
             state_file,
             origin: Instant::now(),
         };
@@ -575,6 +580,17 @@ impl GitHubPoller {
             window = FALLBACK_WINDOW_SECS;
         }
         let window = window.max(0.0);
+        if let Some(limit) = rate.limit
+            && self.reserve(rate) >= limit
+            && !self
+                .reserve_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!(
+                reserve = self.reserve(rate),
+                limit, "the poll reserve keeps the whole rate limit, polling once a window"
+            );
+        }
         let available = remaining.saturating_sub(self.reserve(rate)).max(1) as f64;
         let per_request = window / available;
         let cost = match stream_rate {
@@ -1507,6 +1523,25 @@ mod tests {
             .adaptive_pace(rate(15000, 15000, 3600), None, 0)
             .unwrap();
         assert_eq!(pace, DEFAULT_MIN_POLL_INTERVAL);
+    }
+
+    #[test]
+    fn a_reserve_of_the_whole_budget_polls_once_a_window_and_says_so() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.mode = PollMode::Adaptive;
+        config.reserve = Some(5000);
+        let poller = GitHubPoller::new(config).unwrap();
+        let warnings = warnings_of("keeps the whole rate limit", || {
+            for _ in 0..3 {
+                let pace = poller
+                    .adaptive_pace(rate(5000, 5000, 3600), None, 0)
+                    .unwrap();
+                assert!(pace.as_secs_f64() > 3598.0, "{pace:?}");
+            }
+        });
+        assert_eq!(warnings, 1);
+        // At the reserve, the poller waits for the reset rather than polling.
+        assert!(poller.note_rate_limit(rate(5000, 5000, 3600)).is_some());
     }
 
     #[test]
