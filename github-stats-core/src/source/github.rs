@@ -65,10 +65,10 @@ const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
 /// accepted (`431`), and would stick in the state file across restarts.
 pub const MAX_ETAG_BYTES: usize = 512;
 
-/// In adaptive mode, after this many gaps in a row the next poll comes sooner (half the pace,
-/// then a quarter, an eighth): a poll that overlaps again measures the stream's rate, without
-/// which a gap's loss cannot be estimated. Its cost, a few percent of the budget, is bounded by
-/// how rarely it happens.
+/// In adaptive mode, after this many gaps in a row the next poll comes sooner (see
+/// `adaptive_pace`): a poll that overlaps again measures the stream's rate, without which a
+/// gap's loss cannot be estimated. It reads half the pages' worth of new events for up to three
+/// requests once in 16 polls: about 1% of the budget.
 const PROBE_AFTER_GAPS: u32 = 16;
 
 /// Resets this many seconds apart or less belong to the same rate-limit window.
