@@ -235,12 +235,45 @@ function describeValue(value) {
   return String(value);
 }
 
+// The poller's share of GitHub's public stream (/health poller.capture), in words.
+function describeCapture(capture) {
+  const mode = capture.mode + " mode";
+  if (typeof capture.seen_share !== "number") {
+    return "Share of GitHub's public stream read: not measured yet (" + mode + "; no two polls have overlapped, so the stream's rate is unknown)";
+  }
+  let text = "The poller reads about " + formatShare(capture.seen_share) + " of GitHub's public stream";
+  const details = [];
+  if (typeof capture.seen_share_last_hour === "number") {
+    details.push(formatShare(capture.seen_share_last_hour) + " in the last hour");
+  }
+  if (typeof capture.stream_rate === "number") {
+    details.push("the stream runs at " + formatNumber(Math.round(capture.stream_rate)) + " events/s");
+  }
+  details.push(mode);
+  return text + " (" + details.join(", ") + ")";
+}
+
+function renderCapture(body) {
+  const line = $("stream-share");
+  const capture = body && body.poller && body.poller.capture;
+  if (!capture || typeof capture !== "object") {
+    line.hidden = true;
+    line.textContent = "";
+    delete line.dataset.seenShare;
+    return;
+  }
+  line.hidden = false;
+  line.textContent = describeCapture(capture);
+  line.dataset.seenShare = typeof capture.seen_share === "number" ? String(capture.seen_share) : "";
+}
+
 // /health: the store's fields first, then every nested object (the poller's state, …) as a group.
 function renderHealth(body, httpStatus) {
   const status = body && typeof body.status === "string" ? body.status : httpStatus === 503 ? "unavailable" : "unknown";
   const pill = $("status-pill");
   pill.dataset.status = status;
   pill.textContent = status;
+  renderCapture(body);
   const list = $("health");
   list.replaceChildren();
   if (!body || typeof body !== "object") {

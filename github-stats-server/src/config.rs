@@ -13,7 +13,10 @@ use chrono::Utc;
 use clap::Parser;
 use github_stats_cli::{ArchiveArgs, DotenvArgs, LogArgs, StoreArgs};
 use github_stats_core::SecretUrl;
-use github_stats_core::source::github::DEFAULT_API_URL;
+use github_stats_core::source::github::{DEFAULT_API_URL, PollMode, SaveFormat};
+
+/// The shortest `POLL_MIN_INTERVAL_MS` accepted: a poller must not turn into a tight loop.
+pub const MIN_POLL_INTERVAL_MS: u64 = 100;
 
 pub use github_stats_cli::ConfigError;
 use github_stats_core::source::gharchive::parse_hour;
@@ -60,9 +63,52 @@ pub struct Config {
     )]
     pub github_api_url: SecretUrl,
 
-    /// Save every polled answer to EVENTS_DIRECTORY as `YYYY-MM-DDTHH-MM-SS.json`.
+    /// Save what the poller receives to EVENTS_DIRECTORY, in SAVE_EVENTS_FORMAT.
     #[arg(long, env = "SAVE_EVENTS_TO_FILES", help_heading = "GitHub")]
     pub save_events_to_files: bool,
+
+    /// `poll`: each answer as `YYYY-MM-DDTHH-MM-SS.json`; `gharchive`: every event received,
+    /// once, in GH Archive's hour files `YYYY-MM-DD-H.json.gz` (by receive hour, UTC) that the
+    /// follower and the backfill read [default: poll].
+    #[arg(
+        long,
+        env = "SAVE_EVENTS_FORMAT",
+        value_name = "FORMAT",
+        help_heading = "GitHub"
+    )]
+    pub save_events_format: Option<String>,
+
+    /// `interval`: wait GitHub's X-Poll-Interval (60 s) between polls, a few percent of the
+    /// public stream; `adaptive`: poll as often as the rate limit allows, which reads nearly
+    /// all of it on one token.
+    #[arg(
+        long,
+        env = "POLL_MODE",
+        default_value = "interval",
+        value_name = "MODE",
+        help_heading = "GitHub"
+    )]
+    pub poll_mode: String,
+
+    /// Adaptive mode: requests of the rate limit left for other uses of the token
+    /// [default: 10% of X-RateLimit-Limit].
+    #[arg(
+        long,
+        env = "POLL_RESERVE",
+        value_name = "REQUESTS",
+        help_heading = "GitHub"
+    )]
+    pub poll_reserve: Option<u64>,
+
+    /// Adaptive mode: the shortest wait between two polls, in milliseconds (at least 100).
+    #[arg(
+        long,
+        env = "POLL_MIN_INTERVAL_MS",
+        default_value_t = 500,
+        value_name = "MS",
+        help_heading = "GitHub"
+    )]
+    pub poll_min_interval_ms: u64,
 
     /// Where raw poll files go when SAVE_EVENTS_TO_FILES is on.
     #[arg(
@@ -247,6 +293,24 @@ impl Config {
                 self.max_connections
             ));
         }
+        if let Err(e) = self.poll_mode() {
+            problems.push(e);
+        }
+        if let Err(e) = self.save_format() {
+            problems.push(e);
+        }
+        if self.save_events_format.is_some() && !self.save_events_to_files {
+            problems.push(
+                "SAVE_EVENTS_FORMAT is set but SAVE_EVENTS_TO_FILES is not: nothing would be saved, set SAVE_EVENTS_TO_FILES=true"
+                    .to_owned(),
+            );
+        }
+        if self.poll_min_interval_ms < MIN_POLL_INTERVAL_MS {
+            problems.push(format!(
+                "invalid POLL_MIN_INTERVAL_MS {}, expected at least {MIN_POLL_INTERVAL_MS}",
+                self.poll_min_interval_ms
+            ));
+        }
         if self.header_read_timeout_secs == 0 {
             problems.push("invalid HEADER_READ_TIMEOUT_SECS 0, expected at least 1".to_owned());
         }
@@ -266,6 +330,33 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// `POLL_MODE`.
+    pub fn poll_mode(&self) -> Result<PollMode, String> {
+        match self.poll_mode.trim().to_ascii_lowercase().as_str() {
+            "interval" => Ok(PollMode::Interval),
+            "adaptive" => Ok(PollMode::Adaptive),
+            other => Err(format!(
+                "invalid POLL_MODE '{other}', expected interval or adaptive"
+            )),
+        }
+    }
+
+    /// `SAVE_EVENTS_FORMAT`.
+    pub fn save_format(&self) -> Result<SaveFormat, String> {
+        match self
+            .save_events_format
+            .as_deref()
+            .map(|f| f.trim().to_ascii_lowercase())
+        {
+            None => Ok(SaveFormat::Poll),
+            Some(f) if f == "poll" => Ok(SaveFormat::Poll),
+            Some(f) if f == "gharchive" => Ok(SaveFormat::GhArchive),
+            Some(other) => Err(format!(
+                "invalid SAVE_EVENTS_FORMAT '{other}', expected poll or gharchive"
+            )),
         }
     }
 
@@ -324,6 +415,10 @@ impl fmt::Debug for Config {
             )
             .field("github_api_url", &self.github_api_url)
             .field("save_events_to_files", &self.save_events_to_files)
+            .field("save_events_format", &self.save_events_format)
+            .field("poll_mode", &self.poll_mode)
+            .field("poll_reserve", &self.poll_reserve)
+            .field("poll_min_interval_ms", &self.poll_min_interval_ms)
             .field("events_directory", &self.events_directory)
             .field("client_state_file", &self.client_state_file)
             .field("no_poll", &self.no_poll)
@@ -594,6 +689,50 @@ mod tests {
         ] {
             assert!(err.lines().any(|l| l.contains(name)), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn poll_settings_parse_and_bad_ones_are_refused() {
+        let config = parse(&[
+            "--poll-mode",
+            "Adaptive",
+            "--poll-reserve",
+            "0",
+            "--save-events-to-files",
+            "--save-events-format",
+            "gharchive",
+        ]);
+        assert_eq!(config.poll_mode(), Ok(PollMode::Adaptive));
+        assert_eq!(config.save_format(), Ok(SaveFormat::GhArchive));
+        assert_eq!(config.poll_reserve, Some(0));
+        let github = crate::startup::github_config(&config);
+        assert_eq!(github.mode, PollMode::Adaptive);
+        assert_eq!(github.save_format, SaveFormat::GhArchive);
+        assert_eq!(
+            github.min_poll_interval,
+            std::time::Duration::from_millis(500)
+        );
+        assert!(github.events_dir.is_some());
+
+        let config = parse(&[
+            "--poll-mode",
+            "fast",
+            "--save-events-format",
+            "gharchive",
+            "--poll-min-interval-ms",
+            "10",
+        ]);
+        let err = config.validate().unwrap_err().to_string();
+        for needle in [
+            "POLL_MODE 'fast'",
+            "SAVE_EVENTS_TO_FILES=true",
+            "POLL_MIN_INTERVAL_MS 10",
+        ] {
+            assert!(err.lines().any(|l| l.contains(needle)), "{needle}: {err}");
+        }
+        let config = parse(&["--save-events-to-files", "--save-events-format", "csv"]);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("SAVE_EVENTS_FORMAT 'csv'"), "{err}");
     }
 
     #[test]

@@ -455,8 +455,29 @@ pub fn encode_poller(
             "Answers that said to wait for the rate limit (403 or 429)",
             c.rate_limited,
         ),
+        (
+            "github_stats_poller_missed_events_estimate",
+            "Events estimated published but not read since the poller started: the stream's measured rate times each gap's time, minus what the gap's poll read",
+            snapshot.capture.missed_estimate,
+        ),
     ] {
         counter(encoder, name, help, value)?;
+    }
+    if let Some(share) = snapshot.capture.seen_share {
+        gauge(
+            encoder,
+            "github_stats_poller_seen_share",
+            "Estimated share of GitHub's public event stream read since the poller started (0 to 1; absent until the stream's rate is measured)",
+            share,
+        )?;
+    }
+    if let Some(rate) = snapshot.capture.stream_rate {
+        gauge(
+            encoder,
+            "github_stats_poller_stream_events_per_second",
+            "The public event stream's rate, measured from polls that overlap the previous one",
+            rate,
+        )?;
     }
     if let Some(remaining) = snapshot.rate_limit_remaining {
         gauge(

@@ -373,13 +373,18 @@ fn archive_config(config: &Config) -> Result<Option<GhArchiveConfig>, StartupErr
 }
 
 /// The poller's settings from the server's configuration.
-fn github_config(config: &Config) -> GitHubConfig {
+pub(crate) fn github_config(config: &Config) -> GitHubConfig {
     let mut github = GitHubConfig::new(config.github_api_url.clone());
     github.token = config.github_token.clone();
     github.state_file = Some(config.client_state_path());
     github.events_dir = config
         .save_events_to_files
         .then(|| config.events_directory.clone());
+    // Both were checked by `Config::validate`.
+    github.save_format = config.save_format().unwrap_or_default();
+    github.mode = config.poll_mode().unwrap_or_default();
+    github.reserve = config.poll_reserve;
+    github.min_poll_interval = Duration::from_millis(config.poll_min_interval_ms);
     github
 }
 

@@ -16,8 +16,11 @@
 //! page 1 (with `If-None-Match`), then pages 2 and 3 through `Link: rel="next"`, and returns the
 //! new events of the kept types as one batch. A `304 Not Modified` is not a batch: the call
 //! waits for the next poll. A failed poll is returned as an error after scheduling the retry, so
-//! the next call waits for the backoff. See `docs/poller.md`.
+//! the next call waits for the backoff. With [`PollMode::Adaptive`] polls come as often as the
+//! rate limit allows and pages 2 and 3 only when the page before shares nothing with the
+//! previous poll; [`capture`] estimates the share of the stream read. See `docs/poller.md`.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,15 +39,20 @@ use crate::id_set::{IdSet, RecentIds};
 use crate::parse::{ParseStats, RecordOutcome, parse_record};
 use crate::source::{describe_http_error, same_host_redirects};
 
+pub mod capture;
 mod config;
+pub mod hour_files;
 mod state;
 mod status;
 
 use super::state_file::StateFile;
+use capture::CaptureEstimator;
+pub use capture::CaptureSnapshot;
 pub use config::{
-    DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_POLL_INTERVAL_SECS, DEFAULT_USER_AGENT,
-    GitHubConfig, MAX_HEADER_WAIT_SECS,
+    DEFAULT_API_URL, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MIN_POLL_INTERVAL, DEFAULT_POLL_INTERVAL_SECS,
+    DEFAULT_USER_AGENT, GitHubConfig, MAX_HEADER_WAIT_SECS, PollMode, SaveFormat,
 };
+use hour_files::HourFiles;
 use state::{PollState, STATE_VERSION};
 pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
 
@@ -56,6 +64,18 @@ const MAX_STARTUP_WAIT_SECS: f64 = 3600.0;
 /// longer one (a proxy's, a hostile server's) could make every later request too large to be
 /// accepted (`431`), and would stick in the state file across restarts.
 pub const MAX_ETAG_BYTES: usize = 512;
+
+/// In adaptive mode, after this many gaps in a row the next poll comes sooner (see
+/// `adaptive_pace`): a poll that overlaps again measures the stream's rate, without which a
+/// gap's loss cannot be estimated. It reads half the pages' worth of new events for up to three
+/// requests once in 16 polls: about 1% of the budget.
+const PROBE_AFTER_GAPS: u32 = 16;
+
+/// Resets this many seconds apart or less belong to the same rate-limit window.
+const SAME_WINDOW_SECS: i64 = 5;
+
+/// The window the adaptive pace assumes when `X-RateLimit-Reset` is past or too far ahead.
+const FALLBACK_WINDOW_SECS: f64 = 3600.0;
 
 /// Polls GitHub's public events. Implements [`EventSource`]; share it as `Arc<GitHubPoller>`
 /// and read its [`status`](GitHubPoller::status) for `/health`.
@@ -71,7 +91,13 @@ pub struct GitHubPoller {
     status: PollerStatus,
     /// Whether an ETag over [`MAX_ETAG_BYTES`] was reported already (once is enough).
     etag_warned: std::sync::atomic::AtomicBool,
+    /// Whether headers that cannot be true (or none) were reported already (once is enough).
+    rate_headers_warned: std::sync::atomic::AtomicBool,
+    /// Whether a reserve leaving no request for polling was reported already.
+    reserve_warned: std::sync::atomic::AtomicBool,
     state_file: Option<StateFile<PollState>>,
+    /// Where time is counted from for the capture estimator.
+    origin: Instant,
 }
 
 impl std::fmt::Debug for GitHubPoller {
@@ -91,6 +117,15 @@ struct PollLoop {
     recent: RecentIds,
     /// Every event id of the last poll answered 200, for gap detection.
     previous_poll_ids: IdSet,
+    /// When the last successful poll's page 1 was sent (its snapshot of the stream).
+    previous_poll_at: Option<Instant>,
+    /// Polls in a row that shared no event with the previous one.
+    gaps_in_row: u32,
+    capture: CaptureEstimator,
+    /// The rate limit of the last answer.
+    last_rate: RateLimit,
+    /// `SAVE_EVENTS_FORMAT=gharchive`: the hour files (taken out while a write runs).
+    hour_files: Option<HourFiles>,
 }
 
 /// What is persisted.
@@ -129,6 +164,33 @@ struct RateLimit {
     limit: Option<u64>,
     remaining: Option<u64>,
     reset: Option<i64>,
+}
+
+impl RateLimit {
+    /// The later state of the budget of two answers of one poll: the later window's, or, in
+    /// the same window, the one with fewer requests left. Pages fetched at once may be answered
+    /// in any order; the last one read is not always the last one counted.
+    fn latest(self, other: RateLimit) -> RateLimit {
+        if self.remaining.is_none() {
+            return other;
+        }
+        if other.remaining.is_none() {
+            return self;
+        }
+        // Resets a few seconds apart are one window (a reset computed and rounded per answer).
+        let (a, b) = (self.reset.unwrap_or(0), other.reset.unwrap_or(0));
+        if b.saturating_sub(a) > SAME_WINDOW_SECS {
+            return other;
+        }
+        if a.saturating_sub(b) > SAME_WINDOW_SECS {
+            return self;
+        }
+        if other.remaining < self.remaining {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 impl GitHubPoller {
@@ -231,12 +293,29 @@ impl GitHubPoller {
                 s.last_error_at = Some(Utc::now());
             }
         });
+        let hour_files = match (&config.events_dir, config.save_format) {
+            (Some(dir), SaveFormat::GhArchive) => {
+                Some(HourFiles::new(dir).map_err(|source| SourceError::File {
+                    path: dir.clone(),
+                    source,
+                })?)
+            }
+            _ => None,
+        };
+        status.update(|s| {
+            s.capture.mode = config.mode.as_str().to_owned();
+        });
         let poll = PollLoop {
             next_poll_at,
             consecutive_failures: 0,
             etag: persisted.etag.clone(),
             recent,
             previous_poll_ids: persisted.last_poll_event_ids.iter().copied().collect(),
+            previous_poll_at: None,
+            gaps_in_row: 0,
+            capture: CaptureEstimator::new(u64::from(config.max_pages.max(1) * config.per_page)),
+            last_rate: RateLimit::default(),
+            hour_files,
         };
         let poller = GitHubPoller {
             config,
@@ -247,7 +326,10 @@ impl GitHubPoller {
             shared: Mutex::new(PersistedState { persisted }),
             status,
             etag_warned: std::sync::atomic::AtomicBool::new(false),
+            rate_headers_warned: std::sync::atomic::AtomicBool::new(false),
+            reserve_warned: std::sync::atomic::AtomicBool::new(false),
             state_file,
+            origin: Instant::now(),
         };
         if replace_corrupt
             && let Some(file) = &poller.state_file
@@ -412,17 +494,198 @@ impl GitHubPoller {
             s.rate_limit_reset_at = reset_at;
         });
         match rate.remaining {
-            Some(remaining) if remaining < self.config.rate_limit_threshold => {
+            Some(remaining) if remaining < self.rate_floor(rate) => {
                 let wait = self.until_reset(rate);
-                warn!(
-                    remaining,
-                    reset_in_s = wait.map(|w| w.as_secs()),
-                    "rate limit low, waiting for the reset"
-                );
+                if self.config.mode == PollMode::Adaptive {
+                    // The pace ends each window at the reserve: reaching it is the plan.
+                    debug!(
+                        remaining,
+                        reset_in_s = wait.map(|w| w.as_secs()),
+                        "poll budget spent, waiting for the reset"
+                    );
+                } else {
+                    warn!(
+                        remaining,
+                        reset_in_s = wait.map(|w| w.as_secs()),
+                        "rate limit low, waiting for the reset"
+                    );
+                }
                 wait
             }
             _ => None,
         }
+    }
+
+    /// Requests of the rate limit adaptive mode leaves for others.
+    fn reserve(&self, rate: RateLimit) -> u64 {
+        self.config
+            .reserve
+            .unwrap_or_else(|| rate.limit.or(rate.remaining).unwrap_or(0) / 10)
+    }
+
+    /// The remaining requests under which no more are sent until the reset.
+    fn rate_floor(&self, rate: RateLimit) -> u64 {
+        match self.config.mode {
+            PollMode::Interval => self.config.rate_limit_threshold,
+            PollMode::Adaptive => self.reserve(rate).saturating_add(1),
+        }
+    }
+
+    fn warn_rate_headers(&self, problem: &'static str, rate: RateLimit) {
+        if !self
+            .rate_headers_warned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!(
+                problem,
+                limit = rate.limit,
+                remaining = rate.remaining,
+                reset = rate.reset,
+                "github's rate-limit headers cannot be true, pacing on bounded values"
+            );
+        }
+    }
+
+    /// The adaptive wait after a poll: the requests left above the reserve spread evenly until
+    /// the reset, each poll waiting the share of the requests it is expected to spend, never
+    /// under the minimum interval. `None` without rate-limit headers.
+    ///
+    /// A poll is expected to spend one request when the stream (`stream_rate`, events a second)
+    /// fills less than 90% of a page between two requests at this pace: page 1 then overlaps.
+    /// A faster stream outruns the budget: each poll reads every page (a page of new events
+    /// per request, the most a request can read) and waits for all of them. Before the rate is
+    /// known, one request: a slow stream is then read at the budget's full pace from the start,
+    /// and a fast one is soon measured (its first polls overlap on page 2 or 3).
+    fn adaptive_pace(
+        &self,
+        rate: RateLimit,
+        stream_rate: Option<f64>,
+        gaps_in_row: u32,
+    ) -> Option<Duration> {
+        let (Some(mut remaining), Some(reset)) = (rate.remaining, rate.reset) else {
+            self.warn_rate_headers("no X-RateLimit-Remaining or -Reset", rate);
+            return None;
+        };
+        if let Some(limit) = rate.limit
+            && remaining > limit
+        {
+            self.warn_rate_headers("remaining above limit", rate);
+            remaining = limit;
+        }
+        let now = Utc::now();
+        let mut window =
+            (reset - now.timestamp()) as f64 - f64::from(now.timestamp_subsec_millis()) / 1000.0;
+        if !(-1.0..=MAX_HEADER_WAIT_SECS).contains(&window) {
+            self.warn_rate_headers("reset in the past or too far ahead", rate);
+            window = FALLBACK_WINDOW_SECS;
+        }
+        let window = window.max(0.0);
+        if let Some(limit) = rate.limit
+            && self.reserve(rate) >= limit
+            && !self
+                .reserve_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!(
+                reserve = self.reserve(rate),
+                limit, "the poll reserve keeps the whole rate limit, polling once a window"
+            );
+        }
+        let available = remaining.saturating_sub(self.reserve(rate)).max(1) as f64;
+        let per_request = window / available;
+        let cost = match stream_rate {
+            Some(r) if r * per_request <= 0.9 * f64::from(self.config.per_page) => 1,
+            Some(_) => self.config.max_pages.max(1),
+            None => 1,
+        };
+        let mut pace = per_request * f64::from(cost);
+        if gaps_in_row > 0 && gaps_in_row.is_multiple_of(PROBE_AFTER_GAPS) {
+            // Soon enough for half the pages to reach the previous poll at the rate last
+            // measured (a sample far from the depth, see `capture`, even if that rate is well
+            // under the truth), or, without one, a half, a quarter, an eighth of the pace.
+            let depth = f64::from(self.config.max_pages.max(1) * self.config.per_page);
+            pace = match stream_rate {
+                Some(r) if r > 0.0 => pace.min(0.5 * depth / r),
+                _ => pace / f64::from(1u32 << (gaps_in_row / PROBE_AFTER_GAPS).min(3)),
+            };
+        }
+        let min = self.config.min_poll_interval.as_secs_f64();
+        Some(self.config.seconds(pace.max(min)))
+    }
+
+    /// The wait from now after a successful poll whose page 1 was sent at `sent`:
+    /// `X-Poll-Interval` from now, or the adaptive pace from `sent` (the pace is the time
+    /// between requests; the poll's own time is part of it); never before a rate-limit wait.
+    #[allow(clippy::too_many_arguments)]
+    fn next_delay(
+        &self,
+        sent: Instant,
+        interval: Duration,
+        rate_wait: Option<Duration>,
+        rate: RateLimit,
+        stream_rate: Option<f64>,
+        gaps_in_row: u32,
+    ) -> Duration {
+        let pace = match self.config.mode {
+            PollMode::Interval => interval,
+            PollMode::Adaptive => match self.adaptive_pace(rate, stream_rate, gaps_in_row) {
+                Some(pace) => pace.saturating_sub(sent.elapsed()),
+                None => interval,
+            },
+        };
+        rate_wait.map_or(pace, |w| w.max(pace))
+    }
+
+    /// How many pages after page 1 this poll fetches at once with it (adaptive mode): all of
+    /// them when the stream's rate says more events came since the previous poll than the
+    /// pages hold (a gap, in which every page is read anyway) and the budget has room. Fetched
+    /// one after another, each page would find the stream moved on by the time of a request,
+    /// and repeat that many events of the page before: at 200 events a second and 300 ms a
+    /// request, a fifth of each page.
+    fn pages_to_prefetch(&self, poll: &PollLoop, sent: Instant) -> u32 {
+        let extra = self.config.max_pages.saturating_sub(1).min(2);
+        if self.config.mode != PollMode::Adaptive || extra == 0 || poll.previous_poll_ids.is_empty()
+        {
+            return 0;
+        }
+        let (Some(rate), Some(previous), Some(remaining)) = (
+            poll.capture.rate(),
+            poll.previous_poll_at,
+            poll.last_rate.remaining,
+        ) else {
+            return 0;
+        };
+        let since = sent.saturating_duration_since(previous).as_secs_f64()
+            / self.config.time_unit.as_secs_f64();
+        let depth = f64::from(self.config.max_pages * self.config.per_page);
+        let room = remaining.saturating_sub(self.reserve(poll.last_rate));
+        if rate * since > depth && room > u64::from(extra) {
+            extra
+        } else {
+            0
+        }
+    }
+
+    /// Feeds the capture estimator with a poll whose page 1 was sent at `sent`, and publishes
+    /// its figures.
+    fn record_capture(
+        &self,
+        poll: &mut PollLoop,
+        sent: Instant,
+        new: u64,
+        overlapped: Option<bool>,
+    ) {
+        let unit = self.config.time_unit.as_secs_f64();
+        let github_secs = |d: Duration| d.as_secs_f64() / unit;
+        let since = poll
+            .previous_poll_at
+            .map(|previous| github_secs(sent.saturating_duration_since(previous)));
+        let at = github_secs(sent.saturating_duration_since(self.origin));
+        poll.capture.record(at, since, new, overlapped);
+        poll.previous_poll_at = Some(sent);
+        let mut snapshot = poll.capture.snapshot(at);
+        snapshot.mode = self.config.mode.as_str().to_owned();
+        self.status.update(|s| s.capture = snapshot);
     }
 
     /// The wait until `X-RateLimit-Reset`, plus a second of margin (the header has second
@@ -483,6 +746,8 @@ impl GitHubPoller {
             retry_in_ms = delay.as_millis() as u64,
             "poll failed, backing off"
         );
+        // An hour over is finished even while GitHub does not answer.
+        self.write_hour_files(poll, Utc::now(), &[]).await;
         self.record_failure(poll, counters, message).await
     }
 
@@ -535,22 +800,57 @@ impl GitHubPoller {
             wait_ms = wait.as_millis() as u64,
             "rate limited, waiting as github says"
         );
+        self.write_hour_files(poll, Utc::now(), &[]).await;
         self.record_failure(poll, counters, message).await
     }
 
     /// One poll: page 1, then the following pages.
     async fn poll_once(&self, poll: &mut PollLoop) -> PollOutcome {
         let polled_at = Utc::now();
-        let first = match self.fetch(&self.events_url, poll.etag.as_deref()).await {
+        let sent = Instant::now();
+        let etag = poll.etag.as_deref();
+        let (first, prefetched) = match self.pages_to_prefetch(poll, sent) {
+            0 => (self.fetch(&self.events_url, etag).await, VecDeque::new()),
+            1 => {
+                let second = page_url(&self.events_url, 2);
+                let (first, second) = tokio::join!(
+                    self.fetch(&self.events_url, etag),
+                    self.fetch(&second, None)
+                );
+                (first, VecDeque::from([second]))
+            }
+            _ => {
+                let (second, third) =
+                    (page_url(&self.events_url, 2), page_url(&self.events_url, 3));
+                let (first, second, third) = tokio::join!(
+                    self.fetch(&self.events_url, etag),
+                    self.fetch(&second, None),
+                    self.fetch(&third, None)
+                );
+                (first, VecDeque::from([second, third]))
+            }
+        };
+        let first = match first {
             Ok(answer) => answer,
             Err(message) => return self.fail(poll, message, None).await,
         };
+        poll.last_rate = first.rate;
         let rate_wait = self.note_rate_limit(first.rate);
         match first.status {
             StatusCode::NOT_MODIFIED => {
                 let interval = self.set_interval(first.poll_interval);
-                let delay = rate_wait.map_or(interval, |w| w.max(interval));
+                let delay = self.next_delay(
+                    sent,
+                    interval,
+                    rate_wait,
+                    first.rate,
+                    poll.capture.rate(),
+                    poll.gaps_in_row,
+                );
                 poll.consecutive_failures = 0;
+                // Not a sample of the rate: GitHub's answer is the one of the previous poll,
+                // and the next 200 measures from that poll, across this one.
+                self.write_hour_files(poll, polled_at, &[]).await;
                 self.schedule(poll, delay);
                 let counters = {
                     let mut shared = self.lock_shared();
@@ -570,7 +870,10 @@ impl GitHubPoller {
                 self.save_state_logged().await;
                 PollOutcome::NotModified
             }
-            StatusCode::OK => self.read_pages(poll, first, rate_wait, polled_at).await,
+            StatusCode::OK => {
+                self.read_pages(poll, first, prefetched, rate_wait, polled_at, sent)
+                    .await
+            }
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
                 if first.retry_after.is_some() || first.rate.remaining == Some(0) =>
             {
@@ -607,8 +910,10 @@ impl GitHubPoller {
         &self,
         poll: &mut PollLoop,
         first: Answer,
+        mut prefetched: VecDeque<Result<Answer, String>>,
         mut rate_wait: Option<Duration>,
         polled_at: DateTime<Utc>,
+        sent: Instant,
     ) -> PollOutcome {
         // Each page is parsed once: into the byte ranges of its elements, kept beside it.
         let first_elements = match crate::parse::json_array_elements(&first.body) {
@@ -624,28 +929,47 @@ impl GitHubPoller {
             }
         };
         let interval = self.set_interval(first.poll_interval);
+        let mut rate = first.rate;
         let etag = first.etag.clone();
         let mut next = first.next.clone();
         let mut bodies = vec![first.body];
         let mut ranges = vec![first_elements];
         let mut page_error = None;
         while bodies.len() < self.config.max_pages.max(1) as usize && rate_wait.is_none() {
-            let Some(url) = next.take() else { break };
-            if url.origin() != self.events_url.origin() {
-                page_error = Some(format!(
-                    "not following a next page on another origin ({})",
-                    url.origin().ascii_serialization()
-                ));
+            if self.config.mode == PollMode::Adaptive
+                && page_overlaps(
+                    &bodies[bodies.len() - 1],
+                    &ranges[ranges.len() - 1],
+                    &poll.previous_poll_ids,
+                )
+            {
+                // The events after this page were read by the previous poll.
                 break;
             }
-            let answer = match self.fetch(&url, None).await {
+            let Some(url) = next.take() else { break };
+            let fetched = match prefetched.pop_front() {
+                Some(fetched) => fetched,
+                None if url.origin() != self.events_url.origin() => {
+                    page_error = Some(format!(
+                        "not following a next page on another origin ({})",
+                        url.origin().ascii_serialization()
+                    ));
+                    break;
+                }
+                None => self.fetch(&url, None).await,
+            };
+            let answer = match fetched {
                 Ok(answer) => answer,
                 Err(e) => {
                     page_error = Some(format!("page {}: {e}", bodies.len() + 1));
                     break;
                 }
             };
-            rate_wait = self.note_rate_limit(answer.rate);
+            if answer.rate.remaining.is_some() {
+                rate = rate.latest(answer.rate);
+                poll.last_rate = rate;
+            }
+            rate_wait = self.note_rate_limit(rate);
             if answer.status.is_redirection() {
                 page_error = Some(format!(
                     "page {}: GitHub answered HTTP {} redirecting to another host, not followed",
@@ -692,7 +1016,9 @@ impl GitHubPoller {
             .collect();
         let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
 
-        if let Some(dir) = &self.config.events_dir {
+        if let Some(dir) = &self.config.events_dir
+            && self.config.save_format == SaveFormat::Poll
+        {
             let mut json = String::with_capacity(bytes as usize + 2);
             json.push('[');
             for (i, e) in elements.iter().enumerate() {
@@ -722,6 +1048,7 @@ impl GitHubPoller {
         let mut ids = Vec::with_capacity(elements.len());
         let mut new_events = 0u64;
         let mut duplicates = 0u64;
+        let mut new_elements = Vec::new();
         for element in &elements {
             let id = event_id(element);
             if let Some(id) = id {
@@ -732,6 +1059,9 @@ impl GitHubPoller {
                 }
             }
             new_events += 1;
+            if poll.hour_files.is_some() {
+                new_elements.push(*element);
+            }
             let outcome = parse_record(element.as_bytes());
             if let RecordOutcome::Invalid(reason) = &outcome {
                 warn!(id, error = %reason, "github sent an event no store may hold, skipped");
@@ -754,7 +1084,19 @@ impl GitHubPoller {
         }
         poll.consecutive_failures = 0;
         poll.etag = etag.clone();
-        let delay = rate_wait.map_or(interval, |w| w.max(interval));
+        poll.gaps_in_row = match overlaps {
+            Some(false) => poll.gaps_in_row.saturating_add(1),
+            _ => 0,
+        };
+        self.record_capture(poll, sent, new_events, overlaps);
+        let delay = self.next_delay(
+            sent,
+            interval,
+            rate_wait,
+            rate,
+            poll.capture.rate(),
+            poll.gaps_in_row,
+        );
         self.schedule(poll, delay);
         let counters = {
             let mut shared = self.lock_shared();
@@ -788,6 +1130,7 @@ impl GitHubPoller {
             next_in_ms = delay.as_millis() as u64,
             "polled github events"
         );
+        self.write_hour_files(poll, polled_at, &new_elements).await;
         self.save_state_logged().await;
         let mut batch = EventBatch::new(
             events,
@@ -798,6 +1141,53 @@ impl GitHubPoller {
         batch.bytes = bytes;
         PollOutcome::Batch(batch)
     }
+}
+
+impl GitHubPoller {
+    /// Appends a poll's new events to the hour files, on the blocking pool.
+    async fn write_hour_files(&self, poll: &mut PollLoop, at: DateTime<Utc>, events: &[&str]) {
+        let Some(mut files) = poll.hour_files.take() else {
+            return;
+        };
+        let owned: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            let events: Vec<&str> = owned.iter().map(String::as_str).collect();
+            let result = files.write(at, &events);
+            (files, result)
+        })
+        .await;
+        match joined {
+            Ok((files, result)) => {
+                poll.hour_files = Some(files);
+                if let Err(e) = result {
+                    warn!(error = %e, "cannot write the hour file of received events");
+                    self.record_error(format!("cannot write hour file: {e}"));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "hour file writer failed, saving no more events");
+                self.record_error(format!("hour file writer failed: {e}"));
+            }
+        }
+    }
+}
+
+/// `events_url` asking for page `n` (GitHub's `page` parameter, as its `Link`s do).
+fn page_url(events_url: &Url, n: u32) -> Url {
+    let mut url = events_url.clone();
+    url.query_pairs_mut().append_pair("page", &n.to_string());
+    url
+}
+
+/// Whether a page (its body and elements' byte ranges) holds an event of `previous`.
+fn page_overlaps(body: &[u8], ranges: &[std::ops::Range<usize>], previous: &IdSet) -> bool {
+    !previous.is_empty()
+        && ranges.iter().any(|r| {
+            std::str::from_utf8(&body[r.clone()])
+                .ok()
+                .and_then(event_id)
+                .is_some_and(|id| previous.contains(&id))
+        })
 }
 
 #[async_trait]
@@ -1042,6 +1432,171 @@ mod tests {
             let many = poller.backoff(40);
             assert!(many >= Duration::from_millis(500) && many <= Duration::from_millis(1000));
         }
+    }
+
+    /// How many warnings `f` logs whose message contains `needle`.
+    fn warnings_of(needle: &'static str, f: impl FnOnce()) -> usize {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        struct Count(&'static str, Arc<AtomicUsize>);
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let mut message = Message(String::new());
+                event.record(&mut message);
+                if *event.metadata().level() == tracing::Level::WARN && message.0.contains(self.0) {
+                    self.1.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(needle, Arc::clone(&count)));
+        tracing::subscriber::with_default(subscriber, f);
+        count.load(Ordering::SeqCst)
+    }
+
+    fn rate(limit: u64, remaining: u64, reset_in: i64) -> RateLimit {
+        RateLimit {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset: Some(Utc::now().timestamp() + reset_in),
+        }
+    }
+
+    fn near(pace: Duration, secs: f64) -> bool {
+        (pace.as_secs_f64() - secs).abs() < 0.02
+    }
+
+    #[test]
+    fn the_adaptive_pace_spreads_the_budget_and_follows_its_size() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.mode = PollMode::Adaptive;
+        config.min_poll_interval = Duration::from_millis(10);
+        let poller = GitHubPoller::new(config.clone()).unwrap();
+        // 4,500 requests above the reserve (10% of 5,000) over an hour: one each 0.8 s.
+        let pace = poller
+            .adaptive_pace(rate(5000, 5000, 3600), None, 0)
+            .unwrap();
+        assert!(near(pace, 0.8), "{pace:?}");
+        // A budget three times larger paces three times faster.
+        let pace = poller
+            .adaptive_pace(rate(15000, 15000, 3600), None, 0)
+            .unwrap();
+        assert!(near(pace, 0.8 / 3.0), "{pace:?}");
+        // A stream that fills a page between two requests: each poll waits for three.
+        let pace = poller
+            .adaptive_pace(rate(5000, 5000, 3600), Some(200.0), 0)
+            .unwrap();
+        assert!(near(pace, 2.4), "{pace:?}");
+        // After 16 gaps in a row, a poll soon enough to overlap: half the pages at 200/s.
+        let pace = poller
+            .adaptive_pace(rate(5000, 5000, 3600), Some(200.0), 16)
+            .unwrap();
+        assert!(near(pace, 0.75), "{pace:?}");
+        // At the reserve, or with no header, there is no pace: the reset or the interval.
+        let at_reserve = poller
+            .adaptive_pace(rate(5000, 500, 3600), None, 0)
+            .unwrap();
+        assert!(
+            (3598.0..=3600.0).contains(&at_reserve.as_secs_f64()),
+            "{at_reserve:?}"
+        );
+        let no_headers = RateLimit::default();
+        assert!(poller.adaptive_pace(no_headers, None, 0).is_none());
+        // Never under the minimum interval.
+        config.min_poll_interval = DEFAULT_MIN_POLL_INTERVAL;
+        let poller = GitHubPoller::new(config).unwrap();
+        let pace = poller
+            .adaptive_pace(rate(15000, 15000, 3600), None, 0)
+            .unwrap();
+        assert_eq!(pace, DEFAULT_MIN_POLL_INTERVAL);
+    }
+
+    #[test]
+    fn a_reserve_of_the_whole_budget_polls_once_a_window_and_says_so() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.mode = PollMode::Adaptive;
+        config.reserve = Some(5000);
+        let poller = GitHubPoller::new(config).unwrap();
+        let warnings = warnings_of("keeps the whole rate limit", || {
+            for _ in 0..3 {
+                let pace = poller
+                    .adaptive_pace(rate(5000, 5000, 3600), None, 0)
+                    .unwrap();
+                assert!(pace.as_secs_f64() > 3598.0, "{pace:?}");
+            }
+        });
+        assert_eq!(warnings, 1);
+        // At the reserve, the poller waits for the reset rather than polling.
+        assert!(poller.note_rate_limit(rate(5000, 5000, 3600)).is_some());
+    }
+
+    #[test]
+    fn pages_answered_out_of_order_leave_the_lowest_budget() {
+        let page = |remaining, reset| RateLimit {
+            limit: Some(5000),
+            remaining: Some(remaining),
+            reset: Some(reset),
+        };
+        // Page 3 counted before page 2, read after it.
+        let merged = page(10, 100).latest(page(8, 100)).latest(page(9, 100));
+        assert_eq!(merged.remaining, Some(8));
+        // A reset a second off is the same window.
+        assert_eq!(page(9, 100).latest(page(8, 101)).remaining, Some(8));
+        assert_eq!(page(8, 101).latest(page(9, 100)).remaining, Some(8));
+        // A new window is the newer state, however much it has left.
+        let merged = page(2, 100).latest(page(4999, 3700));
+        assert_eq!((merged.remaining, merged.reset), (Some(4999), Some(3700)));
+        assert_eq!(page(3, 3700).latest(page(1, 100)).remaining, Some(3));
+        assert_eq!(RateLimit::default().latest(page(7, 1)).remaining, Some(7));
+        assert_eq!(page(7, 1).latest(RateLimit::default()).remaining, Some(7));
+    }
+
+    #[test]
+    fn rate_headers_that_lie_give_a_bounded_pace_and_one_warning() {
+        let mut config = GitHubConfig::new("http://127.0.0.1:9");
+        config.mode = PollMode::Adaptive;
+        config.min_poll_interval = Duration::from_millis(10);
+        let poller = GitHubPoller::new(config).unwrap();
+        let warnings = warnings_of("cannot be true", || {
+            for _ in 0..3 {
+                // Remaining above the limit: the limit's worth, 4,500 over an hour.
+                let pace = poller
+                    .adaptive_pace(rate(5000, 1_000_000, 3600), None, 0)
+                    .unwrap();
+                assert!(near(pace, 0.8), "{pace:?}");
+                // A reset in the past, or years ahead: taken as an hour away.
+                let pace = poller
+                    .adaptive_pace(rate(5000, 4000, -600), None, 0)
+                    .unwrap();
+                assert!(near(pace, 3600.0 / 3500.0), "{pace:?}");
+                let years = 10 * 365 * 86_400;
+                let pace = poller
+                    .adaptive_pace(rate(5000, 4000, years), None, 0)
+                    .unwrap();
+                assert!(near(pace, 3600.0 / 3500.0), "{pace:?}");
+                // Headers stating no budget at all.
+                assert!(
+                    poller
+                        .adaptive_pace(RateLimit::default(), None, 0)
+                        .is_none()
+                );
+            }
+        });
+        assert_eq!(warnings, 1);
     }
 
     #[test]

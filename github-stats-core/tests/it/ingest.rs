@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use github_stats_core::conformance::{self, fixtures};
 use github_stats_core::parse::{ParseStats, RecordOutcome, parse_record};
+use github_stats_core::source::github::PollMode;
 use github_stats_core::{
     ArchiveHour, Checkpoint, Event, EventBatch, EventSource, EventStore, EventType, MemoryStore,
     MetricsQuery, SourceError, StoreError, StoredBatch,
@@ -573,6 +574,17 @@ fn stream_of_watch_events(first: u64, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
+    a_store_away_then_a_restart(PollMode::Interval).await;
+}
+
+/// The same with the adaptive pace (issue #22): the rate limit's headers, not
+/// `X-Poll-Interval`, set when each poll comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_away_then_a_restart_loses_nothing_with_the_adaptive_pace() {
+    a_store_away_then_a_restart(PollMode::Adaptive).await;
+}
+
+async fn a_store_away_then_a_restart(mode: PollMode) {
     const POLLS: usize = 1_100;
     const WINDOW: usize = 5;
     let dir = tempfile::tempdir().unwrap();
@@ -580,15 +592,24 @@ async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
     // Each poll brings one new event: the latest WINDOW of the stream, under a new ETag.
     let stream = stream_of_watch_events(9_000_000_000, POLLS + WINDOW - 1);
     let etag = |n: usize| format!("W/\"poll-{n}\"");
+    let budgeted = |reply: Reply| match mode {
+        // A whole hour's budget, its reset an hour away: a poll every 0.8 s of GitHub's time.
+        PollMode::Adaptive => reply
+            .header("X-RateLimit-Limit", 5000)
+            .header("X-RateLimit-Remaining", 5000)
+            .header("X-RateLimit-Reset", chrono::Utc::now().timestamp() + 3600),
+        _ => reply,
+    };
     let script: Vec<Reply> = (0..POLLS)
-        .map(|n| Reply::events(&stream[n..n + WINDOW], &etag(n)))
+        .map(|n| budgeted(Reply::events(&stream[n..n + WINDOW], &etag(n))))
         .collect();
     let fake = FakeGitHub::start(script).await;
-    fake.set_fallback(Reply::not_modified());
+    fake.set_fallback(budgeted(Reply::not_modified()));
     let mut config = GitHubConfig::new(fake.url());
     // X-Poll-Interval's default 60 s in 60 µs: a fast fake.
     config.time_unit = Duration::from_micros(1);
     config.state_file = Some(state_file.clone());
+    config.mode = mode;
     let poller = Arc::new(GitHubPoller::new(config.clone()).unwrap());
 
     let store = FlakyStore::down();
@@ -657,11 +678,16 @@ async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
     // A restart polls the window GitHub shows now (the stream's last WINDOW events): none of
     // it was stored, and all of it is, once each.
     drop(poller);
-    let fake = FakeGitHub::start(vec![Reply::events(&stream[POLLS - 1..], &etag(POLLS))]).await;
-    fake.set_fallback(Reply::not_modified());
+    let fake = FakeGitHub::start(vec![budgeted(Reply::events(
+        &stream[POLLS - 1..],
+        &etag(POLLS),
+    ))])
+    .await;
+    fake.set_fallback(budgeted(Reply::not_modified()));
     let mut config = config.clone();
     config.api_url = fake.url().into();
     let poller = Arc::new(GitHubPoller::new(config).unwrap());
+    let poller_status = poller.status();
     store.set_down(false);
     *store.inserts_left.lock().unwrap() = None;
     let cancel = CancellationToken::new();
@@ -684,6 +710,7 @@ async fn a_store_away_for_more_than_1024_polls_then_a_restart_loses_nothing() {
         store.inner.total_events().await.unwrap(),
         stored_before_restart + WINDOW as u64
     );
+    assert_eq!(poller_status.snapshot().capture.mode, mode.as_str());
 }
 
 /// A source that always fails, remotely or for good.

@@ -1,5 +1,6 @@
 //! Integration tests of github-stats-core: one binary, a module per area.
 
+mod adaptive;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 #[cfg(feature = "clickhouse")]
@@ -8,6 +9,7 @@ mod clickhouse_process;
 mod cluster;
 #[cfg(unix)]
 mod damaged_files;
+mod fake_stream;
 mod gharchive;
 mod ingest;
 mod memory;

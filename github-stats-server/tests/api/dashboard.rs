@@ -341,6 +341,9 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
         attribute(opening_tag(&dom, "status-pill"), "data-status").as_deref(),
         health["status"].as_str()
     );
+    // No poller (--no-poll): no share of the stream to show.
+    assert!(health.get("poller").is_none());
+    assert!(opening_tag(&dom, "stream-share").contains(" hidden"));
 
     // The live view (no `until`): a window ending now, empty here, still without a console
     // message.
@@ -405,6 +408,88 @@ async fn the_dashboard_shows_the_api_numbers_in_a_real_browser() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
     assert!(png.len() > 20_000, "a {} byte screenshot", png.len());
 
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// The share of the stream the poller reads, from `/health`, in the browser: two polls of a
+/// fake GitHub that overlap measure the stream's rate, so the share is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_share_of_the_stream_the_poller_reads() {
+    use crate::helpers::SERVED_BODIES;
+    use github_stats_core::fake_github::{FakeGitHub, Reply};
+    let events = github_stats_core::conformance::fixtures::json_records(SERVED_BODIES[0]);
+    let answer = |from: usize, etag: &str| {
+        Reply::events(&events[from..from + 20], etag)
+            .rate(5000, 4990)
+            .header("X-Poll-Interval", 1)
+    };
+    // The second answer shares 15 events with the first; then nothing new for an hour.
+    let nothing_new = Reply::new(304)
+        .rate(5000, 4321)
+        .header("X-Poll-Interval", 3600);
+    let fake = FakeGitHub::start(vec![answer(5, "\"first\""), answer(0, "\"second\"")]).await;
+    fake.set_fallback(nothing_new);
+    let fake_url = fake.url();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let state_file = dir.path().join("state.json");
+    let config = Config::load_from([
+        "github-stats-server".as_ref(),
+        "--database-backend=memory".as_ref(),
+        "--bind-address=127.0.0.1:0".as_ref(),
+        std::ffi::OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+        std::ffi::OsStr::new("--client-state-file"),
+        state_file.as_os_str(),
+        std::ffi::OsStr::new("--github-api-url"),
+        fake_url.as_ref(),
+    ])
+    .unwrap();
+    let app = Application::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let capture = loop {
+        let health = get(&client, &base, "/health").await;
+        let capture = health["poller"]["capture"].clone();
+        if capture["seen_share"].is_number() {
+            break capture;
+        }
+        assert!(Instant::now() < deadline, "no share measured: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(capture["mode"], "interval");
+
+    let profile = dir.path().join("profile-share");
+    let url = format!("{base}/");
+    let (dom, stderr) = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &profile,
+            &[
+                "--dump-dom".to_owned(),
+                "--virtual-time-budget=3000".to_owned(),
+            ],
+            &url,
+        )
+    })
+    .await
+    .unwrap();
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "{}", console.join("\n"));
+    let tag = opening_tag(&dom, "stream-share");
+    assert!(!tag.contains(" hidden"), "{tag}");
+    let shown: f64 = attribute(tag, "data-seen-share").unwrap().parse().unwrap();
+    assert_eq!(shown, capture["seen_share"].as_f64().unwrap());
+    let text = text_of(&dom, "stream-share");
+    let percent = format!("{}%", (shown * 1000.0).round() / 10.0);
+    assert!(
+        text.starts_with("The poller reads about ") && text.contains(&percent),
+        "{text}"
+    );
+    assert!(text.contains("interval mode"), "{text}");
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }

@@ -59,6 +59,10 @@ const SAME_AS_HEALTH: &[(&str, &str)] = &[
         "/poller/counters/rate_limited",
     ),
     (
+        "github_stats_poller_missed_events_estimate_total",
+        "/poller/capture/missed_estimate",
+    ),
+    (
         "github_stats_poller_rate_limit_remaining",
         "/poller/rate_limit_remaining",
     ),
@@ -244,6 +248,13 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(fake.seen().len(), 5, "{health}");
+    // Two polls with nothing in common and a 304 between them: the stream's rate is unknown,
+    // so is the share read, and /metrics leaves both out rather than guess.
+    let capture = &health["poller"]["capture"];
+    assert_eq!(capture["mode"], "interval", "{health}");
+    assert!(capture["seen_share"].is_null(), "{health}");
+    assert!(capture["stream_rate"].is_null(), "{health}");
+    assert_eq!(capture["missed_estimate"], 0, "{health}");
 
     let metrics = scrape(&base).await;
     let scraped_at = chrono::Utc::now();
@@ -312,6 +323,12 @@ async fn metrics_agree_with_health_and_with_what_the_fake_github_served() {
         ),
     ] {
         assert_eq!(metrics.get(name), expected, "{name}");
+    }
+    for absent in [
+        "github_stats_poller_seen_share",
+        "github_stats_poller_stream_events_per_second",
+    ] {
+        assert_eq!(metrics.samples(absent).count(), 0, "{absent}");
     }
     assert_eq!(
         metrics.value("github_stats_store_up", &[("backend", "memory")]),

@@ -23,6 +23,46 @@ pub const DEFAULT_MAX_PAGE_BYTES: usize = 16 << 20;
 /// The `User-Agent` sent by default (GitHub refuses requests without one).
 pub const DEFAULT_USER_AGENT: &str = concat!("github-stats/", env!("CARGO_PKG_VERSION"));
 
+/// How the poller paces its page-1 requests (`POLL_MODE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PollMode {
+    /// Waits GitHub's `X-Poll-Interval` (60 s) between polls and reads pages 1 to 3 each time:
+    /// about 300 events a minute, a few percent of the public stream.
+    #[default]
+    Interval,
+    /// Polls page 1 as often as the rate limit allows (the requests left spread evenly until
+    /// the reset, keeping a reserve), and pages 2 and 3 only while the page before shares no
+    /// event with the previous poll: nearly the whole stream on one token.
+    Adaptive,
+}
+
+impl PollMode {
+    /// `interval` or `adaptive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollMode::Interval => "interval",
+            PollMode::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// How the poller saves what it receives (`SAVE_EVENTS_FORMAT`), when it has an events
+/// directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveFormat {
+    /// One JSON array per poll, `YYYY-MM-DDTHH-MM-SS.json` (the Python service's files).
+    #[default]
+    Poll,
+    /// GH Archive's hour files: every event received, once, as JSON lines in
+    /// `YYYY-MM-DD-H.json.gz` by receive hour (UTC).
+    GhArchive,
+}
+
+/// The shortest wait between two page-1 requests in adaptive mode (`POLL_MIN_INTERVAL_MS`).
+pub const DEFAULT_MIN_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How the [`GitHubPoller`](super::GitHubPoller) talks to GitHub.
 ///
 /// Build it from [`GitHubConfig::default`] (GitHub's defaults) and set what differs:
@@ -77,6 +117,16 @@ pub struct GitHubConfig {
     /// distance to `X-RateLimit-Reset`, and the 60 s default interval are multiplied by it.
     /// One second in production; tests shorten it to keep GitHub's timing rules without waiting.
     pub time_unit: Duration,
+    /// `POLL_MODE`: [`PollMode::Interval`] by default.
+    pub mode: PollMode,
+    /// `POLL_RESERVE`: requests of the rate limit adaptive mode leaves for others (the tracked
+    /// repositories); `None` keeps 10% of `X-RateLimit-Limit`.
+    pub reserve: Option<u64>,
+    /// `POLL_MIN_INTERVAL_MS`: the shortest wait between page-1 requests in adaptive mode,
+    /// in GitHub's time (scaled by [`time_unit`](GitHubConfig::time_unit)); 500 ms.
+    pub min_poll_interval: Duration,
+    /// `SAVE_EVENTS_FORMAT`: how the events directory is written.
+    pub save_format: SaveFormat,
 }
 
 impl Default for GitHubConfig {
@@ -96,6 +146,10 @@ impl Default for GitHubConfig {
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             recent_ids: 10_000,
             time_unit: Duration::from_secs(1),
+            mode: PollMode::Interval,
+            reserve: None,
+            min_poll_interval: DEFAULT_MIN_POLL_INTERVAL,
+            save_format: SaveFormat::Poll,
         }
     }
 }
@@ -135,6 +189,10 @@ impl fmt::Debug for GitHubConfig {
             .field("user_agent", &self.user_agent)
             .field("recent_ids", &self.recent_ids)
             .field("time_unit", &self.time_unit)
+            .field("mode", &self.mode)
+            .field("reserve", &self.reserve)
+            .field("min_poll_interval", &self.min_poll_interval)
+            .field("save_format", &self.save_format)
             .finish()
     }
 }

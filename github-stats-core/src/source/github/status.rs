@@ -72,6 +72,8 @@ pub struct PollerSnapshot {
     pub last_error_at: Option<DateTime<Utc>>,
     /// Coverage counters.
     pub counters: CoverageCounters,
+    /// The share of the stream read: mode, estimated stream rate, seen share, missed events.
+    pub capture: super::capture::CaptureSnapshot,
 }
 
 /// A cheaply cloneable handle on the poller's status; the server's `/health` embeds its

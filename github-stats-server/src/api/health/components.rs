@@ -45,6 +45,27 @@ pub struct PollerHealth {
     pub last_error_at: Option<UtcTime>,
     /// What the poller saw: how much of GitHub's stream it covers (kept across restarts).
     pub counters: PollCounters,
+    /// The share of GitHub's public stream the poller reads, estimated from its polls (since
+    /// the process started).
+    pub capture: PollerCapture,
+}
+
+/// How much of GitHub's public stream the poller reads (`docs/poller.md`, "Capture").
+#[derive(Debug, Clone, Object)]
+pub struct PollerCapture {
+    /// `interval` or `adaptive` (`POLL_MODE`).
+    pub mode: String,
+    /// The stream's estimated rate, in events a second; `null` until two polls overlapped.
+    pub stream_rate: Option<f64>,
+    /// Estimated share of the stream read since the process started (0 to 1); `null` until
+    /// the rate is known.
+    pub seen_share: Option<f64>,
+    /// The same over the last hour.
+    pub seen_share_last_hour: Option<f64>,
+    /// Estimated events published but not read since the process started.
+    pub missed_estimate: u64,
+    /// New events read since the process started (all types).
+    pub seen_events: u64,
 }
 
 /// The poller's coverage counters, kept in its state file across restarts.
@@ -272,6 +293,14 @@ impl From<&PollerSnapshot> for PollerHealth {
                 invalid_events: c.invalid_events,
                 overlapping_polls: c.overlapping_polls,
                 gaps: c.gaps,
+            },
+            capture: PollerCapture {
+                mode: s.capture.mode.clone(),
+                stream_rate: s.capture.stream_rate,
+                seen_share: s.capture.seen_share,
+                seen_share_last_hour: s.capture.seen_share_last_hour,
+                missed_estimate: s.capture.missed_estimate,
+                seen_events: s.capture.seen_events,
             },
         }
     }
