@@ -40,9 +40,7 @@ pub use source::file::FileSource;
 pub use source::gharchive::{
     ArchiveFollowerSnapshot, ArchiveFollowerStatus, GhArchiveConfig, GhArchiveSource, HourRange,
 };
-pub use source::github::{
-    CoverageCounters, GitHubConfig, GitHubPoller, PollerSnapshot, PollerStatus,
-};
+pub use source::github::{GitHubConfig, GitHubPoller, PollCounters, PollerSnapshot, PollerStatus};
 pub use source::merged::MergedSource;
 pub use source::{Checkpoint, EventBatch, EventSource, SourceError, SourceRecord, StoredBatch};
 pub use status::{ComponentSnapshot, StatusCell};

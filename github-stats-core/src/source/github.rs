@@ -54,7 +54,7 @@ pub use config::{
 };
 use hour_files::HourFiles;
 use state::{PollState, STATE_VERSION};
-pub use status::{CoverageCounters, PollerSnapshot, PollerStatus};
+pub use status::{PollCounters, PollerSnapshot, PollerStatus};
 
 /// The longest a restart waits for a `next_poll_time` read from the state file, in seconds of
 /// GitHub's headers (a rate-limit reset is at most an hour away).
@@ -755,7 +755,7 @@ impl GitHubPoller {
     async fn record_failure(
         &self,
         poll: &PollLoop,
-        counters: CoverageCounters,
+        counters: PollCounters,
         message: String,
     ) -> PollOutcome {
         let now = Utc::now();

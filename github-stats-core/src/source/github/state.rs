@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::status::CoverageCounters;
+use super::status::PollCounters;
 
 /// The current format of the state file.
 pub const STATE_VERSION: u32 = 1;
@@ -28,7 +28,7 @@ pub struct PollState {
     /// across a restart too.
     pub last_poll_event_ids: Vec<u64>,
     /// Coverage counters so far.
-    pub counters: CoverageCounters,
+    pub counters: PollCounters,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::status::{ComponentSnapshot, StatusCell};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
-pub struct CoverageCounters {
+pub struct PollCounters {
     /// Page-1 requests GitHub answered (200 or 304).
     pub polls: u64,
     /// Polls answered `304 Not Modified`: nothing new.
@@ -71,7 +71,7 @@ pub struct PollerSnapshot {
     /// When [`last_error`](PollerSnapshot::last_error) happened.
     pub last_error_at: Option<DateTime<Utc>>,
     /// Coverage counters.
-    pub counters: CoverageCounters,
+    pub counters: PollCounters,
     /// The share of the stream read: mode, estimated stream rate, seen share, missed events.
     pub capture: super::capture::CaptureSnapshot,
 }
