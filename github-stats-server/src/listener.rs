@@ -45,6 +45,8 @@ pub const HYPER_MAX_URI_BYTES: usize = 65_534;
 pub const HYPER_MAX_HEADERS: usize = 100;
 /// hyper's read buffer (`DEFAULT_MAX_BUFFER_SIZE`, 408 KiB): a longer head is answered 431.
 pub const HYPER_MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// The most a connection's read hands hyper at once (see `GuardedStream::poll_read`).
+const MAX_READ_BYTES: usize = 16 * 1024;
 
 /// The limits on connections: the cap and the three timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,7 +517,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedStream<T> {
             return Poll::Ready(Err(write_timeout()));
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        // hyper reads into all the spare room of its buffer, which can be larger than its
+        // limit on a head (HYPER_MAX_HEAD_BYTES): a head over the limit that arrived whole
+        // before hyper read would be taken in one read and accepted. Reads of at most
+        // MAX_READ_BYTES keep its check between two reads, so the limit holds to within one.
+        let mut limited = buf.take(MAX_READ_BYTES);
+        let read = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        // SAFETY: the inner reader filled the first `n` bytes of `limited`, which are the first
+        // `n` unfilled bytes of `buf`.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        match read {
             Poll::Ready(Ok(())) => {
                 this.head.read(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
