@@ -81,7 +81,7 @@ impl ClickHouseStore {
         if let Some(cluster) = store.schema.cluster().map(str::to_owned) {
             store.join_cluster(&cluster, &config).await?;
         }
-        store.migrate_all().await?;
+        store.migrate_all(false).await?;
         store.race_checks.start(Checker {
             client: store.client.clone(),
             schema: store.schema.clone(),
@@ -92,17 +92,21 @@ impl ClickHouseStore {
         Ok(store)
     }
 
-    /// Migrates the one server, or every node of the cluster.
-    async fn migrate_all(&self) -> Result<(), StoreError> {
+    /// Migrates the one server, or every node of the cluster. With `again`, the steps of
+    /// migrations already applied run too: every one creates only what is missing (`IF NOT
+    /// EXISTS`, columns checked first), so a table dropped while its migration stays recorded
+    /// is created again, a derived one filled from `events` as when it was first made.
+    async fn migrate_all(&self, again: bool) -> Result<(), StoreError> {
         if self.nodes.is_empty() {
-            return self.migrate(&self.client, &self.origin, true).await;
+            return self.migrate(&self.client, &self.origin, true, again).await;
         }
         for node in &self.nodes {
             // Derived tables are filled on every node of a cluster without replication (each
             // holds its own events), and on the first replica of each shard of a replicated one
             // (replication passes the rows on).
             let filler = !self.schema.is_replicated() || node.is_first_replica();
-            self.migrate(&node.client, &node.origin, filler).await?;
+            self.migrate(&node.client, &node.origin, filler, again)
+                .await?;
         }
         Ok(())
     }
@@ -127,7 +131,7 @@ impl ClickHouseStore {
             database = self.schema.database(),
             "the store's database or a table is missing: creating the schema again"
         );
-        if let Err(e) = self.migrate_all().await {
+        if let Err(e) = self.migrate_all(true).await {
             self.schema_lost.store(true, Ordering::SeqCst);
             return Err(e);
         }
@@ -226,7 +230,13 @@ impl ClickHouseStore {
     /// In cluster mode this runs on each node in turn, each recording its own versions;
     /// `filler` says whether this node fills the tables derived from `events`
     /// ([`Step::CreateDerived`]).
-    async fn migrate(&self, client: &Client, origin: &str, filler: bool) -> Result<(), StoreError> {
+    async fn migrate(
+        &self,
+        client: &Client,
+        origin: &str,
+        filler: bool,
+        again: bool,
+    ) -> Result<(), StoreError> {
         self.execute_retrying(client, origin, &self.schema.create_database(), self.timeout)
             .await?;
         self.execute_retrying(
@@ -246,6 +256,11 @@ impl ClickHouseStore {
             .collect();
         for migration in self.schema.migrations() {
             if applied.contains(&migration.version) {
+                if again {
+                    for step in &migration.steps {
+                        self.run_step(client, origin, step, filler).await?;
+                    }
+                }
                 continue;
             }
             tracing::info!(
