@@ -84,6 +84,14 @@ enum AttemptError {
     Gone,
 }
 
+/// Why an attempt found no hour to import.
+enum NoHour {
+    /// No file (404, 403, none in the mirror).
+    NotPublished(String),
+    /// A file without a readable event.
+    Empty(String),
+}
+
 /// What follows an attempt that did not read the hour.
 enum AfterAttempt {
     /// Another attempt, after this wait.
@@ -116,12 +124,6 @@ pub(super) struct Fetcher {
     /// The store's records when the follower started: hours recorded are not fetched again.
     recorded: HashMap<DateTime<Utc>, ArchiveStatus>,
     status: ArchiveFollowerStatus,
-}
-
-/// A wait of `min × 2^(n-1)`, capped at `max`, with equal jitter (half fixed, half random), so
-/// that retries spread out but never collapse to nothing.
-fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
-    Backoff::new(min, max).wait(n)
 }
 
 /// `t + d`, saturating.
@@ -252,10 +254,10 @@ impl Fetcher {
                 }
                 Err(AttemptError::Gone) => return None,
                 Err(AttemptError::NotPublished(reason)) => {
-                    self.after_not_published(&name, &mut tries, past_grace, reason)
+                    self.after_no_hour(&name, &mut tries, past_grace, NoHour::NotPublished(reason))
                 }
                 Err(AttemptError::Empty(error)) => {
-                    self.after_empty(&name, &mut tries, past_grace, error)
+                    self.after_no_hour(&name, &mut tries, past_grace, NoHour::Empty(error))
                 }
                 Err(AttemptError::Failed(error)) => {
                     self.after_failure(hour, &name, &mut tries, past_grace, error, tx)
@@ -284,70 +286,55 @@ impl Fetcher {
         Some(HourEnd::Recorded(status))
     }
 
-    /// An attempt found no file: missing once confirmed past the grace period, pending for a
-    /// backfill, else tried again.
-    fn after_not_published(
+    /// An attempt found no file, or a file holding no event: confirmed past the grace period
+    /// by a second such answer (then missing, or damaged for an empty file), pending for a
+    /// backfill before it, else asked again.
+    fn after_no_hour(
         &self,
         name: &str,
         tries: &mut Tries,
         past_grace: bool,
-        reason: String,
+        why: NoHour,
     ) -> AfterAttempt {
         tries.unpublished += 1;
         let attempt = tries.attempt;
-        // Past the grace period, a second answer a few seconds later confirms the hole: a
-        // missing record is never fetched again.
+        if let NoHour::Empty(error) = &why {
+            self.status.error(format!("{name}: {error}"));
+        }
+        // Past the grace period, a second answer a few seconds later confirms it: a missing or
+        // damaged record is not fetched again by the follower.
         if past_grace && tries.unpublished >= 2 {
-            info!(hour = %name, attempt, reason = %reason, "gh archive hour missing, skipped");
-            return AfterAttempt::End(Some(HourEnd::Missing));
+            return AfterAttempt::End(Some(match why {
+                NoHour::NotPublished(reason) => {
+                    info!(hour = %name, attempt, reason = %reason, "gh archive hour missing, skipped");
+                    HourEnd::Missing
+                }
+                NoHour::Empty(error) => {
+                    warn!(hour = %name, attempt, error = %error, "gh archive hour holds no event, recorded as damaged");
+                    HourEnd::Damaged { error }
+                }
+            }));
         }
         if !past_grace && !self.config.wait_for_publication {
+            let reason = match why {
+                NoHour::NotPublished(reason) => format!("not published yet ({reason})"),
+                NoHour::Empty(error) => format!("no event in the file yet ({error})"),
+            };
             return AfterAttempt::End(Some(HourEnd::Pending {
-                reason: format!("not published yet ({reason})"),
+                reason,
                 failed: false,
             }));
         }
         let wait = self.unpublished_retry(past_grace, tries.unpublished);
-        info!(
-            hour = %name,
-            attempt,
-            retry_in_s = wait.as_secs(),
-            reason = %reason,
-            "gh archive hour not published yet"
-        );
-        AfterAttempt::RetryIn(wait)
-    }
-
-    /// An attempt read a file holding no event: treated like an unpublished hour, but
-    /// damaged, not missing, past the grace period.
-    fn after_empty(
-        &self,
-        name: &str,
-        tries: &mut Tries,
-        past_grace: bool,
-        error: String,
-    ) -> AfterAttempt {
-        tries.unpublished += 1;
-        let attempt = tries.attempt;
-        self.status.error(format!("{name}: {error}"));
-        if past_grace && tries.unpublished >= 2 {
-            warn!(hour = %name, attempt, error = %error, "gh archive hour holds no event, recorded as damaged");
-            return AfterAttempt::End(Some(HourEnd::Damaged { error }));
+        let retry_in_s = wait.as_secs();
+        match why {
+            NoHour::NotPublished(reason) => {
+                info!(hour = %name, attempt, retry_in_s, reason = %reason, "gh archive hour not published yet")
+            }
+            NoHour::Empty(error) => {
+                info!(hour = %name, attempt, retry_in_s, error = %error, "gh archive hour holds no event, retrying")
+            }
         }
-        if !past_grace && !self.config.wait_for_publication {
-            return AfterAttempt::End(Some(HourEnd::Pending {
-                reason: format!("no event in the file yet ({error})"),
-                failed: false,
-            }));
-        }
-        let wait = self.unpublished_retry(past_grace, tries.unpublished);
-        info!(
-            hour = %name,
-            attempt,
-            retry_in_s = wait.as_secs(),
-            error = %error,
-            "gh archive hour holds no event, retrying"
-        );
         AfterAttempt::RetryIn(wait)
     }
 
@@ -386,7 +373,7 @@ impl Fetcher {
                 }));
             }
         }
-        let wait = backoff(self.config.min_retry, self.config.max_retry, failures);
+        let wait = Backoff::new(self.config.min_retry, self.config.max_retry).wait(failures);
         warn!(
             hour = %name,
             attempt,
@@ -403,11 +390,11 @@ impl Fetcher {
         if past_grace {
             self.config.min_retry
         } else {
-            backoff(
+            Backoff::new(
                 self.config.unpublished_retry,
                 self.config.max_unpublished_retry,
-                unpublished,
             )
+            .wait(unpublished)
         }
     }
 
