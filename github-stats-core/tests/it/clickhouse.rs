@@ -699,11 +699,7 @@ async fn a_dropped_database_is_created_again_and_a_retried_insert_stores_its_eve
     };
     let store = fresh_store(&url, name).await;
     let reference = fresh_store(&url, "dropped_database_reference").await;
-    let mut seen = std::collections::HashSet::new();
-    let events: Vec<Event> = recorded_events()
-        .into_iter()
-        .filter(|e| seen.insert(e.id))
-        .collect();
+    let events = distinct_recorded_events();
     let (before, after) = events.split_at(events.len() / 2);
     store.insert_events(before).await.unwrap();
     assert_eq!(store.total_events().await.unwrap(), before.len() as u64);
@@ -768,6 +764,15 @@ async fn a_dropped_database_is_created_again_and_a_retried_insert_stores_its_eve
     reference.drop_database().await.unwrap();
 }
 
+/// The recorded events, each id once.
+fn distinct_recorded_events() -> Vec<Event> {
+    let mut seen = std::collections::HashSet::new();
+    recorded_events()
+        .into_iter()
+        .filter(|e| seen.insert(e.id))
+        .collect()
+}
+
 /// A table dropped while its migration stays recorded (`DROP TABLE` by hand) is created again
 /// by the next request, a derived one filled from `events`: the counts come back exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -778,11 +783,7 @@ async fn a_dropped_table_is_created_again_and_its_counts_come_back() {
     };
     let store = fresh_store(&url, name).await;
     let reference = fresh_store(&url, "dropped_table_reference").await;
-    let mut seen = std::collections::HashSet::new();
-    let events: Vec<Event> = recorded_events()
-        .into_iter()
-        .filter(|e| seen.insert(e.id))
-        .collect();
+    let events = distinct_recorded_events();
     let (before, after) = events.split_at(events.len() / 2);
     store.insert_events(before).await.unwrap();
     reference.insert_events(&events).await.unwrap();
